@@ -1,0 +1,207 @@
+"""The syntax tree of a .nnspec file: plain data, one class per construct.
+
+The parser builds it; `specc.lower` turns a model of it into IR. Every node keeps
+its `Span` so later stages can point at the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+
+# ----------------------------------------------------------------- expressions
+@dataclass
+class Expr:
+    span: Span
+
+
+@dataclass
+class Number(Expr):
+    value: int | float
+
+
+@dataclass
+class String(Expr):
+    value: str
+
+
+@dataclass
+class Ratio(Expr):
+    """`N:M`, as in `sparsity(pattern=2:4)`."""
+
+    n: int
+    m: int
+
+
+@dataclass
+class Name(Expr):
+    id: str
+
+
+@dataclass
+class Placeholder(Expr):
+    """`_`: the value threaded through a `repeat` body."""
+
+
+@dataclass
+class EllipsisLit(Expr):
+    """`...`: "let the compiler infer this" in an argument."""
+
+
+@dataclass
+class ListExpr(Expr):
+    items: list[Expr]
+
+
+@dataclass
+class BinOp(Expr):
+    op: str  # one of + - * / %
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Neg(Expr):
+    operand: Expr
+
+
+@dataclass
+class Compare(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Conditional(Expr):
+    then: Expr
+    cond: Expr
+    otherwise: Expr
+
+
+@dataclass
+class Attribute(Expr):
+    value: Expr
+    name: str
+
+
+@dataclass
+class Keyword:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass
+class Call(Expr):
+    func: str
+    func_span: Span
+    args: list[Expr]
+    kwargs: list[Keyword]
+    constraints: list[Compare] | None = None
+
+
+@dataclass
+class Repeat(Expr):
+    count: Expr
+    body: Expr
+    args: list[Expr]
+    kwargs: list[Keyword]
+
+
+# ------------------------------------------------------------------ statements
+@dataclass
+class Stmt:
+    span: Span
+
+
+@dataclass
+class Input(Stmt):
+    name: str
+    dtype: str
+    dtype_span: Span
+    dims: list[Expr]
+
+
+@dataclass
+class Assign(Stmt):
+    targets: list[str]
+    value: Expr
+
+
+@dataclass
+class Output(Stmt):
+    """`output y = expr`, `output a, b = expr` (unpacking), or `output h` (an existing value)."""
+
+    names: list[str]
+    value: Expr | None
+
+
+@dataclass
+class Return(Stmt):
+    values: list[Expr]
+
+
+@dataclass
+class Columns(Stmt):
+    names: list[str]
+    value: Expr
+
+
+# ----------------------------------------------------------------- definitions
+@dataclass
+class Param:
+    name: str
+    type: str | None
+    default: Expr | None
+    span: Span
+
+
+@dataclass
+class Definition:
+    """A `model` or a `block`: a parametrized body of statements."""
+
+    kind: str  # "model" | "block"
+    name: str
+    params: list[Param]
+    body: list[Stmt]
+    span: Span
+    name_span: Span
+
+
+@dataclass
+class Stage:
+    """One line of a `compress` section: `transform(args) on selector ...`."""
+
+    transform: Call
+    selectors: list[Expr]
+    excepts: list[Expr]
+    where: Expr | None
+    span: Span
+
+
+@dataclass
+class CompressDef:
+    name: str
+    base: str
+    stages: list[Stage]
+    span: Span
+    name_span: Span
+
+
+@dataclass
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass
+class Module:
+    """One parsed file."""
+
+    path: str
+    imports: list[Import] = field(default_factory=list)
+    definitions: list[Definition] = field(default_factory=list)
+    compressions: list[CompressDef] = field(default_factory=list)

@@ -1,0 +1,340 @@
+"""The `specc` command line.
+
+Exit codes: 0 success; 1 the spec has errors (diagnostics on stderr); 2 the
+command line is wrong (unknown option, unreadable or missing file); 3 an internal
+compiler error (a bug in specc; set SPECC_TRACEBACK=1 to see the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import __version__
+from .diagnostics import SpeccError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="specc: compile .nnspec model specs to PyTorch, Triton and ONNX.")
+
+EXIT_SPEC_ERROR, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+
+
+class Target(str, Enum):
+    torch = "torch"
+    triton = "triton"
+    onnx = "onnx"
+
+
+_DEFAULT_SUFFIX = {"torch": ".py", "triton": "_triton.py", "onnx": ".onnx"}
+
+FileArg = typer.Argument(..., help="The .nnspec file.", show_default=False)
+ModelOpt = typer.Option(None, "--model", "-m", help="Which model of the file (default: its only model).")
+ParamOpt = typer.Option(None, "--param", "-p", help="Override a model parameter, e.g. -p hidden=512 (repeatable).")
+
+
+def _parse_params(items: Optional[list[str]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        params[name] = _literal(text)
+    return params
+
+
+def _literal(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _report(error: SpeccError) -> None:
+    print(error.render(), file=sys.stderr)
+
+
+def _run(action) -> None:
+    """Run a command body, mapping every failure to a message and an exit code, never a traceback."""
+    try:
+        action()
+    except SpeccError as err:
+        _report(err)
+        # E0001: the file itself cannot be read, which is a usage problem, not a spec problem
+        raise typer.Exit(EXIT_USAGE if err.code == "E0001" else EXIT_SPEC_ERROR) from None
+    except (typer.Exit, typer.Abort, typer.BadParameter):
+        raise
+    except Exception as exc:  # a bug in specc: say so plainly
+        if os.environ.get("SPECC_TRACEBACK"):
+            traceback.print_exc()
+        print(f"internal compiler error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in specc; rerun with SPECC_TRACEBACK=1 and report it.", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _dump(name: str, graph) -> None:
+    print(f"// ----- IR after {name} -----")
+    print(graph.dump())
+
+
+@app.command("compile")
+def compile_cmd(
+    file: Path = FileArg,
+    target: Target = typer.Option(Target.torch, "--target", "-t", help="What to generate."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Output file (default: MODEL.py, MODEL_triton.py or MODEL.onnx)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="onnx: a state_dict saved from the torch module."),
+    seed: int = typer.Option(0, "--seed", help="onnx: seed for the torch init used when no --weights is given."),
+    model: Optional[str] = ModelOpt,
+    param: Optional[list[str]] = ParamOpt,
+    dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass."),
+) -> None:
+    """Compile one model to a PyTorch module, a Triton module, or an ONNX file."""
+    if weights is not None and target is not Target.onnx:
+        raise typer.BadParameter("--weights only applies to --target onnx (torch modules load state dicts "
+                                 "themselves)", param_hint="--weights")
+    params = _parse_params(param)
+
+    def action() -> None:
+        from .codegen import backends, write_atomic
+        from .compiler import compile_graph
+
+        graph = compile_graph(file, model, params, _dump if dump_ir else None)
+        backend = backends()[target.value]
+        options = {"weights": weights, "seed": seed} if target is Target.onnx else {}
+        artifact = backend.emit(graph, **options)
+        out = output or Path(graph.name + _DEFAULT_SUFFIX[target.value])
+        write_atomic(out, artifact.data)
+        print(f"wrote {out} ({target.value}, model {graph.name})", file=sys.stderr)
+
+    _run(action)
+
+
+@app.command("check")
+def check_cmd(file: Path = FileArg, param: Optional[list[str]] = ParamOpt) -> None:
+    """Check every model in a file and print its diagnostics; writes nothing."""
+    params = _parse_params(param)
+
+    def action() -> None:
+        from .compiler import compilable, compile_graph, load
+
+        for target in compilable(load(file)):
+            graph = compile_graph(file, target.name, params)
+            ins = ", ".join(f"{n}: {graph.node(n).type}" for n in graph.inputs)
+            outs = ", ".join(f"{o}: {graph.node(v).type}" for o, v in graph.outputs.items())
+            print(f"{file}: model {graph.name}({ins}) -> ({outs}): ok")
+
+    _run(action)
+
+
+@app.command("ir")
+def ir_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
+           dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass, not only the last.")
+           ) -> None:
+    """Print the optimized IR of a model."""
+    params = _parse_params(param)
+
+    def action() -> None:
+        from .compiler import compile_graph
+
+        graph = compile_graph(file, model, params, _dump if dump_ir else None)
+        if not dump_ir:
+            print(graph.dump())
+
+    _run(action)
+
+
+@app.command("summary")
+def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+    """A table of layers: output shapes, parameter counts, weight bytes and FLOPs."""
+    params = _parse_params(param)
+
+    def action() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from .compiler import compile_graph, load_program
+        from .summary import LayerRow, summarize, totals
+
+        graph = compile_graph(file, model, params)
+        rows = summarize(graph)
+        before = {}
+        if graph.base_name is not None:  # a compressed model: show the base model's numbers beside
+            base_file = load_program(file)[1].definitions[graph.base_name].span.source.path
+            before = {r.name: r for r in summarize(compile_graph(base_file, graph.base_name, params))}
+        title = f"model {graph.name}" + (f" (compressed from {graph.base_name}: before -> after)" if before else "")
+        table = Table(title=title, title_justify="left")
+        for column, justify in [("layer", "left"), ("op", "left"), ("output", "left"), ("params", "right"),
+                                ("weight bytes", "right"), ("FLOPs", "right")]:
+            table.add_column(column, justify=justify)
+
+        def cells(old, new) -> list[str]:
+            pairs = [(f"{new.params:,}", old and f"{old.params:,}"),
+                     (f"{new.weight_bytes:,}", old and f"{old.weight_bytes:,}"), (str(new.flops), old and str(old.flops))]
+            return [f"{b} -> {a}" if b is not None and b != a else a for a, b in pairs]
+
+        for r in rows:
+            table.add_row(r.name, r.op, str(r.type), *cells(before.get(r.name), r))
+        table.add_section()
+        total = LayerRow("total", "", graph.node(graph.outputs[next(iter(graph.outputs))]).type, *totals(rows))
+        old_total = LayerRow("total", "", total.type, *totals(list(before.values()))) if before else None
+        table.add_row("total", "", "", *cells(old_total, total))
+        Console(width=220).print(table)
+        if old_total is not None and total.weight_bytes:
+            print(f"weights: {old_total.weight_bytes / total.weight_bytes:.2f}x smaller "
+                  f"({old_total.params:,} -> {total.params:,} parameters)")
+
+    _run(action)
+
+
+@app.command("graph")
+def graph_cmd(file: Path = FileArg,
+              output: Path = typer.Option(..., "--output", "-o", help="model.svg, model.png or model.dot"),
+              model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+    """Draw the optimized IR (fusion groups as clusters) with Graphviz."""
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "dot"):
+        raise typer.BadParameter("the output must end in .svg, .png or .dot", param_hint="--output")
+    params = _parse_params(param)
+
+    def action() -> None:
+        from .codegen import write_atomic
+        from .compiler import compile_graph
+        from .graphviz import GraphvizMissing, render, to_dot
+
+        dot = to_dot(compile_graph(file, model, params))
+        try:
+            data = dot.encode() if fmt == "dot" else render(dot, fmt)
+        except GraphvizMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(EXIT_USAGE) from None
+        write_atomic(output, data)
+        print(f"wrote {output}", file=sys.stderr)
+
+    _run(action)
+
+
+@app.command("plan")
+def plan_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+    """Show what each compression stage does to each layer of a compressed model."""
+    params = _parse_params(param)
+
+    def action() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from .compiler import compile_graph
+
+        graph = compile_graph(file, model, params)
+        if graph.base_name is None:
+            raise SpeccError("E0807", f"`{graph.name}` is not a compressed model (declare one with "
+                                      f"`compress NAME = {graph.name} {{ ... }}`)", None)
+        table = Table(title=f"compress {graph.name} = {graph.base_name}", title_justify="left")
+        for column in ("stage", "transform", "layer", "before", "after", "note"):
+            table.add_column(column)
+        for p in graph.plan:
+            table.add_row(str(p.stage + 1), p.transform, p.layer, p.before, p.after, p.note)
+        Console(width=200).print(table)
+
+    _run(action)
+
+
+@app.command("compress")
+def compress_cmd(
+    file: Path = FileArg,
+    weights: Path = typer.Option(..., "--weights", help="The base model's dense state_dict (torch.save)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to save the compressed state_dict."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration inputs (torch.save of a tensor or a "
+                                                                 "tuple of tensors), for transforms that need them."),
+    model: Optional[str] = ModelOpt,
+    param: Optional[list[str]] = ParamOpt,
+) -> None:
+    """Convert a dense state dict into the compressed model's state dict."""
+    params = _parse_params(param)
+
+    def action() -> None:
+        import io
+
+        import torch
+
+        from .codegen import write_atomic
+        from .compiler import compile_graph, load_program
+        from .transforms import Calibration, convert_weights
+
+        graph = compile_graph(file, model, params)
+        if graph.base_name is None:
+            raise SpeccError("E0807", f"`{graph.name}` is not a compressed model", None)
+        dense = _load_tensors(weights, "weights")
+        calibration = None
+        if calib is not None:
+            inputs = _load_tensors(calib, "calibration inputs")
+            # the base model may come from an imported file: compile it from where it is defined
+            base_file = load_program(file)[1].definitions[graph.base_name].span.source.path
+            base = compile_graph(base_file, graph.base_name, params, pipeline=("infer_shapes",))
+            calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base)
+        state = convert_weights(graph, dense, calibration)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(output, buffer.getvalue())
+        print(f"wrote {output} ({len(state)} tensors for model {graph.name})", file=sys.stderr)
+
+    _run(action)
+
+
+def _load_tensors(path: Path, what: str):
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types here; all mean "not a usable file"
+        raise SpeccError("E0601", f"cannot load {what} from {path}: {exc}", None) from None
+
+
+@app.command("fmt")
+def fmt_cmd(file: Path = FileArg,
+            check: bool = typer.Option(False, "--check", help="Write nothing; print the diff and exit 1 if the "
+                                                               "file is not formatted.")) -> None:
+    """Format a spec canonically (comments kept), rewriting the file atomically."""
+
+    def action() -> None:
+        from .fmt import format_file
+
+        if not format_file(file, check=check) and check:
+            raise typer.Exit(EXIT_SPEC_ERROR)
+
+    _run(action)
+
+
+@app.command("lsp")
+def lsp_cmd() -> None:
+    """Run the language server on stdin/stdout (for editors)."""
+
+    def action() -> None:
+        from .lsp import serve
+
+        serve()
+
+    _run(action)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print specc's version."""
+    print(f"specc {__version__}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Backend drivers: IR -> files, through the Jinja templates in `backends/<target>/`.
+
+Each target registers a `Backend`. Templates run under `StrictUndefined`, so a
+template that reads a missing field fails at compile time instead of writing
+broken code. Each op has one template file per target, `ops/<op>.j2`, whose
+macros the module template calls through `op(part, node)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+
+from .. import __version__
+from ..ir import Graph, Node, ParamSpec
+from ..resources import data_dir
+from ..types import TensorType
+
+
+@dataclass
+class NodeView:
+    """What an op template sees of a node."""
+
+    name: str
+    op: str
+    attrs: Any
+    type: TensorType
+    args: list[str]  # operand expressions in this target's syntax (a `scalar` attr slotted in)
+    arg_types: list[TensorType]
+    params: dict[str, ParamSpec]
+    where: str  # "file:line", for comments in generated code
+
+
+@dataclass
+class Artifact:
+    """A compiled output: the bytes to write and the file suffix it wants."""
+
+    data: bytes
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    suffix: str
+    emit: Callable[..., Artifact]
+    doc: str = ""
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backends() -> dict[str, Backend]:
+    for name in ("torch", "triton", "onnx"):
+        importlib.import_module(f"{__name__}.{name}_backend")
+    return dict(_BACKENDS)
+
+
+@lru_cache(maxsize=None)
+def environment(target: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("backends") / target)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+    def op(part: str, node: NodeView) -> str:
+        try:
+            template = env.get_template(f"ops/{node.op}.j2")
+        except jinja2.TemplateNotFound:
+            raise RuntimeError(f"the {target} backend has no template for op `{node.op}`") from None
+        macro = getattr(template.module, part, None)
+        if macro is None:
+            return ""
+        return str(macro(node)).strip()
+
+    env.globals["op"] = op
+    env.globals["version"] = __version__
+    return env
+
+
+def has_macro(target: str, op: str, part: str) -> bool:
+    try:
+        template = environment(target).get_template(f"ops/{op}.j2")
+    except jinja2.TemplateNotFound:
+        return False
+    return hasattr(template.module, part)
+
+
+def render(target: str, template: str, **context: Any) -> str:
+    return environment(target).get_template(template).render(**context)
+
+
+def node_view(graph: Graph, node: Node, value: Callable[[str], str], scalar: Callable[[Node], str]) -> NodeView:
+    """Build a template view; `value` names an operand, `scalar` spells the node's `scalar` attr."""
+    args = [value(o) for o in graph.operands(node.name)]
+    if getattr(node.attrs, "scalar", None) is not None:
+        args.insert(0 if node.attrs.scalar_first else len(args), scalar(node))
+    where = f"{Path(node.span.path).name}:{node.span.line}" if node.span else ""
+    return NodeView(node.name, node.op, node.attrs, node.type, args,
+                    [graph.node(o).type for o in graph.operands(node.name)], node.params, where)
+
+
+def class_name(model: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", model) if part) or "Model"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same directory, so a failure never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,77 @@
+"""The torch target: one readable Python file holding an `nn.Module`.
+
+The file needs only torch at run time. Parameters live in standard submodules
+(`nn.Linear`, `nn.LayerNorm`, ...) so state dicts match what users expect and
+init follows torch's defaults; `forward` is straight-line code, one line per IR
+value, so it traces cleanly under `torch.compile(fullgraph=True)`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from ..ir import Graph, Node
+from . import Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
+
+TARGET = "torch"
+
+
+def _scalar(node: Node) -> str:
+    return repr(float(node.attrs.scalar))
+
+
+def view(graph: Graph, node: Node) -> NodeView:
+    return node_view(graph, node, lambda name: name, _scalar)
+
+
+def module_context(graph: Graph) -> dict[str, Any]:
+    """What both Python targets' module templates need: signature, I/O docs, layers, statements.
+
+    `helpers` are module-level functions that op templates define in a `helpers`
+    macro (e.g. attention's reshaping), emitted once per op that the model uses.
+    """
+    body = [graph.node(n) for n in graph.topo_order() if n not in graph.inputs]
+    nodes = [view(graph, n) for n in body]
+    op = environment(TARGET).globals["op"]
+    helpers = {}
+    for v in nodes:
+        if v.op not in helpers:
+            helpers[v.op] = op("helpers", v)
+    return {
+        "model": graph.name,
+        "class_name": class_name(graph.name),
+        "source": Path(graph.source_path or "spec").name,
+        "constants": graph.constants,
+        "inputs": [(n, graph.node(n).type) for n in graph.inputs],
+        "outputs": [(out, value, graph.node(value).type) for out, value in graph.outputs.items()],
+        "nodes": nodes,
+        "helpers": [code for code in helpers.values() if code],
+    }
+
+
+def emit(graph: Graph) -> Artifact:
+    return Artifact(render(TARGET, "module.py.j2", **module_context(graph)).encode(), ".py")
+
+
+def load_module(source: str, name: str) -> types.ModuleType:
+    """Execute generated Python as a real module (registered in sys.modules, as imports are)."""
+    module = types.ModuleType(name)
+    module.__file__ = f"<specc:{name}>"
+    sys.modules[name] = module
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
+
+
+def instantiate(graph: Graph, seed: int) -> Any:
+    """The torch module for `graph`, initialized from `seed` (used to make ONNX weights)."""
+    import torch
+
+    module = load_module(emit(graph).data.decode(), f"specc_generated_{graph.name}")
+    torch.manual_seed(seed)
+    return module.Model().eval()
+
+
+register_backend(Backend(TARGET, ".py", emit, "a PyTorch nn.Module (Python source)"))

@@ -1,0 +1,288 @@
+"""`specc fmt`: the canonical layout of a .nnspec file, comments kept.
+
+The formatter works on the grammar's own tokens (Lark's lexer, comments
+included), so it never needs a second parser and cannot change what a file
+means: it keeps every token and every line break between tokens, and only
+rewrites the whitespace around them:
+
+- indentation: 4 spaces per `{ ... }` body; a line continuing an open `(` or
+  `[` is indented one more level than the line that opened it, and a line that
+  starts with closers lines up with the line that opened them;
+- spaces: one around binary operators, `=` (except keyword arguments,
+  `p=0.1`) and words; none inside brackets, before `,` `:` `)` `]`, around
+  `.`, after a unary `-`, or between a name and its `(` / `[`;
+- blank lines: at most one in a row, none at the start or end of the file,
+  after `{` or before `}`; exactly one before a top-level `model`, `block`,
+  `compress` (and an `import` after other items), above its leading comments;
+- comments: text kept (trailing blanks dropped); a comment on a line of code
+  stays at its column when the code leaves room, so aligned comments stay aligned.
+
+`format_text` checks its own output: the same tokens in the same order, or it
+raises. It is idempotent: `format_text(format_text(x)) == format_text(x)`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import difflib
+import sys
+from copy import copy
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lark.exceptions import UnexpectedCharacters
+from lark.lexer import BasicLexer, LexerThread
+
+from . import ast
+from .diagnostics import SourceFile, load_source
+from .parser import lark_parser, parse
+
+INDENT = "    "
+
+
+class Lexeme(NamedTuple):
+    """One token of a spec, with 1-based line and column like `Span`s."""
+
+    type: str  # a grammar terminal (NAME, MODEL, LPAR, COMMENT, _NL, ...), WS for blanks, ERROR for junk
+    text: str
+    offset: int
+    line: int
+    col: int
+
+    @property
+    def end_offset(self) -> int:
+        return self.offset + len(self.text)
+
+
+LAYOUT = frozenset({"_NL", "WS", "COMMENT"})
+
+
+@lru_cache(maxsize=1)
+def _lexer() -> BasicLexer:
+    conf = copy(lark_parser().lexer_conf)
+    conf.ignore = ()  # keep comments and blanks
+    return BasicLexer(conf)
+
+
+@lru_cache(maxsize=1)
+def keywords() -> frozenset[str]:
+    """Terminal names of the language's keywords (`MODEL`, `INPUT`, `ON`, ...), read from the grammar."""
+    return frozenset(t.name for t in lark_parser().terminals
+                     if t.pattern.type == "str" and t.pattern.value.isalpha())
+
+
+def lex(text: str) -> list[Lexeme]:
+    """Every token of `text`, layout included, by the grammar's lexer.
+
+    Never fails: a character no terminal matches becomes an `ERROR` lexeme and
+    lexing goes on after it, so editors can highlight half-typed files. Keywords
+    are recognised everywhere (the parser's contextual lexer may read a keyword
+    as a name where a keyword cannot stand, e.g. a parameter called `on`).
+    """
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    out: list[Lexeme] = []
+
+    def add(kind: str, value: str, offset: int) -> None:
+        line = bisect.bisect_right(starts, offset)
+        out.append(Lexeme(kind, value, offset, line, offset - starts[line - 1] + 1))
+
+    base = 0
+    while base < len(text):
+        try:
+            for tok in LexerThread.from_text(_lexer(), text[base:]).lex(None):
+                kind = "WS" if tok.type.startswith("__IGNORE") else tok.type
+                add(kind, str(tok), base + tok.start_pos)
+            break
+        except UnexpectedCharacters as exc:
+            bad = base + exc.pos_in_stream
+            add("ERROR", text[bad], bad)
+            base = bad + 1
+    return out
+
+
+# ------------------------------------------------------------------ formatting
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_CLOSERS = frozenset(_OPENERS.values())
+_OPERAND_END = frozenset({"NAME", "NUMBER", "STRING", "RATIO", "RPAR", "RSQB", "RBRACE", "UNDERSCORE",
+                          "__ANON_0"})  # __ANON_0 is `...`
+_BINARY = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "COMPARE"})
+_ITEM_STARTS = frozenset({"MODEL", "BLOCK", "COMPRESS", "IMPORT"})
+
+
+@dataclasses.dataclass
+class _Line:
+    tokens: list[Lexeme]  # significant tokens
+    comment: Lexeme | None = None
+    blank_before: int = 0  # blank lines above it in the input
+    indent: int = 0
+    text: str = ""  # the formatted code, without indent and comment
+
+
+@dataclasses.dataclass
+class _Open:
+    kind: str  # "body" ({...}), "params" (a definition's parameters), "call" (arguments), "group" ((...) or [...])
+    outer: int  # indent of the line that opened it
+    inner: int  # indent of lines inside it
+
+
+def _split_lines(tokens: list[Lexeme]) -> list[_Line]:
+    lines = [_Line([])]
+    for tok in tokens:
+        if tok.type == "_NL":
+            breaks = tok.text.count("\n")
+            lines.append(_Line([], blank_before=breaks - 1))
+        elif tok.type == "COMMENT":
+            lines[-1].comment = tok
+        elif tok.type != "WS":
+            lines[-1].tokens.append(tok)
+    return [ln for ln in lines if ln.tokens or ln.comment]
+
+
+def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list[_Open]) -> bool:
+    """Whether a space goes between `prev` and `tok` on one line (`before` is the token before `prev`)."""
+    a, b = (prev.type if prev else ""), tok.type
+    if b in ("COMMA", "RPAR", "RSQB", "COLON") or a in ("LPAR", "LSQB"):
+        return False
+    if a == "DOT" or b == "DOT":
+        return a == "NUMBER"  # `3 .x` must not become `3.x`
+    if a == "EQUAL" or b == "EQUAL":
+        return not (stack and stack[-1].kind == "call")
+    if b in ("LPAR", "LSQB"):
+        return a not in ("NAME", "RPAR", "RSQB")
+    if a == "MINUS" and (before is None or before.type not in _OPERAND_END):
+        return False  # unary minus
+    return True
+
+
+def _layout(text: str) -> list[_Line]:
+    tokens = lex(text)
+    lines = _split_lines(tokens)
+    stack: list[_Open] = []
+    prev: Lexeme | None = None
+    before: Lexeme | None = None
+    stmt_indent = 0
+    for line in lines:
+        # indent: a line starting with closers lines up with the line that opened the outermost of them
+        leading = 0
+        while leading < len(line.tokens) and line.tokens[leading].type in _CLOSERS and leading < len(stack):
+            leading += 1
+        if leading:
+            line.indent = stack[-leading].outer
+        else:
+            line.indent = stack[-1].inner if stack else 0
+        if not stack or stack[-1].kind == "body":
+            stmt_indent = line.indent
+        parts: list[str] = []
+        for i, tok in enumerate(line.tokens):
+            if i and _spaced(prev, before, tok, stack):
+                parts.append(" ")
+            parts.append(tok.text)
+            if tok.type in _OPENERS:
+                if tok.type == "LBRACE":
+                    stack.append(_Open("body", stmt_indent, stmt_indent + 1))
+                else:
+                    stack.append(_Open(_paren_kind(tok, prev, before), line.indent, line.indent + 1))
+            elif tok.type in _CLOSERS and stack:
+                stack.pop()
+            before, prev = prev, tok
+        line.text = "".join(parts)
+    return lines
+
+
+def _paren_kind(tok: Lexeme, prev: Lexeme | None, before: Lexeme | None) -> str:
+    if tok.type != "LPAR":
+        return "group"
+    if prev is not None and prev.type == "NAME":
+        return "params" if before is not None and before.type in ("MODEL", "BLOCK") else "call"
+    return "call" if prev is not None and prev.type == "RBRACE" else "group"  # `repeat n { ... } (x)`
+
+
+def _blank_lines(lines: list[_Line]) -> list[int]:
+    """How many blank lines go above each line."""
+    blanks = [min(ln.blank_before, 1) for ln in lines]
+    braces = parens = 0
+    last_code: _Line | None = None
+    for i, ln in enumerate(lines):
+        first = ln.tokens[0].type if ln.tokens else None
+        after_opener = i > 0 and bool(lines[i - 1].tokens) and lines[i - 1].tokens[-1].type in _OPENERS
+        if i == 0 or parens > 0 or first in _CLOSERS or after_opener:
+            blanks[i] = 0
+        if braces == parens == 0 and first in _ITEM_STARTS and last_code is not None \
+                and not (first == "IMPORT" and last_code.tokens[0].type == "IMPORT"):
+            top = i  # the item's leading comments move with it
+            while top > 0 and not lines[top - 1].tokens and blanks[top] == 0:
+                top -= 1
+            if top > 0:
+                blanks[top] = 1
+        for tok in ln.tokens:
+            braces += (tok.type == "LBRACE") - (tok.type == "RBRACE")
+            parens += (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB"))
+        braces, parens = max(braces, 0), max(parens, 0)
+        if ln.tokens:
+            last_code = ln
+    return blanks
+
+
+def format_text(text: str, path: str = "<text>") -> str:
+    """The canonical form of a spec. Raises `SpeccError` if it does not parse."""
+    parse(SourceFile(path, text))  # only well-formed specs are formatted
+    lines = _layout(text)
+    blanks = _blank_lines(lines)
+    out: list[str] = []
+    for ln, blank in zip(lines, blanks):
+        out.extend([""] * blank)
+        code = INDENT * ln.indent + ln.text
+        if ln.comment is not None:
+            comment = ln.comment.text.rstrip()
+            if ln.text:
+                column = max(ln.comment.col - 1, len(code) + 2)
+                code = code.ljust(column) + comment
+            else:
+                code = INDENT * ln.indent + comment
+        out.append(code.rstrip())
+    result = "\n".join(out) + "\n" if out else ""
+    if _significant(text) != _significant(result):
+        raise RuntimeError("specc fmt would change the tokens of this file (a bug in specc.fmt)")
+    return result
+
+
+def _significant(text: str) -> list[tuple[str, str]]:
+    return [(t.type, t.text.rstrip() if t.type == "COMMENT" else t.text) for t in lex(text) if t.type not in ("WS", "_NL")]
+
+
+def syntax_shape(node: Any) -> Any:
+    """A syntax tree without positions, to compare two parses of differently laid-out text."""
+    if isinstance(node, list):
+        return [syntax_shape(n) for n in node]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return (type(node).__name__,) + tuple(
+            syntax_shape(getattr(node, f.name)) for f in dataclasses.fields(node)
+            if not f.name.endswith("span") and not (isinstance(node, ast.Module) and f.name == "path"))
+    return node
+
+
+def diff(old: str, new: str, path: str) -> str:
+    """A unified diff from `old` to `new`, as `specc fmt --check` prints it."""
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{path} (original)",
+                                        f"{path} (formatted)"))
+
+
+def format_file(path: Path, check: bool = False) -> bool:
+    """Format one file in place (atomically), or with `check` only print the diff.
+
+    Returns whether the file was already formatted. Syntax errors raise `SpeccError`.
+    """
+    from .codegen import write_atomic
+
+    source = load_source(path)
+    formatted = format_text(source.text, str(path))
+    if formatted == source.text:
+        return True
+    if check:
+        sys.stdout.write(diff(source.text, formatted, str(path)))
+    else:
+        write_atomic(Path(path), formatted.encode("utf-8"))
+        print(f"reformatted {path}", file=sys.stderr)
+    return False

@@ -1,0 +1,155 @@
+"""The intermediate representation: a dataflow graph of ops on networkx.
+
+A `Graph` wraps an `nx.MultiDiGraph` whose nodes are value names and whose
+edges run operand -> user, keyed by operand position (so `add(x, x)` keeps both
+edges). Each node carries a `Node` record: the op, its validated attributes, the
+source span it came from, and (after shape inference) its tensor type and the
+trainable parameters it owns. Passes mutate the graph; `verify` checks the
+invariants after every pass.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import networkx as nx
+from pydantic import BaseModel
+
+from .diagnostics import Span
+from .types import TensorType
+
+# Names generated code already uses or that nn.Module defines: a value with one
+# of these names gets a trailing underscore.
+RESERVED = frozenset(keyword.kwlist) | {
+    "self", "torch", "nn", "F", "triton", "tl", "math", "ctx", "input", "type", "super",
+    "training", "forward", "parameters", "buffers", "modules", "children", "state_dict", "train",
+    "eval", "to", "cuda", "cpu", "float", "double", "half", "apply", "register_buffer", "zero_grad",
+    "named_parameters", "load_state_dict", "extra_repr", "dump_patches", "call_super_init",
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A tensor an op owns, keyed in the state dict as `<node>.<name>`.
+
+    `trainable=False` marks a buffer (e.g. batchnorm's running statistics): it is
+    in the state dict but not in `parameters()`, nor in parameter counts.
+    """
+
+    shape: tuple[int, ...]
+    trainable: bool = True
+    dtype: str | None = None  # None: the dtype of the op's first operand
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    attrs: BaseModel
+    span: Span | None
+    arg_spans: list[Span | None] = field(default_factory=list)
+    type: TensorType | None = None
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    group: str | None = None  # fusion group, set by the fusion pass
+    call_sites: tuple[tuple[str, Span], ...] = ()  # (block, call span) for values inlined from blocks, outermost first
+
+
+def explicit_attrs(attrs: BaseModel) -> dict[str, object]:
+    """The attributes that differ from their defaults (what a reader needs to see)."""
+    out = {}
+    for key, info in type(attrs).model_fields.items():
+        value = getattr(attrs, key)
+        if info.is_required() or value != info.default:
+            out[key] = value
+    return out
+
+
+def _show(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value) if isinstance(value, (str, float)) else str(value)
+
+
+class Graph:
+    """One model, as a DAG of named values."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nx = nx.MultiDiGraph()
+        self.inputs: list[str] = []
+        self.outputs: dict[str, str] = {}  # output name -> value name
+        self.output_spans: dict[str, Span | None] = {}
+        self.constants: dict[str, object] = {}  # the model's compile-time parameters
+        self.properties: set[str] = set()  # what passes have ensured
+        self.source_path: str | None = None  # the spec file, for headers of generated code
+        self.base_name: str | None = None  # for a compressed model: the model it compresses
+        self.plan: list = []  # for a compressed model: what each stage did to each layer (transforms.LayerPlan)
+        self._order = 0
+
+    # ---------------------------------------------------------------- building
+    def fresh_name(self, hint: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+        if base[0].isdigit():
+            base = "v_" + base
+        if base in RESERVED:
+            base += "_"
+        name, i = base, 1
+        while name in self.nx:
+            name = f"{base}_{i}"
+            i += 1
+        return name
+
+    def add_node(self, op: str, operands: list[str], attrs: BaseModel, span: Span | None,
+                 name_hint: str, arg_spans: list[Span | None] | None = None,
+                 call_sites: tuple[tuple[str, Span], ...] = ()) -> str:
+        name = self.fresh_name(name_hint)
+        node = Node(name, op, attrs, span, list(arg_spans or [None] * len(operands)), call_sites=call_sites)
+        # operands are kept in order on the node as well as as edges: passes read them constantly
+        self.nx.add_node(name, node=node, order=self._order, operands=tuple(operands))
+        self._order += 1
+        for index, src in enumerate(operands):
+            self.nx.add_edge(src, name, key=index)
+        return name
+
+    def remove_node(self, name: str) -> None:
+        self.nx.remove_node(name)
+
+    # ---------------------------------------------------------------- querying
+    def node(self, name: str) -> Node:
+        return self.nx.nodes[name]["node"]
+
+    def operands(self, name: str) -> list[str]:
+        return list(self.nx.nodes[name]["operands"])
+
+    def users(self, name: str) -> list[str]:
+        return sorted(set(self.nx.successors(name)), key=lambda n: self.nx.nodes[n]["order"])
+
+    def topo_order(self) -> list[str]:
+        """A deterministic topological order: ties broken by creation order."""
+        order = nx.get_node_attributes(self.nx, "order")
+        return list(nx.lexicographical_topological_sort(self.nx, key=lambda n: order[n]))
+
+    def nodes(self) -> Iterator[Node]:
+        for name in self.topo_order():
+            yield self.node(name)
+
+    def dump(self) -> str:
+        """A readable listing, one value per line, like MLIR's generic form."""
+        lines = [f"graph {self.name}({', '.join(self.inputs)}) {{"]
+        for node in self.nodes():
+            operands = ", ".join("%" + o for o in self.operands(node.name))
+            attrs = ", ".join(f"{k}={_show(v)}" for k, v in explicit_attrs(node.attrs).items())
+            args = ", ".join(p for p in (operands, attrs) if p)
+            ty = f" : {node.type}" if node.type else ""
+            extra = f"  group={node.group}" if node.group else ""
+            params = ""
+            if node.params:
+                params = "  params{" + ", ".join(f"{k}: {list(p.shape)}" for k, p in node.params.items()) + "}"
+            where = f"  // {node.span.source.path.split('/')[-1]}:{node.span.line}" if node.span else ""
+            lines.append(f"  %{node.name} = {node.op}({args}){ty}{params}{extra}{where}")
+        outs = ", ".join(f"{k}=%{v}" for k, v in self.outputs.items())
+        lines.append(f"  return {outs}")
+        lines.append("}")
+        return "\n".join(lines)

@@ -1,0 +1,685 @@
+"""Syntax tree -> IR: evaluate compile-time expressions and build the op graph.
+
+A model's parameters (`hidden: int = 256`) are compile-time values; expressions
+over them are evaluated here. Expressions over tensors become op nodes. Each op
+call is bound to its `OpDef`: tensors to operands, everything else to the op's
+pydantic attributes, so a wrong argument is reported at the argument.
+
+Blocks are inlined at each call (their values named after the call site), and
+`repeat N { body } (x)` unrolls its body N times, threading `_` through.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from . import ast, ops
+from .diagnostics import Note, Span, SpeccError
+from .ir import Graph
+from .types import DTYPES, Dim, Sym, dim_add, dim_div, dim_mul
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor value during lowering: the IR node that computes it."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class Results:
+    """Several values from one call (a block's `return a, b`): unpack them or pick one by name."""
+
+    values: tuple[Any, ...]
+    names: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """A named column of a tensor, from `columns (a, b) = t`: usable inside constraint blocks."""
+
+    tensor: TensorRef
+    index: int
+    name: str
+
+
+@dataclass
+class Program:
+    """Every definition visible to the file being compiled (its own and its imports')."""
+
+    definitions: dict[str, ast.Definition]
+
+
+_BUILTINS: dict[str, Any] = {"true": True, "false": False}
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tensor": (TensorRef,),
+}
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "%": operator.mod,
+}
+_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+def _divide(a: Any, b: Any) -> Any:
+    """`/` on compile-time numbers: exact integer division stays an int."""
+    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and b != 0 and a % b == 0:
+        return a // b
+    return a / b
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, TensorRef):
+        return "a tensor"
+    if isinstance(v, Results):
+        return f"{len(v.values)} values"
+    if isinstance(v, bool):
+        return "a bool"
+    return {int: "an int", float: "a float", str: "a string", list: "a list"}.get(type(v), type(v).__name__)
+
+
+class _Lowerer:
+    def __init__(self, program: Program, model: ast.Definition) -> None:
+        self.program = program
+        self.defn = model
+        self.graph = Graph(model.name)
+        self.env: dict[str, Any] = {}
+        self.prefix = ""  # prepended to value names inside an inlined block
+        self.placeholder: Any = None  # the value of `_` inside a `repeat` body
+        self.call_sites: list[tuple[str, Span]] = []  # the blocks being inlined, outermost first
+        self.input_names: set[str] = set()
+
+    # ----------------------------------------------------------------- model
+    def run(self, overrides: dict[str, Any]) -> Graph:
+        known = {p.name for p in self.defn.params}
+        for name in overrides:
+            if name not in known:
+                raise SpeccError("E0207", f"model `{self.defn.name}` has no parameter `{name}`", self.defn.name_span,
+                                 help=_did_you_mean(name, known) or f"its parameters: {', '.join(sorted(known)) or 'none'}")
+        self._bind_params(self.defn, {k: (v, None) for k, v in overrides.items()})
+        for p in self.defn.params:
+            self.graph.constants[p.name] = self.env[p.name]
+        for stmt in self.defn.body:
+            self._statement(stmt)
+        if not self.graph.outputs:
+            raise SpeccError("E0206", f"model `{self.defn.name}` has no `output`", self.defn.name_span,
+                             help="declare one with `output name = expr`")
+        return self.graph
+
+    def _bind_params(self, defn: ast.Definition, given: dict[str, tuple[Any, Span | None]]) -> None:
+        """Bind a definition's parameters in `self.env`: given values, else defaults (which may use earlier ones)."""
+        for p in defn.params:
+            if p.type is not None and p.type not in PARAM_TYPES:
+                raise SpeccError("E0208", f"unknown parameter type `{p.type}`", p.span,
+                                 help=f"use one of {', '.join(PARAM_TYPES)}")
+            if p.name in given:
+                value, span = given[p.name]
+            elif p.default is not None:
+                value, span = self._expr(p.default, p.name), p.default.span
+            else:
+                how = "pass it in the call" if defn.kind == "block" else f"give it a default, or pass `-p {p.name}=VALUE`"
+                raise SpeccError("E0209", f"parameter `{p.name}` of {defn.kind} `{defn.name}` has no default and "
+                                          "no value was given", p.span, help=how)
+            if p.type is not None and (not isinstance(value, PARAM_TYPES[p.type])
+                                       or (p.type not in ("bool", "tensor") and isinstance(value, bool))):
+                raise SpeccError("E0210", f"parameter `{p.name}` is declared `{p.type}` but its value is "
+                                          f"{_kind(value)}" + ("" if isinstance(value, TensorRef) else f" ({value!r})"),
+                                 span or p.span)
+            self.env[p.name] = float(value) if p.type == "float" else value
+
+    # ------------------------------------------------------------ statements
+    def _statement(self, stmt: ast.Stmt) -> None:
+        if isinstance(stmt, ast.Input):
+            self._input(stmt)
+        elif isinstance(stmt, ast.Assign):
+            hint = self.prefix + stmt.targets[0]
+            for name, value in zip(stmt.targets, self._unpack(stmt.targets, self._expr(stmt.value, hint), stmt)):
+                self.env[name] = value
+        elif isinstance(stmt, ast.Output):
+            self._output(stmt)
+        elif isinstance(stmt, ast.Columns):
+            self._columns(stmt)
+        elif isinstance(stmt, ast.Return):
+            raise SpeccError("E0211", "`return` belongs in a `block`; a model declares `output`s", stmt.span)
+        else:
+            raise SpeccError("E0901", f"`{type(stmt).__name__.lower()}` statements are not supported yet", stmt.span)
+
+    def _input(self, stmt: ast.Input) -> None:
+        if stmt.dtype not in DTYPES:
+            raise SpeccError("E0212", f"unknown dtype `{stmt.dtype}`", stmt.dtype_span,
+                             help=_did_you_mean(stmt.dtype, DTYPES) or f"use one of {', '.join(DTYPES)}")
+        if stmt.name in self.env:
+            raise SpeccError("E0203", f"`{stmt.name}` is already defined", stmt.span)
+        shape = tuple(self._dim(d) for d in stmt.dims)
+        attrs = ops.get("input").attrs(dtype=stmt.dtype, shape=shape)
+        name = self.graph.add_node("input", [], attrs, stmt.span, stmt.name)
+        self.graph.inputs.append(name)
+        self.input_names.add(stmt.name)
+        self.env[stmt.name] = TensorRef(name)
+
+    def _columns(self, stmt: ast.Columns) -> None:
+        value = self._expr(stmt.value, self.prefix + "columns")
+        if not isinstance(value, TensorRef):
+            raise SpeccError("E0701", f"`columns` names the last dim of a tensor, got {_kind(value)}", stmt.value.span)
+        t = self._infer(value.node)
+        if t.rank == 0 or t.shape[-1] != len(stmt.names):
+            raise SpeccError("E0701", f"{len(stmt.names)} column names for a tensor of type {t}: its last dim must be "
+                                      f"{len(stmt.names)}", stmt.span)
+        if len(set(stmt.names)) != len(stmt.names):
+            raise SpeccError("E0701", "a column name is used twice", stmt.span)
+        for i, name in enumerate(stmt.names):
+            self.env[name] = ColumnRef(value, i, name)
+
+    def _unpack(self, targets: list[str], value: Any, stmt: ast.Stmt) -> list[Any]:
+        if len(targets) == 1:
+            return [value]  # several results stay together; `r.name` picks one
+        if not isinstance(value, Results) or len(value.values) != len(targets):
+            got = len(value.values) if isinstance(value, Results) else 1
+            raise SpeccError("E0223", f"cannot unpack {got} value{'s' if got != 1 else ''} into {len(targets)} names",
+                             stmt.span)
+        return list(value.values)
+
+    def _output(self, stmt: ast.Output) -> None:
+        for name in stmt.names:
+            if name in self.graph.outputs:
+                raise SpeccError("E0203", f"output `{name}` is declared twice", stmt.span)
+            if stmt.value is not None and name in self.input_names:
+                raise SpeccError("E0203", f"output `{name}` has the name of an input; inputs and outputs "
+                                          "need distinct names", stmt.span)
+        if stmt.value is None:
+            values = [self._lookup(name, stmt.span) for name in stmt.names]
+        else:
+            values = self._unpack(stmt.names, self._expr(stmt.value, stmt.names[0]), stmt)
+        for name, value in zip(stmt.names, values):
+            if not isinstance(value, TensorRef):
+                raise SpeccError("E0213", f"output `{name}` must be a tensor, got {_kind(value)}", stmt.span)
+            self.graph.outputs[name] = value.node
+            self.graph.output_spans[name] = stmt.span
+            self.env[name] = value
+
+    # ----------------------------------------------------------- expressions
+    def _lookup(self, name: str, span: Span) -> Any:
+        if name in self.env:
+            return self.env[name]
+        if name in _BUILTINS:
+            return _BUILTINS[name]
+        raise SpeccError("E0202", f"undefined name `{name}`", span,
+                         help=_did_you_mean(name, list(self.env) + list(_BUILTINS)))
+
+    def _const(self, expr: ast.Expr) -> Any:
+        value = self._expr(expr, "const")
+        if isinstance(value, TensorRef):
+            raise SpeccError("E0214", "expected a compile-time value here, got a tensor", expr.span)
+        return value
+
+    def _dim(self, expr: ast.Expr) -> Dim:
+        """A shape dim: an int, or a symbolic expression over undeclared names."""
+        if isinstance(expr, ast.Name) and expr.id not in self.env:
+            return Sym.of(expr.id)
+        if isinstance(expr, ast.BinOp) and expr.op in "+-*/":
+            a, b = self._dim(expr.left), self._dim(expr.right)
+            if expr.op == "/":
+                out = dim_div(a, b)
+                if out is None:
+                    raise SpeccError("E0215", f"{a} / {b} is not an exact division", expr.span)
+                return out
+            return dim_mul(a, b) if expr.op == "*" else dim_add(a, b, 1 if expr.op == "+" else -1)
+        value = self._const(expr)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpeccError("E0215", f"a dim must be a non-negative int or a symbol, got {value!r}", expr.span)
+        return value
+
+    def _expr(self, expr: ast.Expr, hint: str) -> Any:
+        if isinstance(expr, ast.Number):
+            return expr.value
+        if isinstance(expr, ast.String):
+            return expr.value
+        if isinstance(expr, ast.Name):
+            return self._lookup(expr.id, expr.span)
+        if isinstance(expr, ast.ListExpr):
+            return [self._list_item(item) for item in expr.items]
+        if isinstance(expr, ast.Ratio):
+            return (expr.n, expr.m)
+        if isinstance(expr, ast.Neg):
+            value = self._expr(expr.operand, _child_hint(hint, expr.operand))
+            if isinstance(value, TensorRef):
+                return self._tensor_binop("*", value, -1.0, expr, hint)
+            if not _is_number(value):
+                raise SpeccError("E0216", f"cannot negate {_kind(value)}", expr.span)
+            return -value
+        if isinstance(expr, ast.BinOp):
+            return self._binop(expr, hint)
+        if isinstance(expr, ast.Conditional):
+            cond = self._const(expr.cond)
+            if not isinstance(cond, bool):
+                raise SpeccError("E0217", f"a condition must be a bool, got {_kind(cond)}", expr.cond.span)
+            return self._expr(expr.then if cond else expr.otherwise, hint)
+        if isinstance(expr, ast.Compare):
+            left, right = self._const(expr.left), self._const(expr.right)
+            return _COMPARE[expr.op](left, right)
+        if isinstance(expr, ast.Call):
+            if expr.func in self.program.definitions and ops.get(expr.func) is None:
+                return self._call_block(expr, hint)
+            if expr.func == "split":
+                return self._split(expr, hint)
+            if expr.constraints is not None:
+                return self._constrain(expr, hint)
+            return self._call(expr, hint)
+        if isinstance(expr, ast.Repeat):
+            return self._repeat(expr, hint)
+        if isinstance(expr, ast.Placeholder):
+            if self.placeholder is None:
+                raise SpeccError("E0224", "`_` is only defined inside a `repeat` body", expr.span)
+            return self.placeholder
+        if isinstance(expr, ast.Attribute):
+            return self._attribute(expr, hint)
+        assert isinstance(expr, ast.EllipsisLit), expr
+        return ...  # "let the op infer this"; only op attributes accept it
+
+    def _attribute(self, expr: ast.Attribute, hint: str) -> Any:
+        value = self._expr(expr.value, hint)
+        if isinstance(value, Results) and expr.name in value.names:
+            return value.values[value.names.index(expr.name)]
+        names = [n for n in value.names if n] if isinstance(value, Results) else []
+        raise SpeccError("E0225", f"{_kind(value)} has no part named `{expr.name}`", expr.span,
+                         help=_did_you_mean(expr.name, names) or (f"its parts: {', '.join(names)}" if names else None))
+
+    def _repeat(self, expr: ast.Repeat, hint: str) -> Any:
+        count = self._const(expr.count)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise SpeccError("E0226", f"`repeat` needs a non-negative int count, got {count!r}", expr.count.span)
+        if len(expr.args) != 1 or expr.kwargs:
+            raise SpeccError("E0226", "`repeat N { ... } (x)` takes exactly one initial value", expr.span)
+        value = self._expr(expr.args[0], _child_hint(hint, expr.args[0]))
+        saved = self.placeholder
+        try:
+            for i in range(count):
+                self.placeholder = value
+                value = self._expr(expr.body, f"{hint}_{i}")
+        finally:
+            self.placeholder = saved
+        return value
+
+    def _split(self, call: ast.Call, hint: str) -> Results:
+        """`split(x, sizes, dim=-1)`: consecutive slices of one dim; `sizes` is a list, or a count of equal parts."""
+        args = dict(zip(("x", "sizes", "dim"), call.args)) | {kw.name: kw.value for kw in call.kwargs}
+        unknown = set(args) - {"x", "sizes", "dim"}
+        if unknown or "x" not in args or "sizes" not in args or len(call.args) > 3:
+            raise SpeccError("E0301", "split() takes (x, sizes, dim=-1): sizes is a list of ints or a number of "
+                                      "equal parts", call.span)
+        x = self._expr(args["x"], _child_hint(hint, args["x"]))
+        sizes = self._const(args["sizes"])
+        dim = self._const(args["dim"]) if "dim" in args else -1
+        if not isinstance(x, TensorRef):
+            raise SpeccError("E0304", f"split() splits a tensor, got {_kind(x)}", args["x"].span)
+        x_type = self._infer(x.node)
+        if not isinstance(dim, int) or not -x_type.rank <= dim < x_type.rank:
+            raise SpeccError("E0404", f"split(): dim={dim!r} is out of range for {x_type}", call.span)
+        size = x_type.shape[dim]
+        if not isinstance(size, int):
+            raise SpeccError("E0401", f"split(): dim {dim} of {x_type} must be static", call.span)
+        if isinstance(sizes, int) and not isinstance(sizes, bool):
+            if sizes <= 0 or size % sizes:
+                raise SpeccError("E0401", f"split(): {size} elements of dim {dim} do not split into {sizes} equal "
+                                          "parts", args["sizes"].span)
+            sizes = [size // sizes] * sizes
+        if (not isinstance(sizes, list) or not sizes
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
+            raise SpeccError("E0302", f"split(): sizes must be positive ints, got {sizes!r}", args["sizes"].span)
+        if sum(sizes) != size:
+            raise SpeccError("E0402", f"split(): sizes {sizes} add up to {sum(sizes)}, but dim {dim} of {x_type} "
+                                      f"has {size}", args["sizes"].span)
+        slice_attrs = ops.get("slice").attrs
+        parts, start = [], 0
+        for i, n in enumerate(sizes):
+            attrs = slice_attrs(dim=dim, start=start, end=start + n)
+            parts.append(TensorRef(self.graph.add_node("slice", [x.node], attrs, call.span, f"{hint}_{i}",
+                                                       [args["x"].span], tuple(self.call_sites))))
+            start += n
+        return Results(tuple(parts), (None,) * len(parts))
+
+    def _constrain(self, call: ast.Call, hint: str) -> TensorRef:
+        """`op(t, ...) { linear inequalities over t's columns }`: the block becomes the op's `constraints`."""
+        if not call.args:
+            raise SpeccError("E0303", f"{call.func}() needs the tensor whose columns it constrains", call.span)
+        target = self._expr(call.args[0], _child_hint(hint, call.args[0]))
+        columns = sorted((v for v in self.env.values() if isinstance(v, ColumnRef) and v.tensor == target),
+                         key=lambda c: c.index)
+        if not columns:
+            raise SpeccError("E0701", "name the columns of this tensor first, e.g. `columns (a, b, c) = t`",
+                             call.args[0].span)
+        rows = tuple(self._linear_constraint(c, target) for c in call.constraints)
+        # the constraints reach the op as an attribute; the column names, for messages and the default order
+        extra = {"constraints": rows, "columns": tuple(c.name for c in columns)}
+        return self._call(call, hint, extra)
+
+    def _linear_constraint(self, cmp: ast.Compare, target: TensorRef) -> Any:
+        from fractions import Fraction
+
+        from .constraints import LinearConstraint
+
+        if cmp.op not in ("<=", "<", ">=", ">"):
+            raise SpeccError("E0702", f"constraints are inequalities (<=, <, >=, >), not `{cmp.op}`", cmp.span)
+        left, right = self._linear(cmp.left, target), self._linear(cmp.right, target)
+        sign = 1 if cmp.op in ("<=", "<") else -1  # a <= b  is  a - b <= 0;  a >= b  is  b - a <= 0
+        coeffs: dict[int, Fraction] = {}
+        for i, c in left[0].items():
+            coeffs[i] = coeffs.get(i, Fraction(0)) + sign * c
+        for i, c in right[0].items():
+            coeffs[i] = coeffs.get(i, Fraction(0)) - sign * c
+        coeffs = {i: c for i, c in coeffs.items() if c != 0}
+        rhs = sign * (right[1] - left[1])
+        text = cmp.span.source.line(cmp.span.line)[cmp.span.col - 1:cmp.span.end_col - 1].strip()
+        if not coeffs:
+            raise SpeccError("E0702", f"constraint `{text}` mentions no column", cmp.span)
+        return LinearConstraint(tuple(sorted(coeffs.items())), rhs, cmp.op in ("<", ">"), text, cmp.span)
+
+    def _linear(self, expr: ast.Expr, target: TensorRef) -> tuple[dict[int, Any], Any]:
+        """A linear expression over columns as ({column: coefficient}, constant), exact rationals."""
+        from fractions import Fraction
+
+        if isinstance(expr, ast.Name) and isinstance(self.env.get(expr.id), ColumnRef):
+            col = self.env[expr.id]
+            if col.tensor != target:
+                raise SpeccError("E0703", f"column `{expr.id}` belongs to another tensor", expr.span)
+            return {col.index: Fraction(1)}, Fraction(0)
+        if isinstance(expr, ast.Neg):
+            coeffs, const = self._linear(expr.operand, target)
+            return {i: -c for i, c in coeffs.items()}, -const
+        if isinstance(expr, ast.BinOp) and expr.op in "+-":
+            (a, ca), (b, cb) = self._linear(expr.left, target), self._linear(expr.right, target)
+            sign = 1 if expr.op == "+" else -1
+            out = dict(a)
+            for i, c in b.items():
+                out[i] = out.get(i, Fraction(0)) + sign * c
+            return out, ca + sign * cb
+        if isinstance(expr, ast.BinOp) and expr.op in "*/":
+            (a, ca), (b, cb) = self._linear(expr.left, target), self._linear(expr.right, target)
+            if expr.op == "*" and (not a or not b):
+                scale, (terms, const) = (ca, (b, cb)) if not a else (cb, (a, ca))
+                return {i: c * scale for i, c in terms.items()}, const * scale
+            if expr.op == "/" and not b and cb != 0:
+                return {i: c / cb for i, c in a.items()}, ca / cb
+            raise SpeccError("E0702", "constraints must be linear: multiply or divide columns only by numbers",
+                             expr.span)
+        value = self._const(expr)
+        if not _is_number(value):
+            raise SpeccError("E0703", f"expected a column or a number in a constraint, got {_kind(value)}", expr.span)
+        return {}, Fraction(str(value)) if isinstance(value, float) else Fraction(value)
+
+    def _infer(self, name: str) -> Any:
+        """The type of a value while lowering (for builtins like split that depend on shapes)."""
+        node = self.graph.node(name)
+        if node.type is None:
+            for operand in self.graph.operands(name):
+                self._infer(operand)
+            node.type = ops.get(node.op).infer(ops.InferContext(self.graph, node))
+        return node.type
+
+    def _call_block(self, call: ast.Call, hint: str) -> Any:
+        """Inline a block: bind its parameters, lower its body in a fresh scope, return its results."""
+        block = self.program.definitions[call.func]
+        if block.kind != "block":
+            raise SpeccError("E0227", f"`{call.func}` is a model; only blocks can be called", call.func_span)
+        active = [name for name, _ in self.call_sites]
+        if call.func in active:
+            chain = " -> ".join(active[active.index(call.func):] + [call.func])
+            raise SpeccError("E0228", f"block `{call.func}` calls itself ({chain}); recursion is not allowed",
+                             call.func_span)
+        if call.constraints is not None:
+            raise SpeccError("E0901", "a constraint block after a block call is not supported", call.span)
+        names = [p.name for p in block.params]
+        given: dict[str, tuple[Any, Span | None]] = {}
+        if len(call.args) > len(names):
+            raise SpeccError("E0301", f"block `{block.name}` takes {len(names)} arguments, got {len(call.args)}",
+                             call.args[len(names)].span)
+        for name, arg in zip(names, call.args):
+            given[name] = (self._expr(arg, _child_hint(hint, arg)), arg.span)
+        for kw in call.kwargs:
+            if kw.name not in names:
+                raise SpeccError("E0301", f"block `{block.name}` has no parameter `{kw.name}`", kw.span,
+                                 help=_did_you_mean(kw.name, names))
+            if kw.name in given:
+                raise SpeccError("E0301", f"block `{block.name}` got parameter `{kw.name}` twice", kw.span)
+            given[kw.name] = (self._expr(kw.value, _child_hint(hint, kw.value)), kw.span)
+
+        saved = (self.env, self.prefix, self.placeholder)
+        self.env, self.prefix, self.placeholder = {}, f"{hint}_", None
+        self.call_sites.append((block.name, call.span))
+        try:
+            self._bind_params(block, given)
+            return self._block_body(block, hint)
+        except SpeccError as err:
+            raise err.with_note(Note(f"in block `{block.name}`, called here", call.span)) from None
+        finally:
+            self.env, self.prefix, self.placeholder = saved
+            self.call_sites.pop()
+
+    def _block_body(self, block: ast.Definition, hint: str) -> Any:
+        *body, last = block.body or [None]
+        if not isinstance(last, ast.Return):
+            raise SpeccError("E0222", f"block `{block.name}` must end with `return`", block.name_span)
+        for stmt in body:
+            if isinstance(stmt, (ast.Input, ast.Output, ast.Return)):
+                what = {ast.Input: "`input`", ast.Output: "`output`", ast.Return: "an early `return`"}[type(stmt)]
+                raise SpeccError("E0211", f"{what} is not allowed in a block (blocks take parameters and `return`)",
+                                 stmt.span)
+            self._statement(stmt)
+        values = [self._expr(v, hint if len(last.values) == 1 else f"{hint}_{i}") for i, v in enumerate(last.values)]
+        if len(values) == 1:
+            return values[0]
+        names = tuple(v.id if isinstance(v, ast.Name) else None for v in last.values)
+        return Results(tuple(values), names)
+
+    def _list_item(self, item: ast.Expr) -> Any:
+        """List items may be symbolic dims (e.g. reshape targets like [B, -1])."""
+        if isinstance(item, ast.Name) and item.id not in self.env and item.id not in _BUILTINS:
+            return Sym.of(item.id)
+        return self._expr(item, "item")
+
+    def _binop(self, expr: ast.BinOp, hint: str) -> Any:
+        left = self._expr(expr.left, _child_hint(hint, expr.left))
+        right = self._expr(expr.right, _child_hint(hint, expr.right))
+        if isinstance(left, TensorRef) or isinstance(right, TensorRef):
+            if expr.op not in _TENSOR_OPS:
+                raise SpeccError("E0216", f"`{expr.op}` is not defined on tensors", expr.span)
+            return self._tensor_binop(expr.op, left, right, expr, hint)
+        if not (_is_number(left) and _is_number(right)):
+            raise SpeccError("E0216", f"cannot apply `{expr.op}` to {_kind(left)} and {_kind(right)}", expr.span)
+        if expr.op in "/%" and right == 0:
+            raise SpeccError("E0218", "division by zero", expr.right.span)
+        return _divide(left, right) if expr.op == "/" else _ARITH[expr.op](left, right)
+
+    def _tensor_binop(self, op: str, left: Any, right: Any, expr: ast.Expr, hint: str) -> TensorRef:
+        spans = [getattr(expr, "left", expr).span, getattr(expr, "right", expr).span]
+        operands, arg_spans, scalar, scalar_first = [], [], None, False
+        for i, value in enumerate((left, right)):
+            if isinstance(value, TensorRef):
+                operands.append(value.node)
+                arg_spans.append(spans[i])
+            elif _is_number(value):
+                scalar, scalar_first = float(value), i == 0
+            else:
+                raise SpeccError("E0216", f"cannot apply `{op}` to a tensor and {_kind(value)}", spans[i])
+        opname = _TENSOR_OPS[op]
+        attrs = ops.get(opname).attrs(scalar=scalar, scalar_first=scalar_first)
+        return TensorRef(self.graph.add_node(opname, operands, attrs, expr.span, hint, arg_spans,
+                                             tuple(self.call_sites)))
+
+    def _call(self, call: ast.Call, hint: str, extra: dict[str, Any] | None = None) -> TensorRef:
+        """Bind a call to its op: tensors to operands, the rest to attributes (plus `extra` ones)."""
+        opdef = ops.get(call.func)
+        if opdef is None or opdef.name == "input":
+            raise SpeccError("E0201", f"unknown op `{call.func}`", call.func_span, help=ops.suggest(call.func))
+        if (call.constraints is not None) != ("constraints" in opdef.attrs.model_fields):
+            raise SpeccError("E0704", f"{call.func}() " + ("takes no constraint block" if call.constraints is not None
+                                                          else "needs a constraint block `{ ... }`"), call.span)
+        fields = list(opdef.attrs.model_fields)
+        bound: dict[str, tuple[Any, Span]] = {}
+        slots = list(opdef.operands) + fields
+        for i, arg in enumerate(call.args):
+            if i >= len(slots):
+                raise SpeccError("E0301", f"{call.func}() takes at most {len(slots)} positional arguments "
+                                          f"({opdef.signature()})", arg.span)
+            bound[slots[i]] = (arg, arg.span)
+        for kw in call.kwargs:
+            if kw.name not in slots or kw.name == "scalar":
+                raise SpeccError("E0301", f"{call.func}() has no argument `{kw.name}`", kw.span,
+                                 help=_did_you_mean(kw.name, slots) or f"signature: {opdef.signature()}")
+            if kw.name in bound:
+                raise SpeccError("E0301", f"{call.func}() got argument `{kw.name}` twice", kw.span)
+            bound[kw.name] = (kw.value, kw.span)
+
+        operands, arg_spans, attrs = [], [], {}
+        for slot in opdef.operands:
+            if slot not in bound:
+                raise SpeccError("E0303", f"{call.func}() is missing its `{slot}` argument ({opdef.signature()})",
+                                 call.span)
+            arg, span = bound[slot]
+            if opdef.variadic and slot == opdef.operands[-1]:
+                items = arg.items if isinstance(arg, ast.ListExpr) else [arg]
+                if not items:
+                    raise SpeccError("E0304", f"`{slot}` of {call.func}() needs at least one tensor, got an empty list",
+                                     span)
+                for item in items:
+                    value = self._expr(item, _child_hint(hint, item))
+                    if not isinstance(value, TensorRef):
+                        raise SpeccError("E0304", f"`{slot}` of {call.func}() must be a list of tensors, "
+                                                  f"but this is {_kind(value)}", item.span)
+                    operands.append(value.node)
+                    arg_spans.append(item.span)
+                continue
+            value = self._expr(arg, _child_hint(hint, arg))
+            if isinstance(value, TensorRef):
+                operands.append(value.node)
+                arg_spans.append(arg.span)
+            elif opdef.scalar_operand and _is_number(value) and "scalar" not in attrs:
+                attrs["scalar"], attrs["scalar_first"] = float(value), not operands
+            else:
+                raise SpeccError("E0304", f"argument `{slot}` of {call.func}() must be a tensor, got {_kind(value)}",
+                                 span)
+        for slot in fields:
+            if slot in bound:
+                arg, span = bound[slot]
+                value = self._attr_value(arg, hint)
+                if isinstance(value, TensorRef):
+                    raise SpeccError("E0305", f"argument `{slot}` of {call.func}() must be a compile-time value, "
+                                              "got a tensor", span)
+                attrs[slot] = _column_names(value)
+        attrs.update(extra or {})
+        try:
+            validated = ops.build_attrs(opdef.attrs, attrs)
+        except ValidationError as exc:
+            raise _attr_error(call, opdef, exc, bound) from None
+        result = TensorRef(self.graph.add_node(opdef.name, operands, validated, call.span, hint, arg_spans,
+                                               tuple(self.call_sites)))
+        return self._parts(opdef, validated, result, bound, call, hint) if opdef.parts else result
+
+    def _attr_value(self, arg: ast.Expr, hint: str) -> Any:
+        """An attribute value; a call to a name that is no op or block is a configuration,
+        `monotone(m=0.05)` -> {"kind": "monotone", "m": 0.05}, which the op's pydantic model validates."""
+        if isinstance(arg, ast.Call) and ops.get(arg.func) is None and arg.func not in self.program.definitions \
+                and arg.func != "split":
+            if arg.args or arg.constraints is not None:
+                raise SpeccError("E0306", f"configuration `{arg.func}(...)` takes keyword arguments only",
+                                 (arg.args[0] if arg.args else arg).span)
+            config: dict[str, Any] = {"kind": arg.func}
+            for kw in arg.kwargs:
+                if kw.name in config:
+                    raise SpeccError("E0301", f"`{arg.func}` got `{kw.name}` twice", kw.span)
+                config[kw.name] = self._attr_value(kw.value, hint)
+            return config
+        if isinstance(arg, ast.ListExpr):
+            return [self._attr_value(item, hint) if isinstance(item, (ast.Call, ast.ListExpr))
+                    else self._list_item(item) for item in arg.items]
+        return self._expr(arg, _child_hint(hint, arg))
+
+    def _parts(self, opdef: ops.OpDef, attrs: Any, result: TensorRef, bound: dict, call: ast.Call,
+               hint: str) -> Results:
+        """Ops whose output's last dim concatenates named parts (`fixed_point(state=[hidden, classes])`):
+        one slice per part, named after the part's source expression, so `q.classes` works."""
+        sizes = list(getattr(attrs, opdef.parts))
+        source = bound[opdef.parts][0]
+        items = source.items if isinstance(source, ast.ListExpr) else []
+        names = [item.id if isinstance(item, ast.Name) else f"part{i}" for i, item in enumerate(items)]
+        slices, start = [], 0
+        slice_attrs = ops.get("slice").attrs
+        for name, size in zip(names, sizes):
+            node = self.graph.add_node("slice", [result.node], slice_attrs(dim=-1, start=start, end=start + size),
+                                       call.span, f"{hint}_{name}", [call.span], tuple(self.call_sites))
+            slices.append(TensorRef(node))
+            start += size
+        return Results(tuple(slices), tuple(names))
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}
+
+
+def _column_names(value: Any) -> Any:
+    """Columns given as op attributes (e.g. `order=[age, income]`) reach the op as their names."""
+    if isinstance(value, ColumnRef):
+        return value.name
+    if isinstance(value, list):
+        return [_column_names(v) for v in value]
+    return value
+
+
+def _child_hint(hint: str, expr: ast.Expr) -> str:
+    """Names for values nested in an assignment: `h = relu(linear(x))` gives `h` and `h_linear`."""
+    if isinstance(expr, ast.Call):
+        return f"{hint}_{expr.func}"
+    if isinstance(expr, ast.BinOp) and expr.op in _TENSOR_OPS:
+        return f"{hint}_{_TENSOR_OPS[expr.op]}"
+    return f"{hint}_neg" if isinstance(expr, ast.Neg) else hint
+
+
+def _did_you_mean(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _attr_error(call: ast.Call, opdef: ops.OpDef, exc: ValidationError, bound: dict) -> SpeccError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    span = bound[field][1] if field in bound else call.span
+    if err["type"] == "missing":
+        return SpeccError("E0303", f"{call.func}() is missing its `{field}` argument ({opdef.signature()})", call.span)
+    return SpeccError("E0302", f"invalid `{field}` for {call.func}(): {validation_message(err)}", span)
+
+
+def validation_message(err: dict) -> str:
+    """pydantic's message in the language's words: `2.5 should be a valid integer`."""
+    message = str(err["msg"])
+    for prefix in ("Input should", "Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):].lstrip()
+            if prefix == "Input should":
+                value = err.get("input")
+                shown = {True: "true", False: "false"}.get(value, repr(value)) if isinstance(value, bool) \
+                    or value is not None else "it"
+                message = f"{shown} should {message}"
+    return message
+
+
+def lower(program: Program, model: ast.Definition, overrides: dict[str, Any] | None = None) -> Graph:
+    """Build the IR graph of one model, with its parameters bound and its blocks inlined."""
+    if model.kind != "model":
+        raise SpeccError("E0219", f"`{model.name}` is a block; compile a model", model.name_span)
+    return _Lowerer(program, model).run(overrides or {})
+
+
+def evaluate(expr: ast.Expr, env: dict[str, Any], context: ast.Definition) -> Any:
+    """A compile-time expression over `env` (e.g. a compression `where` predicate over a layer's facts)."""
+    lowerer = _Lowerer(Program({}), context)
+    lowerer.env = dict(env)
+    return lowerer._const(expr)

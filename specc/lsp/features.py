@@ -1,0 +1,727 @@
+"""Editor features computed from an `Analysis`: hover, completion, definition,
+rename, document symbols and semantic tokens.
+
+Functions take 0-based lines and code-point columns and return lsprotocol
+values whose positions a `Positions` converted to the client's units (UTF-16
+by default). None of them raises for a broken document: they answer from the
+chunks that parse and from the last successful compile of each model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from math import prod
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from lsprotocol import types as lsp
+
+from .. import ast, ops
+from ..diagnostics import SourceFile, Span
+from ..fmt import Lexeme, keywords, lex
+from ..ir import Node
+from ..lower import PARAM_TYPES  # the parameter types the lowering accepts
+from ..parser import lark_parser, parse
+from ..types import DTYPES
+from .analysis import Analysis, Chunk
+from .index import BUILTINS, Occurrence, occurrences
+
+TOKEN_TYPES = ["keyword", "type", "class", "function", "parameter", "variable", "property", "typeParameter",
+               "number", "string", "comment", "operator"]
+TOKEN_MODIFIERS = ["declaration", "defaultLibrary", "readonly"]
+_OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "COMPARE", "EQUAL"})
+_HIDDEN_ATTRS = frozenset({"scalar", "scalar_first"})  # set by the lowering from `a * 2`, never written
+
+
+# ------------------------------------------------------------------ positions
+class Positions:
+    """Converts between code points (what Python indexes) and the client's position units."""
+
+    def __init__(self, analysis: Analysis, uri: str, units: Callable[[str], int]) -> None:
+        self.analysis = analysis
+        self.uri = uri
+        self.units = units
+        self._lines: dict[str, list[str]] = {}
+
+    def lines(self, path: str) -> list[str]:
+        if path not in self._lines:
+            parsed = self.analysis.files.get(path)
+            self._lines[path] = parsed.text.split("\n") if parsed is not None else []
+        return self._lines[path]
+
+    def position(self, path: str, line: int, col: int) -> lsp.Position:
+        lines = self.lines(path)
+        text = lines[line] if 0 <= line < len(lines) else ""
+        return lsp.Position(line=max(line, 0), character=self.units(text[:max(col, 0)]))
+
+    def from_client(self, position: lsp.Position) -> tuple[int, int]:
+        """(line, code-point column) of a client position in the document."""
+        lines = self.lines(str(self.analysis.path))
+        text = lines[position.line] if 0 <= position.line < len(lines) else ""
+        used = col = 0
+        while col < len(text) and used < position.character:
+            used += self.units(text[col])
+            col += 1
+        return position.line, col
+
+    def range(self, span: Span) -> tuple[str, lsp.Range] | None:
+        """(uri, range) of a span, wherever its file is; None if it is in no file of the analysis."""
+        where = self.analysis.locate(span)
+        if where is None:
+            return None
+        path, line, col, end_line, end_col = where
+        uri = self.uri if path == str(self.analysis.path) else Path(path).resolve().as_uri()
+        return uri, lsp.Range(start=self.position(path, line, col), end=self.position(path, end_line, end_col))
+
+    def local(self, span: Span) -> lsp.Range | None:
+        """The range of a span in the document itself (None for spans elsewhere)."""
+        hit = self.range(span)
+        return hit[1] if hit is not None and hit[0] == self.uri else None
+
+    def location(self, span: Span) -> lsp.Location | None:
+        hit = self.range(span)
+        return lsp.Location(uri=hit[0], range=hit[1]) if hit is not None else None
+
+
+# ------------------------------------------------------------------ lookup
+def _occurrence_at(analysis: Analysis, line: int, col: int) -> Occurrence | None:
+    chunk, start = analysis.chunk_at(line)
+    rel = line - start + 1
+    for occ in occurrences(chunk):
+        s = occ.span
+        if s.line == rel and s.col - 1 <= col <= s.end_col - 1:
+            return occ
+    return None
+
+
+def _all_occurrences(analysis: Analysis, imports: bool = False) -> Iterator[Occurrence]:
+    """The document's occurrences (and with `imports`, those of every file it reads)."""
+    for parsed in analysis.files.values() if imports else [analysis.root]:
+        for chunk in parsed.chunks:
+            yield from occurrences(chunk)
+
+
+def _is_block_call(analysis: Analysis, name: str) -> bool:
+    return name in analysis.definitions and ops.get(name) is None
+
+
+def _declaration(analysis: Analysis, occ: Occurrence) -> tuple[Span, Any] | None:
+    """Where the thing an occurrence names is declared: (span, syntax node)."""
+    if occ.decl:
+        return occ.span, occ.node
+    if occ.target is not None:
+        return occ.target.span, occ.target.node
+    if occ.kind in ("call", "base") and _is_block_call(analysis, occ.name):
+        d = analysis.definitions[occ.name]
+        return d.name_span, d
+    if occ.kind == "kwarg" and occ.symbol is not None and _is_block_call(analysis, occ.symbol[1]):
+        block = analysis.definitions[occ.symbol[1]]
+        for p in block.params:
+            if p.name == occ.name:
+                return Span(p.span.source, p.span.line, p.span.col, p.span.line, p.span.col + len(p.name)), p
+    if occ.kind == "dim" and occ.symbol is not None:  # a symbolic dim: its first use
+        first = next((o for o in _all_occurrences(analysis) if o.symbol == occ.symbol), None)
+        return (first.span, None) if first is not None else None
+    return None
+
+
+# ------------------------------------------------------------------ definition
+def definition(analysis: Analysis, pos: Positions, line: int, col: int) -> list[lsp.Location]:
+    occ = _occurrence_at(analysis, line, col)
+    if occ is None:
+        return []
+    if occ.kind == "import":
+        target = (analysis.path.parent / occ.name).resolve()
+        if not target.is_file():
+            return []
+        return [lsp.Location(uri=target.as_uri(), range=lsp.Range(start=lsp.Position(line=0, character=0),
+                                                                  end=lsp.Position(line=0, character=0)))]
+    decl = _declaration(analysis, occ)
+    location = pos.location(decl[0]) if decl is not None else None
+    return [location] if location is not None else []
+
+
+# ------------------------------------------------------------------ rename
+@lru_cache(maxsize=1)
+def _name_pattern() -> re.Pattern[str]:
+    return re.compile(lark_parser().get_terminal("NAME").pattern.to_regexp())
+
+
+def _renamable(analysis: Analysis, line: int, col: int) -> Occurrence | None:
+    """The occurrence at a place if it names something the spec declares (not an op or its attribute)."""
+    occ = _occurrence_at(analysis, line, col)
+    if occ is None or occ.symbol is None or occ.kind in ("builtin", "type", "import"):
+        return None
+    if occ.symbol[0] == "def" and occ.name not in analysis.definitions:
+        return None
+    if occ.kind == "kwarg" and not _is_block_call(analysis, occ.symbol[1]):
+        return None
+    return occ
+
+
+def rename(analysis: Analysis, pos: Positions, line: int, col: int, new_name: str) -> lsp.WorkspaceEdit | None:
+    """Rename a value, parameter, dim, block or model in the document and the files it imports
+    (not in files that import it). Raises ValueError for a name the language cannot use."""
+    occ = _renamable(analysis, line, col)
+    if occ is None:
+        return None
+    if not _name_pattern().fullmatch(new_name) or new_name.upper() in keywords() or new_name in BUILTINS:
+        raise ValueError(f"`{new_name}` cannot be a name in a spec")
+    changes: dict[str, list[lsp.TextEdit]] = {}
+    for other in _all_occurrences(analysis, imports=True):
+        hit = pos.range(other.span) if other.symbol == occ.symbol else None
+        if hit is not None and all(e.range != hit[1] for e in changes.get(hit[0], [])):
+            changes.setdefault(hit[0], []).append(lsp.TextEdit(range=hit[1], new_text=new_name))
+    return lsp.WorkspaceEdit(changes=changes) if changes else None
+
+
+def prepare_rename(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.Range | None:
+    occ = _renamable(analysis, line, col)
+    return pos.local(occ.span) if occ is not None else None
+
+
+# ------------------------------------------------------------------ hover
+def _node_key(span: Span | None) -> tuple | None:
+    return None if span is None else (id(span.source), span.line, span.col, span.end_line, span.end_col)
+
+
+@dataclass
+class _Found:
+    model: str
+    node: Node
+
+
+class _Values:
+    """Typed values of the analysis's models, found by the source they came from."""
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.analysis = analysis
+        self.by_span: dict[tuple, list[_Found]] = {}
+        for model in analysis.models.values():
+            for node in model.nodes:
+                key = _node_key(node.span)
+                if key is not None:
+                    self.by_span.setdefault(key, []).append(_Found(model.name, node))
+
+    def of(self, expr: Any, definition: Any, sites: tuple[Span, ...] = (), depth: int = 0) -> list[_Found]:
+        """The values an expression computed (one per model and inlining of its definition)."""
+        if depth > 16 or expr is None:
+            return []
+        if isinstance(expr, ast.Name):
+            binding = _binding(definition, expr.id, expr.span)
+            return self.of(binding, definition, sites, depth + 1) if binding is not None else []
+        if isinstance(expr, ast.Conditional):
+            return self.of(expr.then, definition, sites, depth + 1) + self.of(expr.otherwise, definition, sites,
+                                                                               depth + 1)
+        if isinstance(expr, ast.Repeat):
+            return _last_per_site(self.of(expr.body, definition, sites, depth + 1))
+        if isinstance(expr, ast.Call) and _is_block_call(self.analysis, expr.func):
+            block = self.analysis.definitions[expr.func]
+            last = block.body[-1] if block.body else None
+            if isinstance(last, ast.Return) and len(last.values) == 1:
+                return _last_per_site(self.of(last.values[0], block, sites + (expr.span,), depth + 1))
+            return []
+        found = self.by_span.get(_node_key(getattr(expr, "span", None)) or (), [])
+        return [f for f in found if all(any(_same(s, site) for _, s in f.node.call_sites) for site in sites)]
+
+    def part(self, expr: Any, definition: Any, k: int, n: int) -> list[_Found]:
+        """The k-th of the n values an unpacking assignment (`a, b = split(x, 2)`) takes from `expr`."""
+        if n == 1:
+            return self.of(expr, definition)
+        if isinstance(expr, ast.Call) and _is_block_call(self.analysis, expr.func):
+            block = self.analysis.definitions[expr.func]
+            last = block.body[-1] if block.body else None
+            if isinstance(last, ast.Return) and len(last.values) == n:
+                return _last_per_site(self.of(last.values[k], block, (expr.span,)))
+            return []
+        groups: dict[tuple, list[_Found]] = {}  # the n parts, in creation order, per model and inlining
+        for f in self.of(expr, definition):
+            groups.setdefault((f.model, tuple(_node_key(s) for _, s in f.node.call_sites)), []).append(f)
+        return [g[k] for g in groups.values() if len(g) == n]
+
+
+def _same(a: Span, b: Span) -> bool:
+    return a.source is b.source and (a.line, a.col, a.end_line, a.end_col) == (b.line, b.col, b.end_line, b.end_col)
+
+
+def _last_per_site(found: list[_Found]) -> list[_Found]:
+    """Of the values one expression made in a model (e.g. each turn of a `repeat`), the last."""
+    out: dict[tuple, _Found] = {}
+    for f in found:
+        out[(f.model, tuple(_node_key(s) for _, s in f.node.call_sites[:-1]))] = f
+    return list(out.values())
+
+
+def _binding(definition: Any, name: str, at: Span) -> Any:
+    """The expression a name refers to at a place: its latest assignment before it (None for params)."""
+    if not isinstance(definition, ast.Definition):
+        return None
+    value = None
+    for stmt in definition.body:
+        if (stmt.span.end_line, stmt.span.end_col) > (at.line, at.col):
+            break  # the statement holding the name, or a later one
+        if isinstance(stmt, ast.Assign) and stmt.targets == [name]:
+            value = stmt.value
+        elif isinstance(stmt, ast.Output) and stmt.value is not None and stmt.names == [name]:
+            value = stmt.value
+        elif isinstance(stmt, ast.Input) and stmt.name == name:
+            value = _InputRef(stmt.span)
+    return value
+
+
+@dataclass
+class _InputRef:
+    span: Span
+
+
+def _types(found: list[_Found]) -> dict[str, set[str]]:
+    """The distinct types of some values, each with the models it occurs in."""
+    seen: dict[str, set[str]] = {}
+    for f in found:
+        if f.node.type is not None:
+            seen.setdefault(str(f.node.type), set()).add(f.model)
+    return seen
+
+
+def _param_count(nodes: list[Node]) -> int:
+    return sum(prod(p.shape) for n in nodes for p in n.params.values() if p.trainable)
+
+
+def _statement_nodes(analysis: Analysis, definition: Any, stmt: Any) -> list[Node]:
+    """The values a model's statement creates, blocks it calls included (for parameter counts)."""
+    if not isinstance(definition, ast.Definition) or definition.kind != "model" or stmt is None:
+        return []
+    model = analysis.models.get(definition.name)
+    if model is None:
+        return []
+    s = stmt.span
+
+    def inside(span: Span | None) -> bool:
+        return span is not None and span.source is s.source and (s.line, s.col) <= (span.line, span.col) \
+            and (span.end_line, span.end_col) <= (s.end_line, s.end_col)
+
+    return [n for n in model.nodes if inside(n.span) or any(inside(site) for _, site in n.call_sites[:1])]
+
+
+def hover(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.Hover | None:
+    occ = _occurrence_at(analysis, line, col)
+    if occ is None:
+        return None
+    text = _hover_text(analysis, occ)
+    if not text:
+        return None
+    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text), range=pos.local(occ.span))
+
+
+def _code(text: str) -> str:
+    return f"```nnspec\n{text}\n```"
+
+
+def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
+    values = _Values(analysis)
+    if occ.kind == "call":
+        return _hover_call(analysis, values, occ)
+    if occ.kind in ("value", "param"):
+        decl = _declaration(analysis, occ)
+        node = decl[1] if decl is not None else None
+        if isinstance(node, ast.Param):
+            return _hover_param(analysis, occ, node)
+        expr: Any = None
+        found: list[_Found] = []
+        if isinstance(node, ast.Input):
+            expr = _InputRef(node.span)
+        elif isinstance(node, (ast.Assign, ast.Output)) and node.value is not None:
+            names = node.targets if isinstance(node, ast.Assign) else node.names
+            found = values.part(node.value, occ.definition, names.index(occ.name), len(names)) \
+                if occ.name in names else []
+        elif isinstance(node, ast.Columns):
+            return _code(f"{occ.name}: column {node.names.index(occ.name)} of the value on the right")
+        elif occ.definition is not None and isinstance(occ.definition, ast.Definition):
+            expr = _binding(occ.definition, occ.name, occ.span)
+        types = _types(values.of(expr, occ.definition) if expr is not None else found)
+        lines = [_code(f"{occ.name}: {' | '.join(types)}" if types else occ.name)]
+        if len(types) > 1:  # a value of a block called in several places
+            lines.append("\n".join(f"- `{t}` in {', '.join(sorted(models))}" for t, models in types.items()))
+        count = _param_count(_statement_nodes(analysis, occ.definition, node))
+        if count:
+            lines.append(f"{count:,} parameters")
+        return "\n\n".join(lines)
+    if occ.kind == "dim":
+        return _code(f"{occ.name}: symbolic dim") + "\n\nA dimension known only at run time."
+    if occ.kind == "kwarg":
+        return _hover_kwarg(analysis, occ)
+    if occ.kind in ("definition", "base"):
+        return _hover_definition(analysis, occ)
+    if occ.kind == "type" and occ.name in DTYPES:
+        torch_name, _, size = DTYPES[occ.name]
+        return _code(occ.name) + f"\n\ndtype: torch.{torch_name}, {size} byte{'s' if size > 1 else ''}"
+    if occ.kind == "import":
+        return _code(f'import "{occ.name}"') + f"\n\n{(analysis.path.parent / occ.name).resolve()}"
+    return ""
+
+
+def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
+    call = occ.node
+    if isinstance(occ.definition, ast.CompressDef):  # a stage's transform
+        transform = _transforms().get(occ.name)
+        if transform is None:
+            return ""
+        fields = ", ".join(k if v.is_required() else f"{k}={v.default!r}" for k, v in transform.args.model_fields.items())
+        return _code(f"{occ.name}({fields})") + f"\n\n{transform.doc}\n\nrewrites: {', '.join(sorted(transform.ops))}"
+    if _is_block_call(analysis, occ.name):
+        block = analysis.definitions[occ.name]
+        parts = [_code(_signature(block))]
+    else:
+        opdef = ops.get(occ.name)
+        if opdef is None:
+            return ""
+        parts = [_code(_op_signature(opdef)), opdef.doc]
+    found = values.of(call, occ.definition) if isinstance(call, ast.Call) else []
+    types = _types(found)
+    if types:
+        parts.append("→ " + ", ".join(f"`{t}`" for t in types))
+    if isinstance(call, ast.Call) and _is_block_call(analysis, occ.name):
+        count = _param_count(_inlined(analysis, call))
+    else:
+        count = _param_count([f.node for f in found])
+        shapes = {name: p.shape for f in found[:1] for name, p in f.node.params.items()}
+        if shapes:
+            parts.append("weights: " + ", ".join(f"`{k}` {list(v)}" for k, v in shapes.items()))
+    if count:
+        parts.append(f"{count:,} parameters")
+    return "\n\n".join(parts)
+
+
+def _transforms() -> dict[str, Any]:
+    """The compression transforms (`specc.transforms`), by name."""
+    from ..transforms import all_transforms
+
+    return all_transforms()
+
+
+def _inlined(analysis: Analysis, call: ast.Call) -> list[Node]:
+    """The values inlined from a block by one call (in the first model that has them)."""
+    for model in analysis.models.values():
+        nodes = [n for n in model.nodes if any(_same(site, call.span) for _, site in n.call_sites)]
+        if nodes:
+            return nodes
+    return []
+
+
+def _op_signature(opdef: ops.OpDef) -> str:
+    """`OpDef.signature()` without the attributes the lowering sets itself."""
+    return re.sub(rf", (?:{'|'.join(_HIDDEN_ATTRS)})=[^,)]*", "", opdef.signature())
+
+
+def _signature(d: ast.Definition) -> str:
+    return f"{d.kind} {d.name}({', '.join(_param_text(p) for p in d.params)})"
+
+
+def _param_text(p: ast.Param) -> str:
+    """`name: type = default`, as written."""
+    return p.name + (f": {p.type}" if p.type else "") + (f" = {_source_text(p.default.span)}" if p.default else "")
+
+
+def _source_text(span: Span) -> str:
+    if span.line != span.end_line:
+        return "..."
+    return span.source.line(span.line)[span.col - 1:span.end_col - 1]
+
+
+def _hover_param(analysis: Analysis, occ: Occurrence, param: ast.Param) -> str:
+    lines = [_code(_param_text(param))]
+    d = occ.definition
+    if isinstance(d, ast.Definition):
+        model = analysis.models.get(d.name) if d.kind == "model" else None
+        if model is not None and param.name in model.constants:
+            lines.append(f"value: `{model.constants[param.name]!r}`")
+        lines.append(f"parameter of {d.kind} `{d.name}`")
+    return "\n\n".join(lines)
+
+
+def _hover_kwarg(analysis: Analysis, occ: Occurrence) -> str:
+    func = occ.symbol[1] if occ.symbol else ""
+    if _is_block_call(analysis, func):
+        for p in analysis.definitions[func].params:
+            if p.name == occ.name:
+                return _hover_param(analysis, occ, p)
+        return ""
+    opdef = ops.get(func)
+    if opdef is None:
+        return ""
+    info = opdef.attrs.model_fields.get(occ.name)
+    if info is None:
+        return _code(f"{occ.name}: tensor") + f"\n\noperand of `{func}`" if occ.name in opdef.operands else ""
+    annotation = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+    default = "" if info.is_required() else f" = {info.default!r}"
+    return _code(f"{occ.name}: {annotation}{default}") + f"\n\nargument of `{_op_signature(opdef)}`"
+
+
+def _hover_definition(analysis: Analysis, occ: Occurrence) -> str:
+    d = analysis.definitions.get(occ.name)
+    comp = next((c for c in analysis.module.compressions if c.name == occ.name), None)
+    if d is not None:
+        lines = [_code(_signature(d))]
+    elif comp is not None:
+        lines = [_code(f"compress {comp.name} = {comp.base}")]
+    else:
+        return ""
+    model = analysis.models.get(occ.name)
+    if model is not None:
+        ins = ", ".join(f"{n.name}: {n.type}" for n in model.inputs)
+        outs = ", ".join(f"{k}: {n.type}" for k, n in model.outputs.items())
+        lines.append(f"`({ins}) -> ({outs})`")
+        lines.append(f"{_param_count([n for n in model.nodes if n.name in model.live]):,} parameters")
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------ completion
+def completion(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.CompletionList:
+    """Ops, keyword arguments of the call around the cursor, names in scope, blocks and keywords."""
+    chunk, start = analysis.chunk_at(line)
+    rel_line = line - start + 1
+    tokens = [t for t in chunk.tokens if (t.line, t.col + len(t.text)) <= (rel_line, col + 1)
+              and t.type not in ("WS", "COMMENT")]
+    if tokens and tokens[-1].type == "NAME" and (tokens[-1].line, tokens[-1].col + len(tokens[-1].text)) \
+            == (rel_line, col + 1):
+        tokens = tokens[:-1]  # the word being typed
+    last = tokens[-1] if tokens else None
+    items: list[lsp.CompletionItem] = []
+    if last is not None and last.type == "COLON":
+        names = list(DTYPES) if _statement_head(tokens) == "INPUT" else list(PARAM_TYPES)
+        return lsp.CompletionList(is_incomplete=False, items=[
+            lsp.CompletionItem(label=n, kind=lsp.CompletionItemKind.TypeParameter) for n in names])
+    if sum((t.type == "LBRACE") - (t.type == "RBRACE") for t in tokens) <= 0:
+        return lsp.CompletionList(is_incomplete=False, items=_keywords(("model", "block", "import", "compress")))
+    call = _enclosing_call(tokens)
+    if next((t.type for t in tokens if t.type != "_NL"), None) == "COMPRESS":
+        return lsp.CompletionList(is_incomplete=False, items=_compress_items(call, last, tokens))
+    if call is not None and last is not None and last.type in ("LPAR", "COMMA"):
+        items += _keyword_arguments(analysis, call, tokens)
+    items += _scope_items(analysis, chunk, rel_line, col)
+    items += [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, detail=_op_signature(op),
+                                 documentation=op.doc, insert_text=name)
+              for name, op in ops.all_ops().items() if name != "input"]
+    items += [lsp.CompletionItem(label=d.name, kind=lsp.CompletionItemKind.Class, detail=_signature(d))
+              for d in analysis.definitions.values() if d.kind == "block"]
+    items += [lsp.CompletionItem(label=b, kind=lsp.CompletionItemKind.Constant) for b in BUILTINS]
+    if last is None or last.type in ("_NL", "LBRACE"):
+        items += _keywords(("input", "output", "return", "columns"))
+    elif last.type in ("NAME", "RPAR", "RSQB", "NUMBER", "RBRACE"):
+        items += _keywords(("if", "else"))
+    return lsp.CompletionList(is_incomplete=False, items=items)
+
+
+def _compress_items(call: str | None, last: Lexeme | None, tokens: list[Lexeme]) -> list[lsp.CompletionItem]:
+    """In a `compress` section: transforms and their arguments, op types to select, and keywords."""
+    transforms = _transforms()
+    if call is not None and call in transforms:
+        if last is None or last.type not in ("LPAR", "COMMA"):
+            return []
+        given = {tokens[i - 1].text for i in range(1, len(tokens)) if tokens[i].type == "EQUAL"}
+        return [lsp.CompletionItem(label=f"{k}=", kind=lsp.CompletionItemKind.Property, insert_text=f"{k}=",
+                                   detail="" if v.is_required() else f"= {v.default!r}")
+                for k, v in transforms[call].args.model_fields.items() if k not in given]
+    items = [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, documentation=t.doc)
+             for name, t in transforms.items()]
+    items += [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.EnumMember, detail="op type")
+              for name in ops.all_ops() if name != "input"]
+    return items + _keywords(("on", "except", "where"))
+
+
+def _keywords(words: tuple[str, ...]) -> list[lsp.CompletionItem]:
+    return [lsp.CompletionItem(label=w, kind=lsp.CompletionItemKind.Keyword) for w in words]
+
+
+def _statement_head(tokens: list[Lexeme]) -> str | None:
+    """The type of the first token of the statement the cursor is in."""
+    head = None
+    for t in reversed(tokens):
+        if t.type in ("_NL", "LBRACE"):
+            break
+        head = t.type
+    return head
+
+
+def _enclosing_call(tokens: list[Lexeme]) -> str | None:
+    """The name of the call whose parentheses hold the cursor, if any."""
+    depth = 0
+    for i in range(len(tokens) - 1, -1, -1):
+        t = tokens[i].type
+        if t in ("RPAR", "RSQB"):
+            depth += 1
+        elif t == "LSQB":
+            depth -= 1
+        elif t == "LPAR":
+            if depth == 0:
+                return tokens[i - 1].text if i > 0 and tokens[i - 1].type == "NAME" else None
+            depth -= 1
+        elif t in ("LBRACE", "RBRACE") and depth == 0:
+            return None
+    return None
+
+
+def _keyword_arguments(analysis: Analysis, func: str, tokens: list[Lexeme]) -> list[lsp.CompletionItem]:
+    given = {tokens[i - 1].text for i in range(1, len(tokens)) if tokens[i].type == "EQUAL"}
+    if _is_block_call(analysis, func):
+        names = [(p.name, p.type or "") for p in analysis.definitions[func].params]
+    else:
+        opdef = ops.get(func)
+        if opdef is None:
+            return []
+        names = [(n, "tensor") for n in opdef.operands] + [
+            (k, "" if v.is_required() else f"= {v.default!r}") for k, v in opdef.attrs.model_fields.items()
+            if k not in _HIDDEN_ATTRS]
+    return [lsp.CompletionItem(label=f"{n}=", kind=lsp.CompletionItemKind.Property, detail=detail,
+                               insert_text=f"{n}=", sort_text=f"0{i:03d}")
+            for i, (n, detail) in enumerate(names) if n not in given]
+
+
+def _scope_items(analysis: Analysis, chunk: Chunk, line: int, col: int) -> list[lsp.CompletionItem]:
+    """Parameters and values declared above the cursor in its definition."""
+    source = chunk if chunk.module is not None else _repaired(chunk, line)
+    if source is None:
+        return []
+    items: dict[str, lsp.CompletionItem] = {}
+    for occ in occurrences(source):
+        if occ.decl and occ.kind in ("param", "value") and (occ.span.line, occ.span.col) < (line, col + 1):
+            kind = lsp.CompletionItemKind.Variable if occ.kind == "value" else lsp.CompletionItemKind.Field
+            items[occ.name] = lsp.CompletionItem(label=occ.name, kind=kind, sort_text=f"1{occ.name}")
+        if occ.kind == "definition" and (occ.span.line, occ.span.col) <= (line, col + 1):
+            items.clear()  # only the definition around the cursor counts
+    return list(items.values())
+
+
+def _repaired(chunk: Chunk, line: int) -> Chunk | None:
+    """A chunk that does not parse (it is being typed), cut to what parses for completion: the lines
+    above the cursor with the brackets they leave open closed, or the chunk without the cursor's line."""
+    lines = chunk.source.text.split("\n")
+    above = "\n".join(lines[:max(line - 1, 0)])
+    closers = {"LPAR": ")", "LSQB": "]", "LBRACE": "\n}"}
+    stack: list[str] = []
+    for t in lex(above):
+        if t.type in closers:
+            stack.append(closers[t.type])
+        elif t.type in ("RPAR", "RSQB", "RBRACE") and stack:
+            stack.pop()
+    without = lines[:line - 1] + [""] + lines[line:] if 0 < line <= len(lines) else lines
+    for text in (above + "".join(reversed(stack)), "\n".join(without)):
+        source = SourceFile(chunk.source.path, text)
+        try:
+            return Chunk(source, parse(source), None)
+        except Exception:  # a SpeccError, normally: try the next cut
+            continue
+    return None
+
+
+# ------------------------------------------------------------------ symbols
+def document_symbols(analysis: Analysis, pos: Positions) -> list[lsp.DocumentSymbol]:
+    out: list[lsp.DocumentSymbol] = []
+    module = analysis.module
+    for imp in module.imports:
+        r = pos.local(imp.span)
+        if r is not None:
+            out.append(lsp.DocumentSymbol(name=imp.path, kind=lsp.SymbolKind.File, range=r, selection_range=r,
+                                          detail="import"))
+    items: list[Any] = module.definitions + module.compressions
+    for item in sorted(items, key=lambda d: (analysis.locate(d.span) or ("", 0, 0, 0, 0))[1:3]):
+        r, sel = pos.local(item.span), pos.local(item.name_span)
+        if r is None or sel is None:
+            continue
+        if isinstance(item, ast.CompressDef):
+            out.append(lsp.DocumentSymbol(name=item.name, kind=lsp.SymbolKind.Module, range=r, selection_range=sel,
+                                          detail=f"compress {item.base}"))
+            continue
+        children = _children_symbols(analysis, pos, item)
+        kind = lsp.SymbolKind.Class if item.kind == "model" else lsp.SymbolKind.Function
+        out.append(lsp.DocumentSymbol(name=item.name, kind=kind, range=r, selection_range=sel,
+                                      detail=_signature(item), children=children))
+    return out
+
+
+def _children_symbols(analysis: Analysis, pos: Positions, d: ast.Definition) -> list[lsp.DocumentSymbol]:
+    values = _Values(analysis)
+    hit = analysis.chunk_of(d.span)
+    decls = [o for o in occurrences(hit[0].chunks[hit[1]]) if o.definition is d and o.decl and o.kind != "definition"] \
+        if hit else []
+    out = []
+    for o in decls:
+        sel = pos.local(o.span)
+        node = o.node
+        r = pos.local(node.span) if node is not None else sel
+        if sel is None or r is None:
+            continue
+        if o.kind == "param":
+            kind, detail = lsp.SymbolKind.Property, (node.type or "")
+        else:
+            expr = _InputRef(node.span) if isinstance(node, ast.Input) else getattr(node, "value", None)
+            types = _types(values.of(expr, d)) if expr is not None else {}
+            kind = lsp.SymbolKind.Field if isinstance(node, (ast.Input, ast.Output)) else lsp.SymbolKind.Variable
+            detail = " | ".join(types)
+            if isinstance(node, (ast.Input, ast.Output)):
+                detail = f"{type(node).__name__.lower()} {detail}".strip()
+        if not (r.start.line <= sel.start.line and sel.end.line <= r.end.line):
+            r = sel
+        out.append(lsp.DocumentSymbol(name=o.name, kind=kind, range=r, selection_range=sel, detail=detail))
+    return out
+
+
+# ------------------------------------------------------------------ semantic tokens
+_KIND_TOKEN = {"param": "parameter", "value": "variable", "dim": "typeParameter", "builtin": "keyword",
+               "type": "type", "part": "property", "fact": "property", "base": "class"}
+
+
+def semantic_tokens(analysis: Analysis, pos: Positions) -> lsp.SemanticTokens:
+    """Every token of the document, classified by what the syntax tree says it is."""
+    kw = keywords()
+    data: list[int] = []
+    prev_line = prev_col = 0
+    lines = pos.lines(str(analysis.path))
+    for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
+        names = {(o.span.line, o.span.col): o for o in occurrences(chunk)}
+        for t in chunk.tokens:
+            token = _classify(analysis, t, names.get((t.line, t.col)), kw)
+            if token is None:
+                continue
+            kind, modifiers = token
+            line = t.line - 1 + start
+            text = lines[line] if line < len(lines) else ""
+            col = pos.units(text[:t.col - 1])
+            length = pos.units(t.text.rstrip("\r"))
+            data += [line - prev_line, col - prev_col if line == prev_line else col, length,
+                     TOKEN_TYPES.index(kind), modifiers]
+            prev_line, prev_col = line, col
+    return lsp.SemanticTokens(data=data)
+
+
+def _classify(analysis: Analysis, t: Lexeme, occ: Occurrence | None, kw: frozenset[str]) -> tuple[str, int] | None:
+    declaration, library = 1, 2
+    if t.type == "COMMENT":
+        return "comment", 0
+    if t.type == "STRING":
+        return "string", 0
+    if t.type in ("NUMBER", "RATIO"):
+        return "number", 0
+    if t.type in _OPERATORS:
+        return "operator", 0
+    if occ is not None and occ.name == t.text:
+        mods = declaration if occ.decl else 0
+        if occ.kind in ("call", "definition"):
+            if _is_block_call(analysis, occ.name):
+                d = analysis.definitions[occ.name]
+                return ("class" if d.kind == "model" else "function"), mods
+            if occ.kind == "definition":
+                return "class", mods
+            return "function", library if ops.get(occ.name) is not None else 0
+        if occ.kind == "kwarg":
+            func = occ.symbol[1] if occ.symbol else ""
+            return ("parameter" if _is_block_call(analysis, func) else "property"), 0
+        if occ.kind in _KIND_TOKEN:
+            return _KIND_TOKEN[occ.kind], mods | (4 if occ.kind == "param" else 0)
+    if t.type in kw or t.type in ("UNDERSCORE", "__ANON_0"):
+        return "keyword", 0
+    if t.type == "NAME":
+        return "variable", 0
+    return None

@@ -1,0 +1,190 @@
+"""The op registry: one `OpDef` per op, each declared in its own module here.
+
+An op is its attributes (a pydantic model, validated when a spec is lowered), a
+shape function (which must name every operand in its errors, like NNEF's), the
+parameters it owns, and a few flags the passes read. Each backend provides a
+template per op in `backends/<target>/ops/<op>.j2`; `tests/test_registry.py`
+checks that none is missing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from ..diagnostics import Note, SpeccError
+from ..ir import Graph, Node, ParamSpec
+from ..types import Dim, TensorType, dim_str
+
+
+class OpAttrs(BaseModel):
+    """Base of every op's attribute model: frozen, strict (`true` is no int, `2.0` is no int),
+    unknown fields rejected. Build them from spec values with `build_attrs`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def build_attrs(model: type[BaseModel], values: dict[str, Any]) -> BaseModel:
+    """Validate values from a spec; a spec list given for a tuple-typed field becomes a tuple."""
+    fields = model.model_fields
+    return model(**{k: _as_tuples(v) if k in fields and _wants_tuple(fields[k].annotation) else v
+                    for k, v in values.items()})
+
+
+def _wants_tuple(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return True
+    return origin is not list and any(_wants_tuple(a) for a in typing.get_args(annotation))
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+class NoAttrs(OpAttrs):
+    pass
+
+
+class InferContext:
+    """What a shape function sees: the node, its operand types, and how to complain."""
+
+    def __init__(self, graph: Graph, node: Node) -> None:
+        self.node = node
+        self.attrs = node.attrs
+        operands = graph.operands(node.name)
+        self.types: list[TensorType] = [graph.node(o).type for o in operands]  # type: ignore[misc]
+        self.labels = [_label(node, i, o) for i, o in enumerate(operands)]
+
+    def describe(self, i: int) -> str:
+        return f"{self.labels[i]} ({self.types[i]})"
+
+    def error(self, message: str, code: str = "E0401") -> SpeccError:
+        notes = [Note(f"in block `{block}`, called here", span) for block, span in reversed(self.node.call_sites)]
+        return SpeccError(code, f"{self.node.op}: {message}", self.node.span, notes)
+
+    def static(self, i: int, axis: int, what: str) -> int:
+        """Operand i's dim at `axis`, which must be a known integer (e.g. to size a weight)."""
+        dim = self.types[i].shape[axis]
+        if not isinstance(dim, int):
+            raise self.error(f"{what} must be a static size, but {self.describe(i)} has {dim_str(dim)} there")
+        return dim
+
+
+def _label(node: Node, i: int, operand: str) -> str:
+    span = node.arg_spans[i] if i < len(node.arg_spans) else None
+    if span is not None and span.line == span.end_line:
+        return "`" + span.source.line(span.line)[span.col - 1:span.end_col - 1] + "`"
+    return f"`{operand}`"
+
+
+def no_params(ctx: InferContext) -> dict[str, ParamSpec]:
+    return {}
+
+
+def no_flops(ctx: InferContext) -> int:
+    """For data movement (concat, slice, transpose, ...): copies elements, computes nothing."""
+    return 0
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    doc: str
+    operands: tuple[str, ...]
+    attrs: type[OpAttrs]
+    infer: Callable[[InferContext], TensorType]
+    params: Callable[[InferContext], dict[str, ParamSpec]] = no_params
+    elementwise: bool = False  # pointwise over one output shape: the fusion pass may group it
+    scalar_operand: bool = False  # the second operand may be a number (stored as attrs.scalar)
+    variadic: bool = False  # the last operand takes a list of tensors, e.g. concat([a, b])
+    flops: Callable[[InferContext], Dim] | None = None  # multiply-adds count 2; None: one per output element
+    # the name of a list attribute whose sizes make up the output's last dim: the lowering then returns
+    # one slice per item, named after the item's source name (`fixed_point(state=[h, c])` gives `q.h`, `q.c`)
+    parts: str | None = None
+
+    def signature(self) -> str:
+        fields = [f"{k}={v.default!r}" if not v.is_required() else k for k, v in self.attrs.model_fields.items()]
+        names = list(self.operands)
+        if self.variadic:
+            names[-1] = f"[{names[-1]}, ...]"
+        return f"{self.name}({', '.join(names + fields)})"
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in _REGISTRY:
+        raise RuntimeError(f"op {op.name!r} registered twice")
+    _REGISTRY[op.name] = op
+    return op
+
+
+def get(name: str) -> OpDef | None:
+    _load_all()
+    return _REGISTRY.get(name)
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def suggest(name: str) -> str | None:
+    close = difflib.get_close_matches(name, all_ops().keys(), n=1)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+_loaded = False
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+# ------------------------------------------------------------ shared shape rules
+def broadcast(ctx: InferContext, a: int, b: int) -> tuple[Dim, ...]:
+    """Numpy broadcasting of operands a and b, naming both on failure."""
+    sa, sb = ctx.types[a].shape, ctx.types[b].shape
+    out: list[Dim] = []
+    for i in range(1, max(len(sa), len(sb)) + 1):
+        da = sa[-i] if i <= len(sa) else 1
+        db = sb[-i] if i <= len(sb) else 1
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            raise ctx.error(f"cannot broadcast {ctx.describe(a)} with {ctx.describe(b)}: "
+                            f"dim {-i} is {dim_str(da)} vs {dim_str(db)}", "E0402")
+    return tuple(reversed(out))
+
+
+def same_dtype(ctx: InferContext, a: int, b: int) -> str:
+    if ctx.types[a].dtype != ctx.types[b].dtype:
+        raise ctx.error(f"dtype mismatch: {ctx.describe(a)} vs {ctx.describe(b)}", "E0403")
+    return ctx.types[a].dtype
+
+
+def normalize_axis(ctx: InferContext, axis: int, rank: int, what: str = "dim") -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(f"{what}={axis} is out of range for {ctx.describe(0)} of rank {rank}", "E0404")
+    return axis % rank
+
+
+def float_input(ctx: InferContext, i: int = 0) -> TensorType:
+    t = ctx.types[i]
+    if t.dtype not in ("f32", "f64", "f16", "bf16"):
+        raise ctx.error(f"expects a floating-point tensor, got {ctx.describe(i)}", "E0403")
+    return t

@@ -1,0 +1,172 @@
+"""constrain: repair the columns of a tensor so every row satisfies linear constraints (C-DGM).
+
+    columns (age, income, debt, loan) = raw
+    sample = constrain(raw, order=[age, income, debt, loan]) {
+        age >= 18
+        debt <= income
+        loan - 0.5 * income - debt <= 0
+    }
+
+The lowering turns the block into `constraints` (each normalized to
+`sum(coeff * column) <= rhs`, or `<`) and passes the column names. At compile
+time Fourier–Motzkin elimination (specc.constraints.fourier_motzkin) turns them
+into a bound set per column; an infeasible set is an error (E0705) that points at
+a minimal set of conflicting constraints. At run time each column, in the repair
+order, is clamped into [max of its lower bounds, min of its upper bounds], the
+bounds being linear in the columns repaired before it.
+
+- Order: `order=[...]` lists columns to repair first, in that order; the others
+  follow in declaration order (the default order is the declaration order of
+  `columns`). Earlier columns are kept whenever possible; the last column in the
+  order absorbs most of the repair.
+- `file="rules.txt"` adds the constraints of a file (specc's syntax or pishield's
+  requirements format, see specc.constraints.files), relative to the spec; its
+  `order` line applies when the spec gives no `order=`.
+- Strict inequalities (`<`, `>`) are repaired to their closure, as pishield does:
+  a repaired value may sit on the boundary, so a strict constraint holds up to the
+  float tolerance (checks use 1e-5), never by a margin that would move rows that
+  already satisfy it.
+- Guarantees: with a feasible set every output row satisfies every constraint (up
+  to float rounding of the bounds); rows already satisfying them are returned
+  unchanged; the layer is idempotent.
+- Gradients are those of the piecewise-linear repair map: the identity where a
+  column is inside its interval; where it is clamped, its gradient goes to the
+  earlier columns the active bound depends on (and none to the clamped column).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, PrivateAttr
+
+from ..constraints import LinearConstraint
+from ..constraints.fourier_motzkin import Infeasible, Plan, conflict, plan, repair_order
+from ..diagnostics import Note, SpeccError
+from ..ir import Node
+from ..types import Dim, TensorType, dim_mul
+from . import InferContext, OpAttrs, OpDef, float_input, register
+
+INFEASIBLE = "E0705"
+BAD_ORDER = "E0707"
+
+
+class ConstrainAttrs(OpAttrs):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
+    order: tuple[str, ...] | None = None  # column names; columns given in the spec arrive as names
+    file: str | None = None  # a constraints file, relative to the spec
+    constraints: tuple[LinearConstraint, ...]  # from the block (filled in by the lowering)
+    columns: tuple[str, ...]  # the column names of the last dim, in declaration order (filled in by the lowering)
+    _resolved: Any = PrivateAttr(default=None)  # (constraints incl. the file's, Plan), set by `resolve`
+
+    @property
+    def plan(self) -> Plan:
+        """The bound sets (computed at shape inference; without a file they can be computed here)."""
+        if self._resolved is None:
+            if self.file is not None:
+                raise RuntimeError("constrain: the plan of a node with a constraints file comes from shape inference")
+            self._resolved = (self.constraints, plan(self.constraints, self.columns,
+                                                     repair_order(self.columns, self.order)))
+        return self._resolved[1]
+
+    @property
+    def all_constraints(self) -> tuple[LinearConstraint, ...]:
+        """The block's constraints, then the file's: what the plan's `origins` index."""
+        self.plan  # noqa: B018  (resolves)
+        return self._resolved[0]
+
+    def render(self) -> str:
+        """The bound sets, readably (what `specc ir` shows under the node)."""
+        return self.plan.render(self.all_constraints)
+
+
+def resolve(node: Node) -> Plan:
+    """Read the constraints file, eliminate, and keep the result on the node's attrs; errors as diagnostics."""
+    attrs: ConstrainAttrs = node.attrs  # type: ignore[assignment]
+    if attrs._resolved is not None:
+        return attrs._resolved[1]
+    call_sites = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
+    constraints, order = attrs.constraints, attrs.order
+    if attrs.file is not None:
+        from ..constraints.files import load_constraints
+
+        base = Path(node.span.path).parent if node.span is not None else Path()
+        try:
+            loaded = load_constraints(base / attrs.file, attrs.columns)
+        except SpeccError as err:
+            if err.span is None:
+                err.span = node.span
+            raise err.with_note(Note(f"constraints file of `{node.name}`", node.span)) from None
+        constraints = constraints + loaded.constraints
+        order = order if order is not None else loaded.order
+    try:
+        columns_order = repair_order(attrs.columns, order)
+    except ValueError as exc:
+        raise SpeccError(BAD_ORDER, f"constrain: invalid `order`: {exc}", node.span, call_sites) from None
+    try:
+        result = plan(constraints, attrs.columns, columns_order)
+    except Infeasible as err:
+        raise _infeasible(constraints, attrs.columns, columns_order, err, node, call_sites) from None
+    attrs._resolved = (constraints, result)
+    return result
+
+
+def _infeasible(constraints, columns, order, err: Infeasible, node: Node, call_sites: list[Note]) -> SpeccError:
+    """Name a minimal conflicting subset: the error at the first of them, notes at the others."""
+    from ..constraints.fourier_motzkin import number_text
+
+    core = conflict(constraints, columns, order, err)
+    picked = sorted(core.origins, key=lambda i: _source_key(constraints[i]))
+    quoted = ", ".join(f"`{constraints[i].text}`" for i in picked)
+    implied = f"0 {'<' if core.strict else '<='} {number_text(core.rhs)}"
+    first = constraints[picked[0]]
+    notes = [Note(f"conflicts with `{constraints[i].text}`", constraints[i].span) for i in picked[1:]]
+    if first.span is None:
+        notes.insert(0, Note(f"`{first.text}`", None))
+    message = (f"constrain: these constraints cannot all hold: {quoted}" if len(picked) > 1 else
+               f"constrain: constraint `{first.text}` cannot hold")
+    return SpeccError(INFEASIBLE, message, first.span or node.span, notes + call_sites,
+                      help=f"added up with positive weights they imply {implied}; relax or remove one of them")
+
+
+def _source_key(c: LinearConstraint) -> tuple:
+    return (c.span.path, c.span.line, c.span.col) if c.span is not None else ("", 0, 0)
+
+
+def _infer(ctx: InferContext) -> TensorType:
+    x = float_input(ctx)
+    if x.rank < 1:
+        raise ctx.error(f"needs at least one dim, got {ctx.describe(0)}")
+    n = ctx.static(0, -1, "the constrained dim (last)")
+    if n != len(ctx.attrs.columns):
+        raise ctx.error(f"{len(ctx.attrs.columns)} columns are named, but {ctx.describe(0)} has {n}", "E0701")
+    resolve(ctx.node)
+    return x
+
+
+def _flops(ctx: InferContext) -> Dim:
+    """Per row: each bound is a dot product with the earlier columns (2 per weight, 1 for the constant),
+    plus a comparison per bound."""
+    t = ctx.node.type
+    rows: Dim = 1
+    for d in t.shape[:-1]:
+        rows = dim_mul(rows, d)
+    per_row = sum(2 * len(b.terms) + 2 for s in resolve(ctx.node).steps for b in s.lower + s.upper)
+    return dim_mul(rows, per_row)
+
+
+register(OpDef("constrain", "repair the last dim's columns so every row satisfies linear constraints "
+                            "(C-DGM; Fourier–Motzkin bounds, clamped column by column)",
+               ("x",), ConstrainAttrs, infer=_infer, flops=_flops))
+
+
+def render_bound_sets(graph: Any) -> str:
+    """The bound sets of every `constrain` node of a graph, for `specc ir` (empty without any)."""
+    parts = []
+    for node in graph.nodes():
+        if node.op == "constrain":
+            resolve(node)
+            body = node.attrs.render().replace("\n", "\n  ")
+            parts.append(f"bound sets of %{node.name}:\n  {body}")
+    return "\n".join(parts)

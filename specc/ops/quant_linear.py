@@ -1,0 +1,75 @@
+"""A linear layer with weight-only integer quantization, as produced by the quantize transform.
+
+The weight is stored as integer codes plus one float scale per group of `group`
+consecutive input features of each output row (`group` unset: one group per
+row, i.e. per-channel), and dequantized in forward: w = (q - zero) * scale.
+
+Storage (buffers, so they are not trained):
+  - bits=8, symmetric: `qweight` int8 [out, in], zero point 0;
+  - bits=8, asymmetric: `qweight` uint8 [out, in] and `zero` uint8 [out, groups];
+  - bits=4: `qweight` uint8 [out, ceil(in/2)], two codes per byte (feature 2j in the
+    low nibble, 2j+1 in the high one), codes in [0, 15]; the zero point is 8 when
+    symmetric, else `zero` uint8 [out, groups].
+The last group may be shorter when `group` does not divide the input width.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import PositiveInt
+
+from ..ir import ParamSpec
+from ..types import Dim, TensorType, dim_div, dim_mul
+from . import InferContext, OpAttrs, OpDef, float_input, register
+
+
+class QuantLinearAttrs(OpAttrs):
+    out_features: PositiveInt
+    bits: Literal[4, 8] = 8
+    group: PositiveInt | None = None  # input features per scale; None: the whole row (per-channel)
+    symmetric: bool = True
+    bias: bool = True
+
+
+def in_features(ctx: InferContext) -> int:
+    return ctx.static(0, -1, "the input feature dim (last)")
+
+
+def storage(bits: int, symmetric: bool, out_features: int, in_features: int, group: int | None) -> dict[str, ParamSpec]:
+    """The buffers holding a quantized [out, in] weight (shared with the transform that fills them)."""
+    groups = -(-in_features // (group or in_features))
+    width = -(-in_features // 2) if bits == 4 else in_features
+    params = {"qweight": ParamSpec((out_features, width), trainable=False,
+                                   dtype="i8" if bits == 8 and symmetric else "u8"),
+              "scale": ParamSpec((out_features, groups), trainable=False)}
+    if not symmetric:
+        params["zero"] = ParamSpec((out_features, groups), trainable=False, dtype="u8")
+    return params
+
+
+def _infer(ctx: InferContext) -> TensorType:
+    x = float_input(ctx)
+    if x.rank < 1:
+        raise ctx.error(f"needs at least one dim, got {ctx.describe(0)}")
+    width = in_features(ctx)
+    if ctx.attrs.group is not None and ctx.attrs.group > width:
+        raise ctx.error(f"group={ctx.attrs.group} is wider than the input features of {ctx.describe(0)}")
+    return x.with_shape(x.shape[:-1] + (ctx.attrs.out_features,))
+
+
+def _params(ctx: InferContext) -> dict[str, ParamSpec]:
+    a = ctx.attrs
+    params = storage(a.bits, a.symmetric, a.out_features, in_features(ctx), a.group)
+    if a.bias:
+        params["bias"] = ParamSpec((a.out_features,))
+    return params
+
+
+def _flops(ctx: InferContext) -> Dim:
+    rows = dim_div(ctx.node.type.numel(), ctx.attrs.out_features)
+    return dim_mul(rows, 2 * in_features(ctx) * ctx.attrs.out_features)
+
+
+register(OpDef("quant_linear", "linear layer with int8/int4 weight-only quantization (packed codes, per-group scales)",
+               ("x",), QuantLinearAttrs, infer=_infer, params=_params, flops=_flops))

@@ -1,0 +1,117 @@
+"""Sparse linear layers, as produced by the sparsity and prune transforms.
+
+- `nm_linear`: N:M structured sparsity. In every group of m consecutive input
+  features of a row exactly n weights are kept. Stored compactly: `values`
+  [out, in*n/m] (the kept weights, trainable) and `pattern` [out, in/m] (which of
+  the C(m, n) candidate position sets each group keeps, in the lexicographic order
+  of itertools.combinations; uint8). The dense weight is rebuilt in forward.
+- `nm_mask_linear`: learnable N:M masks. A dense `weight` and per-group `logits`
+  over the C(m, n) candidate masks; training samples a hard mask by
+  Gumbel-softmax with temperature tau (gradients reach the logits through the
+  straight-through estimator); inference uses each group's argmax mask.
+- `masked_linear`: unstructured pruning. A dense `weight` and a boolean `mask`
+  buffer (kept weights), so fine-tuning cannot regrow pruned weights.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from math import comb
+
+from pydantic import Field, PositiveInt, model_validator
+
+from ..ir import ParamSpec
+from ..types import Dim, TensorType, dim_div, dim_mul
+from . import InferContext, OpAttrs, OpDef, float_input, register
+
+
+class NMAttrs(OpAttrs):
+    out_features: PositiveInt
+    n: PositiveInt = 2
+    m: int = Field(4, ge=2, le=16)
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> "NMAttrs":
+        if self.n >= self.m:
+            raise ValueError(f"n={self.n} must be less than m={self.m} (n of every m weights are kept)")
+        return self
+
+    @property
+    def positions(self) -> list[tuple[int, ...]]:
+        """The kept positions of each candidate mask of a group (itertools.combinations order)."""
+        return list(combinations(range(self.m), self.n))
+
+
+class NMMaskAttrs(NMAttrs):
+    tau: float = Field(1.0, gt=0)
+
+
+class MaskedLinearAttrs(OpAttrs):
+    out_features: PositiveInt
+    bias: bool = True
+
+
+def pattern_dtype(n: int, m: int) -> str:
+    return "u8" if comb(m, n) <= 256 else "i32"
+
+
+def _in_features(ctx: InferContext) -> int:
+    width = ctx.static(0, -1, "the input feature dim (last)")
+    m = getattr(ctx.attrs, "m", 1)
+    if width % m:
+        raise ctx.error(f"m={m} does not divide the input features of {ctx.describe(0)}: "
+                        f"N:M groups run along the input dim", "E0402")
+    return width
+
+
+def _infer(ctx: InferContext) -> TensorType:
+    x = float_input(ctx)
+    if x.rank < 1:
+        raise ctx.error(f"needs at least one dim, got {ctx.describe(0)}")
+    _in_features(ctx)
+    return x.with_shape(x.shape[:-1] + (ctx.attrs.out_features,))
+
+
+def _with_bias(ctx: InferContext, params: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+    if ctx.attrs.bias:
+        params["bias"] = ParamSpec((ctx.attrs.out_features,))
+    return params
+
+
+def _nm_params(ctx: InferContext) -> dict[str, ParamSpec]:
+    a, width = ctx.attrs, _in_features(ctx)
+    return _with_bias(ctx, {"values": ParamSpec((a.out_features, width // a.m * a.n)),
+                            "pattern": ParamSpec((a.out_features, width // a.m), trainable=False,
+                                                 dtype=pattern_dtype(a.n, a.m))})
+
+
+def _nm_mask_params(ctx: InferContext) -> dict[str, ParamSpec]:
+    a, width = ctx.attrs, _in_features(ctx)
+    return _with_bias(ctx, {"weight": ParamSpec((a.out_features, width)),
+                            "logits": ParamSpec((a.out_features, width // a.m, comb(a.m, a.n)))})
+
+
+def _masked_params(ctx: InferContext) -> dict[str, ParamSpec]:
+    width = _in_features(ctx)
+    return _with_bias(ctx, {"weight": ParamSpec((ctx.attrs.out_features, width)),
+                            "mask": ParamSpec((ctx.attrs.out_features, width), trainable=False, dtype="bool")})
+
+
+def _flops(ctx: InferContext) -> Dim:
+    """Dense multiply-adds, except N:M which a sparse kernel runs at n/m of them."""
+    rows = dim_div(ctx.node.type.numel(), ctx.attrs.out_features)
+    macs = _in_features(ctx) * ctx.attrs.out_features
+    if ctx.node.op == "nm_linear":
+        macs = macs // ctx.attrs.m * ctx.attrs.n
+    return dim_mul(rows, 2 * macs)
+
+
+register(OpDef("nm_linear", "linear layer with N:M structured sparsity (n of every m input weights kept), "
+                            "stored as kept values plus a pattern index per group",
+               ("x",), NMAttrs, infer=_infer, params=_nm_params, flops=_flops))
+register(OpDef("nm_mask_linear", "linear layer learning N:M masks: Gumbel-softmax over the candidate masks of each "
+                                 "group in training, the argmax mask in inference",
+               ("x",), NMMaskAttrs, infer=_infer, params=_nm_mask_params, flops=_flops))
+register(OpDef("masked_linear", "linear layer with a fixed boolean mask on its weight (unstructured pruning)",
+               ("x",), MaskedLinearAttrs, infer=_infer, params=_masked_params, flops=_flops))

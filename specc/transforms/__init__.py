@@ -1,0 +1,201 @@
+"""Compression transforms: IR rewrites plus the matching conversion of dense weights.
+
+A `compress NAME = MODEL { transform(args) on SELECTOR ... }` section is an
+ordered list of stages. Each stage selects layers of the model as rewritten by
+the stages before it (see `select`), and its transform rewrites each selected
+layer's node in place (same value name, a compressed op) and converts that
+layer's dense weights into the compressed op's parameters. One module per
+transform registers a `Transform` here; its compressed ops live in `specc/ops`
+with templates for every target, like any op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .. import ast
+from ..diagnostics import Note, SpeccError
+from ..ir import Graph, Node
+from ..passes.infer_shapes import infer_shapes
+from .selectors import select
+
+
+class TransformArgs(BaseModel):
+    """Base of every transform's arguments: frozen, strict like op attributes, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+@dataclass
+class LayerPlan:
+    """What one stage does to one layer, for `specc plan` and for weight conversion."""
+
+    stage: int
+    transform: str
+    layer: str
+    before: str  # op before
+    after: str  # op after, or the same op when the transform keeps the layer as it is
+    note: str  # why, e.g. "rank 32" or "kept dense: (in+out)*r >= in*out"
+    args: Any = None
+    before_node: Node | None = None
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    doc: str
+    args: type[TransformArgs]
+    ops: frozenset[str]  # op types it can rewrite
+    # rewrite the node in place (op and attrs); return a short note, or None to keep the layer unchanged
+    rewrite: Callable[[Graph, Node, Any], str | None]
+    # dense state of the layer (keys without the layer prefix) -> compressed state of the rewritten layer
+    convert: Callable[["LayerPlan", Node, dict[str, Any], "Calibration | None"], dict[str, Any]]
+    # optional: called once per stage with every selected layer, before any rewrite; returns per-layer
+    # arguments (a layer it leaves out keeps the stage's), for choices made across layers (a size budget)
+    allocate: Callable[[Graph, list[str], Any], dict[str, Any]] | None = None
+
+
+@dataclass
+class Calibration:
+    """Sample inputs for transforms that need activations (e.g. MoE routing statistics)."""
+
+    inputs: list[Any]
+    graph: Graph
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def operands_of(self, layer: str) -> list[Any]:
+        """The values flowing into `layer` for the calibration inputs (a probe module is generated and run)."""
+        from ..codegen.torch_backend import emit, load_module
+        from ..passes import run_pipeline
+
+        probe = _copy(self.graph)
+        operands = probe.operands(layer)
+        probe.outputs = {f"operand{i}": o for i, o in enumerate(operands)}
+        probe.properties = set()
+        run_pipeline(probe, ("infer_shapes", "eliminate_dead_code"))
+        module = load_module(emit(probe).data.decode(), f"specc_probe_{layer}").Model()
+        module.load_state_dict({k: v for k, v in self.state.items() if k in module.state_dict()})
+        module.eval()
+        import torch
+
+        with torch.no_grad():
+            out = module(*self.inputs)
+        return list(out) if isinstance(out, tuple) else [out]
+
+
+def _copy(graph: Graph) -> Graph:
+    import copy
+
+    return copy.deepcopy(graph)
+
+
+_TRANSFORMS: dict[str, Transform] = {}
+
+
+def register_transform(transform: Transform) -> Transform:
+    _TRANSFORMS[transform.name] = transform
+    return transform
+
+
+def all_transforms() -> dict[str, Transform]:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "selectors":
+            importlib.import_module(f"{__name__}.{info.name}")
+    return dict(sorted(_TRANSFORMS.items()))
+
+
+_WORDS = {"true": True, "false": False}  # the language's boolean literals; any other bare name is a word
+
+
+def _transform_of(stage: ast.Stage) -> tuple[Transform, Any]:
+    call = stage.transform
+    transforms = all_transforms()
+    if call.func not in transforms:
+        import difflib
+
+        close = difflib.get_close_matches(call.func, transforms, n=1)
+        raise SpeccError("E0803", f"unknown transform `{call.func}`", call.func_span,
+                         help=f"did you mean `{close[0]}`?" if close else f"transforms: {', '.join(transforms)}")
+    transform = transforms[call.func]
+    from ..lower import evaluate, validation_message
+    from ..ops import build_attrs
+
+    fields = list(transform.args.model_fields)
+    if len(call.args) > len(fields):
+        raise SpeccError("E0301", f"{call.func}() takes at most {len(fields)} positional arguments",
+                         call.args[len(fields)].span)
+    values: dict[str, Any] = {}
+    spans = {}
+    # a bare name as an argument is a word (e.g. `quantize(int4)`), not a variable
+    context = ast.Definition("block", call.func, [], [], call.span, call.func_span)
+    for name, arg in list(zip(fields, call.args)) + [(kw.name, kw.value) for kw in call.kwargs]:
+        if name in values:
+            raise SpeccError("E0301", f"{call.func}() got argument `{name}` twice", arg.span)
+        values[name] = _WORDS.get(arg.id, arg.id) if isinstance(arg, ast.Name) else evaluate(arg, {}, context)
+        spans[name] = arg.span
+    try:
+        return transform, build_attrs(transform.args, values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = str(err["loc"][0]) if err["loc"] else ""
+        raise SpeccError("E0302", f"invalid `{where}` for {call.func}(): {validation_message(err)}",
+                         spans.get(where, call.span)) from None
+
+
+def apply_stages(graph: Graph, comp: ast.CompressDef) -> list[LayerPlan]:
+    """Rewrite `graph` (typed) by every stage of `comp`, in order; returns the per-layer plan."""
+    plans: list[LayerPlan] = []
+    for index, stage in enumerate(comp.stages):
+        transform, args = _transform_of(stage)
+        layers = select(graph, stage, transform.ops, transform.name)
+        per_layer: dict[str, Any] = {}
+        if transform.allocate is not None:
+            try:
+                per_layer = transform.allocate(graph, layers, args)
+            except SpeccError as err:
+                if err.span is None:
+                    err.span = stage.span
+                raise
+        for layer in layers:
+            import copy
+
+            node = graph.node(layer)
+            before = copy.deepcopy(node)
+            layer_args = per_layer.get(layer, args)
+            try:
+                note = transform.rewrite(graph, node, layer_args)
+            except SpeccError as err:
+                raise err.with_note(Note(f"while applying `{transform.name}` to layer `{layer}`", stage.span))
+            plans.append(LayerPlan(index, transform.name, layer, before.op, node.op,
+                                   note or "kept as it is", layer_args, before))
+        infer_shapes(graph)
+    return plans
+
+
+def convert_weights(graph: Graph, dense: dict[str, Any], calib: Calibration | None = None) -> dict[str, Any]:
+    """Turn the base model's dense state dict into the compressed model's, stage by stage.
+
+    A layer rewritten by several stages is converted by each in turn: stage k
+    sees the parameters stage k-1 produced.
+    """
+    state = dict(dense)
+    final = {name: graph.node(name) for name in graph.nx.nodes}
+    transforms = all_transforms()
+    for i, plan in enumerate(graph.plan):
+        if plan.before == plan.after and plan.note == "kept as it is":
+            continue
+        later = next((p for p in graph.plan[i + 1:] if p.layer == plan.layer), None)
+        after = later.before_node if later is not None else final[plan.layer]
+        prefix = plan.layer + "."
+        layer_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if calib is not None:
+            calib.state = state
+        converted = transforms[plan.transform].convert(plan, after, layer_state, calib)
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        state.update({prefix + k: v for k, v in converted.items()})
+    return state

@@ -1,0 +1,197 @@
+"""quantize: weight-only int8/int4 quantization of linear layers, or a mixed per-layer choice under a size budget.
+
+`quantize(int4, group=128, symmetric=true)` rewrites each selected linear into
+`quant_linear` (see specc/ops/quant_linear.py for the storage). `group` is the
+number of input features sharing a scale (unset: one scale per output row). The
+converter searches, per group, the clipping of the range that minimizes the
+squared error (absmax scaling wastes levels on rare outliers), then rounds.
+
+`quantize(mixed, budget=0.3)` picks int4 or int8 per selected layer so that
+their stored weight bytes stay within `budget` times their dense bytes, with the
+least total sensitivity: an exact dynamic program over the layers (a
+multiple-choice knapsack kept as a Pareto frontier of (bytes, sensitivity)).
+The choice fixes the compiled model's structure, so it is made at compile time,
+without weights: a layer's sensitivity is the relative output noise power its
+quantization would add for Gaussian weights, which depends on the bits and on
+how many weights share a scale (wider groups have larger ranges, coarser steps).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import Field, PositiveInt, model_validator
+
+from ..diagnostics import SpeccError
+from ..ir import Graph, Node
+from ..ops.quant_linear import QuantLinearAttrs, storage
+from ..types import DTYPES
+from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
+from ._layers import CANNOT_APPLY, cannot_apply, linear_shape, with_bias
+
+BITS = {"int4": 4, "int8": 8}
+CLIPS = [1.0 - 0.05 * i for i in range(11)]  # candidate fractions of each group's range
+
+
+class QuantizeArgs(TransformArgs):
+    format: Literal["int8", "int4", "mixed"] = "int8"
+    group: PositiveInt | None = None
+    symmetric: bool = True
+    budget: float | None = Field(None, gt=0, le=1)  # mixed: stored bytes / dense bytes of the selected layers
+
+    @model_validator(mode="after")
+    def _budget_for_mixed(self) -> "QuantizeArgs":
+        if (self.format == "mixed") != (self.budget is not None):
+            raise ValueError("`budget` goes with `mixed` (and only with it): quantize(mixed, budget=0.3)")
+        return self
+
+
+# ------------------------------------------------------------------ the quantizer
+def quantize_weight(weight: Any, bits: int, group: int | None, symmetric: bool) -> dict[str, Any]:
+    """Codes (packed two per byte for int4), scales and, if asymmetric, zero points of a [out, in] weight."""
+    import torch
+
+    out_features, width = weight.shape
+    size = min(group or width, width)
+    groups = -(-width // size)
+    w = weight.detach().to(torch.float64)
+    if groups * size > width:  # the short last group is padded with its own last value: its range is unchanged
+        w = torch.cat([w, w[:, -1:].expand(out_features, groups * size - width)], dim=1)
+    w = w.view(out_features, groups, size)
+    if symmetric:
+        qmax = 2 ** (bits - 1) - 1
+        top = w.abs().amax(-1)
+        lo, hi, zero = -qmax - 1, qmax, torch.zeros_like(top)  # the code -2^(bits-1) is usable too
+    else:
+        qmax = 2 ** bits - 1
+        low, high = w.amin(-1).clamp(max=0), w.amax(-1).clamp(min=0)
+        lo, hi = 0, qmax
+    best_err = best_scale = best_zero = None
+    for clip in CLIPS:
+        if symmetric:
+            scale = top * clip / qmax
+        else:
+            scale = (high - low) * clip / qmax
+        scale = scale.clamp(min=1e-12).float().double()  # the stored scale is what dequantization uses
+        if not symmetric:
+            zero = (-low * clip / scale).round().clamp(0, qmax)
+        q = (w / scale[..., None] + zero[..., None]).round().clamp(lo, hi)
+        err = ((q - zero[..., None]) * scale[..., None] - w).pow(2).sum(-1)
+        if best_err is None:
+            best_err, best_scale, best_zero = err, scale, zero
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_scale, best_zero = torch.where(better, scale, best_scale), torch.where(better, zero, best_zero)
+    codes = (w / best_scale[..., None] + best_zero[..., None]).round().clamp(lo, hi).view(out_features, -1)[:, :width]
+    out = {"scale": best_scale.to(weight.dtype)}
+    if not symmetric:
+        out["zero"] = best_zero.to(torch.uint8)
+    if bits == 8:
+        out["qweight"] = codes.to(torch.int8 if symmetric else torch.uint8)
+        return dict(sorted(out.items()))
+    codes = (codes + (8 if symmetric else 0)).to(torch.uint8)
+    if width % 2:
+        codes = torch.cat([codes, codes.new_zeros(out_features, 1)], dim=1)
+    out["qweight"] = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    return dict(sorted(out.items()))
+
+
+def dequantize_weight(state: Mapping[str, Any], bits: int, group: int | None, symmetric: bool,
+                      in_features: int) -> Any:
+    """The [out, in] weight that a quant_linear layer with this state computes with."""
+    import torch
+
+    q = state["qweight"]
+    if bits == 4:
+        q = torch.stack((q & 15, q >> 4), dim=-1).flatten(-2)[:, :in_features]
+    size = min(group or in_features, in_features)
+    scale = state["scale"].repeat_interleave(size, dim=1)[:, :in_features]
+    zero = (state["zero"].repeat_interleave(size, dim=1)[:, :in_features].to(scale.dtype) if not symmetric
+            else 8 if bits == 4 else 0)
+    return (q.to(scale.dtype) - zero) * scale
+
+
+# ------------------------------------------------------------------ mixed precision
+def sensitivity(bits: int, group_width: int, symmetric: bool) -> float:
+    """Relative output noise power (noise / signal) of quantizing Gaussian weights: step^2 / 12 over sigma^2.
+
+    The step is the range over the levels; a group of g Gaussian weights spans about
+    +-sqrt(2 ln 2g) sigma.
+    """
+    half_range = math.sqrt(2 * math.log(2 * group_width))
+    step = half_range / (2 ** (bits - 1) - 1) if symmetric else 2 * half_range / (2 ** bits - 1)
+    return step * step / 12
+
+
+def allocate_bits(costs: Sequence[Mapping[int, float]], sizes: Sequence[Mapping[int, int]],
+                  budget: int) -> list[int] | None:
+    """The choice per layer (a key of its cost/size maps) minimizing the total cost with total size <= budget.
+
+    Exact: a DP over layers keeping only Pareto-optimal partial choices (no other partial
+    choice is both smaller and cheaper). None if nothing fits the budget.
+    """
+    frontier: list[tuple[int, float, tuple[int, ...]]] = [(0, 0.0, ())]
+    for cost, size in zip(costs, sizes, strict=True):
+        extended = sorted(((s + size[b], c + cost[b], chosen + (b,)) for s, c, chosen in frontier for b in sorted(cost)
+                           if s + size[b] <= budget), key=lambda t: (t[0], t[1]))
+        frontier = []
+        for state in extended:
+            if not frontier or state[1] < frontier[-1][1]:
+                frontier.append(state)
+        if not frontier:
+            return None
+    return list(min(frontier, key=lambda t: (t[1], t[0]))[2])
+
+
+def _bytes(node: Node, bits: int, group: int | None, symmetric: bool) -> int:
+    out_features, in_features = linear_shape(node)
+    return sum(math.prod(p.shape) * DTYPES[p.dtype or "f32"][2]
+               for p in storage(bits, symmetric, out_features, in_features, group).values())
+
+
+def _allocate(graph: Graph, layers: list[str], args: QuantizeArgs) -> dict[str, QuantizeArgs]:
+    """Per-layer arguments for a `mixed` stage: int4 or int8 for each selected layer (see allocate_bits)."""
+    if args.format != "mixed":
+        return {}
+    nodes = [graph.node(layer) for layer in layers]
+    sizes = [{b: _bytes(n, b, args.group, args.symmetric) for b in BITS.values()} for n in nodes]
+    costs = [{b: sensitivity(b, min(args.group or linear_shape(n)[1], linear_shape(n)[1]), args.symmetric)
+              for b in BITS.values()} for n in nodes]
+    dense = sum(math.prod(linear_shape(n)) * 4 for n in nodes)
+    budget = int(args.budget * dense)
+    chosen = allocate_bits(costs, sizes, budget)
+    if chosen is None:
+        smallest = sum(s[4] for s in sizes)
+        raise SpeccError(CANNOT_APPLY, f"quantize(mixed, budget={args.budget}): even int4 everywhere needs "
+                                       f"{smallest:,} bytes, more than {args.budget} of the {dense:,} dense bytes",
+                         None, help=f"use budget >= {math.ceil(smallest / dense * 1000) / 1000}")
+    return {layer: args.model_copy(update={"format": f"int{b}", "budget": None}) for layer, b in zip(layers, chosen)}
+
+
+# ------------------------------------------------------------------ the transform
+def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
+    if args.format == "mixed":
+        raise cannot_apply(node, "quantize(mixed) needs the whole stage's layers to share out its budget, "
+                                 "but it was called on one layer")
+    out_features, in_features = linear_shape(node)
+    bits = BITS[args.format]
+    group = args.group if args.group is not None and args.group < in_features else None
+    node.op = "quant_linear"
+    node.attrs = QuantLinearAttrs(out_features=out_features, bits=bits, group=group, symmetric=args.symmetric,
+                                  bias=node.attrs.bias)
+    stored = _bytes(node, bits, group, args.symmetric)
+    return (f"{args.format} {'per-channel' if group is None else f'group {group}'}"
+            f"{'' if args.symmetric else ' asymmetric'}: {stored:,} weight bytes instead of "
+            f"{out_features * in_features * 4:,}")
+
+
+def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
+    a = node.attrs
+    return with_bias(quantize_weight(dense["weight"], a.bits, a.group, a.symmetric), dense)
+
+
+register_transform(Transform("quantize", "weight-only int8/int4 quantization (per-channel or per-group, packed), "
+                                         "or a mixed int4/int8 choice per layer under a size budget",
+                             QuantizeArgs, frozenset({"linear"}), _rewrite, _convert, allocate=_allocate))

@@ -1,0 +1,75 @@
+"""Shared test helpers: compile a spec for every target and run what comes out."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specc.codegen import backends
+from specc.codegen.torch_backend import load_module
+from specc.compiler import compilable, compile_graph, load
+from specc.ir import Graph
+from specc.types import DTYPES, Dim
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.nnspec"))
+SYMBOL_SIZES = {"B": 3, "T": 5}
+_counter = itertools.count()
+
+
+def models_in(spec: Path) -> list[str]:
+    return [t.name for t in compilable(load(spec))]
+
+
+def spec_models() -> list[tuple[Path, str]]:
+    return [(spec, model) for spec in SPECS for model in models_in(spec)]
+
+
+def dim_value(d: Dim) -> int:
+    if isinstance(d, int):
+        return d
+    total = 0
+    for mono, coef in d.terms:
+        term = coef
+        for sym in mono:
+            term *= SYMBOL_SIZES.get(sym, 2)
+        total += term
+    return int(total)
+
+
+def example_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for name in graph.inputs:
+        t = graph.node(name).type
+        shape = [dim_value(d) for d in t.shape]
+        dtype = getattr(torch, DTYPES[t.dtype][0])
+        if dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=gen, dtype=dtype))
+        else:  # ids (tokens, positions): small, so they are valid for any vocabulary in specs/
+            out.append(torch.randint(0, 4, shape, generator=gen, dtype=dtype))
+    return out
+
+
+def python_module(graph: Graph, target: str):
+    """Generate, import and instantiate the torch or triton module of `graph`."""
+    source = backends()[target].emit(graph).data.decode()
+    module = load_module(source, f"specc_test_{target}_{graph.name}_{next(_counter)}")
+    return module, module.Model()
+
+
+def as_tuple(result) -> tuple[torch.Tensor, ...]:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def run_onnx(data: bytes, graph: Graph, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return session.run(None, {name: t.numpy() for name, t in zip(graph.inputs, inputs)})
+
+
+__all__ = ["compile_graph", "ROOT", "SPECS"]
