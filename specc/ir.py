@@ -152,4 +152,8 @@ class Graph:
         outs = ", ".join(f"{k}=%{v}" for k, v in self.outputs.items())
         lines.append(f"  return {outs}")
         lines.append("}")
+        for node in self.nodes():
+            details = node.attrs.details() if hasattr(node.attrs, "details") else ""
+            if details:
+                lines.append(f"%{node.name}: " + details.replace("\n", "\n  "))
         return "\n".join(lines)

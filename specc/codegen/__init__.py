@@ -72,7 +72,12 @@ def backends() -> dict[str, Backend]:
 @lru_cache(maxsize=None)
 def environment(target: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(data_dir("backends") / target)),
+        # a target's templates may import another target's macros by prefix: "torch/ops/constrain.j2"
+        loader=jinja2.ChoiceLoader([
+            jinja2.FileSystemLoader(str(data_dir("backends") / target)),
+            jinja2.PrefixLoader({name: jinja2.FileSystemLoader(str(data_dir("backends") / name))
+                                 for name in ("torch", "triton", "onnx")}),
+        ]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -104,9 +104,11 @@ def to_pishield(constraints: Sequence[LinearConstraint], order: Sequence[int]) -
 
 
 def _decimal(value: Fraction) -> str:
-    """A float in positional notation: pishield's parser cannot read exponents (`1e-05`)."""
-    text = format(Decimal(repr(float(value))), "f")
-    return text
+    """A number in positional notation (pishield's parser cannot read exponents like `1e-05`):
+    integers without a fraction part, others as the shortest float that reads back the same."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    return format(Decimal(repr(float(value))), "f")
 
 
 def _variable(source: SourceFile, number: int, raw: str, word: str, columns: Sequence[str]) -> str:

@@ -29,6 +29,11 @@ class OpAttrs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    def details(self) -> str:
+        """What the compiler decided for this node beyond its attributes (e.g. the constraint layer's
+        bound sets), shown under the IR dump; empty for most ops."""
+        return ""
+
 
 def build_attrs(model: type[BaseModel], values: dict[str, Any]) -> BaseModel:
     """Validate values from a spec; a spec list given for a tuple-typed field becomes a tuple."""

@@ -39,13 +39,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict, PrivateAttr, field_validator
 
 from ..constraints import LinearConstraint
 from ..constraints.fourier_motzkin import Infeasible, Plan, conflict, plan, repair_order
 from ..diagnostics import Note, SpeccError
 from ..ir import Node
-from ..types import Dim, TensorType, dim_mul
+from ..types import Dim, Sym, TensorType, dim_mul
 from . import InferContext, OpAttrs, OpDef, float_input, register
 
 INFEASIBLE = "E0705"
@@ -59,6 +59,15 @@ class ConstrainAttrs(OpAttrs):
     constraints: tuple[LinearConstraint, ...]  # from the block (filled in by the lowering)
     columns: tuple[str, ...]  # the column names of the last dim, in declaration order (filled in by the lowering)
     _resolved: Any = PrivateAttr(default=None)  # (constraints incl. the file's, Plan), set by `resolve`
+
+    @field_validator("order", mode="before")
+    @classmethod
+    def _undefined_names(cls, value: Any) -> Any:
+        """A name that is no column reaches us as a symbolic dim; keep its name, so the order check
+        can say it is not one of the columns."""
+        if isinstance(value, (list, tuple)):
+            return tuple(_symbol_name(v) for v in value)
+        return value
 
     @property
     def plan(self) -> Plan:
@@ -76,9 +85,20 @@ class ConstrainAttrs(OpAttrs):
         self.plan  # noqa: B018  (resolves)
         return self._resolved[0]
 
-    def render(self) -> str:
-        """The bound sets, readably (what `specc ir` shows under the node)."""
-        return self.plan.render(self.all_constraints)
+    def details(self) -> str:
+        """The bound sets, readably (what `specc ir` shows under the graph); with a constraints file,
+        once shape inference has read it."""
+        if self._resolved is None and self.file is not None:
+            return ""
+        return "bound sets:\n" + self.plan.render(self.all_constraints)
+
+
+def _symbol_name(value: Any) -> Any:
+    if isinstance(value, Sym) and len(value.terms) == 1:
+        (monomial, coefficient), = value.terms
+        if len(monomial) == 1 and coefficient == 1:
+            return monomial[0]
+    return value
 
 
 def resolve(node: Node) -> Plan:
@@ -160,13 +180,3 @@ register(OpDef("constrain", "repair the last dim's columns so every row satisfie
                             "(C-DGM; Fourier–Motzkin bounds, clamped column by column)",
                ("x",), ConstrainAttrs, infer=_infer, flops=_flops))
 
-
-def render_bound_sets(graph: Any) -> str:
-    """The bound sets of every `constrain` node of a graph, for `specc ir` (empty without any)."""
-    parts = []
-    for node in graph.nodes():
-        if node.op == "constrain":
-            resolve(node)
-            body = node.attrs.render().replace("\n", "\n  ")
-            parts.append(f"bound sets of %{node.name}:\n  {body}")
-    return "\n".join(parts)
