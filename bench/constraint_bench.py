@@ -1,0 +1,147 @@
+"""The C-DGM constraint layer against pishield's ShieldLayer, on the same constraints, in one run.
+
+    python bench/constraint_bench.py              # CPU: batch 4096, 20 columns, 30 constraints
+    python bench/constraint_bench.py --cuda       # also on the GPU, with specc's Triton kernel
+    python bench/constraint_bench.py --threads 1  # on a machine busy with other work
+
+The constraint set is drawn at random around a feasible point (seeded), among the
+sets pishield 1.0 eliminates exactly (`pishield_is_exact`), so both layers must
+return the same rows; the script checks that before timing. Each layer is timed
+as the median of repeated forward passes (no gradients); the ratio is
+pishield's time over specc's (> 1: specc is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import random
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from specc.codegen import backends
+from specc.codegen.torch_backend import load_module
+from specc.compiler import compile_graph
+from specc.constraints import violations
+from specc.constraints.pishield_format import pishield_is_exact, to_pishield
+
+BATCH, COLUMNS, CONSTRAINTS = 4096, 20, 30
+
+
+def constraint_text(rng: random.Random, point: list[int]) -> str:
+    """One random constraint `±c_i ± c_j <= rhs` (or a bound on one column) that holds at `point`.
+
+    Unit coefficients on one or two columns, like most rules in the C-DGM paper's tables (`debt <=
+    income`, `open <= total`, `age >= 18`): pishield 1.0 eliminates such sets exactly unless two terms
+    cancel, which `build` checks.
+    """
+    cols = sorted(rng.sample(range(COLUMNS), rng.choice([1, 2, 2, 2])))
+    coeffs = [(j, rng.choice([-1, 1])) for j in cols]
+    rhs = sum(a * point[j] for j, a in coeffs) + rng.choice([0, 1, 4])
+    body = " ".join(f"{'-' if a < 0 else '+'} c{j}" for j, a in coeffs)
+    return f"{body.removeprefix('+ ')} <= {rhs}"
+
+
+def spec_for(seed: int) -> str:
+    """A spec with one constrain layer over 20 columns and 30 constraints."""
+    rng = random.Random(seed)
+    point = [rng.randint(-5, 5) for _ in range(COLUMNS)]
+    lines = [constraint_text(rng, point) for _ in range(CONSTRAINTS)]
+    names = ", ".join(f"c{i}" for i in range(COLUMNS))
+    body = "".join(f"        {line}\n" for line in lines)
+    return (f"model bench() {{\n    input x: f32[B, {COLUMNS}]\n    columns ({names}) = x\n"
+            f"    output y = constrain(x) {{\n{body}    }}\n}}\n")
+
+
+def build(seed: int):
+    """(graph, constrain node) for the first seed from `seed` on whose set pishield is exact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in range(seed, seed + 1000):
+            path = Path(tmp) / "bench.nnspec"
+            path.write_text(spec_for(s))
+            graph = compile_graph(path)
+            node = next(n for n in graph.nodes() if n.op == "constrain")
+            if pishield_is_exact(node.attrs.all_constraints, node.attrs.plan.order):
+                return graph, node
+    raise RuntimeError("no constraint set on which pishield is exact")
+
+
+def pishield_layer(node) -> torch.nn.Module:
+    from pishield.linear_requirements.shield_layer import ShieldLayer
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(to_pishield(node.attrs.all_constraints, node.attrs.plan.order))
+    with contextlib.redirect_stdout(io.StringIO()):  # pishield prints every constraint it reads
+        layer = ShieldLayer(COLUMNS, f.name, ordering_choice="given")
+    os.unlink(f.name)
+    return layer
+
+
+def median_seconds(fn: Callable[[], object], cuda: bool, repeat: int = 30) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cuda", action="store_true", help="also time on the GPU (specc's Triton kernel)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's; use 1 on a machine busy with other work)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    graph, node = build(args.seed)
+    constraints = node.attrs.all_constraints
+    torch_module = load_module(backends()["torch"].emit(graph).data.decode(), "bench_torch")
+    ours = torch_module.Bench().eval()
+    theirs = pishield_layer(node)
+    x = torch.randn(BATCH, COLUMNS, generator=torch.Generator().manual_seed(args.seed)) * 8
+
+    with torch.no_grad():
+        a, b = ours(x), theirs(x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    print(f"{CONSTRAINTS} constraints over {COLUMNS} columns, batch {BATCH}; "
+          f"{len(node.attrs.plan.steps)} repair steps, "
+          f"{sum(len(s.lower) + len(s.upper) for s in node.attrs.plan.steps)} bounds after elimination")
+    print(f"rows violating before: {violations(constraints, x.numpy()).any(1).mean():.1%}   "
+          f"after specc: {violations(constraints, a.numpy()).any(1).mean():.1%}   "
+          f"after pishield: {violations(constraints, b.numpy()).any(1).mean():.1%}")
+
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"{'device':<8}{'specc':>14}{'pishield':>14}{'ratio':>9}")
+    rows = [("cpu", x, ours, False)]
+    if args.cuda:
+        os.environ.pop("TRITON_INTERPRET", None)
+        triton_module = load_module(backends()["triton"].emit(graph).data.decode(), "bench_triton")
+        rows.append(("cuda", x.cuda(), triton_module.Bench().eval().cuda(), True))
+    for device, inputs, layer, cuda in rows:
+        shield = theirs.to(inputs.device)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(inputs), shield(inputs), rtol=1e-5, atol=1e-5)
+            t_ours = median_seconds(lambda: layer(inputs), cuda)
+            t_theirs = median_seconds(lambda: shield(inputs), cuda)
+        print(f"{device:<8}{t_ours * 1e6:>11.0f} µs{t_theirs * 1e6:>11.0f} µs{t_theirs / t_ours:>8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
