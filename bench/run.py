@@ -61,7 +61,8 @@ def inputs_for(graph, device: str) -> list[torch.Tensor]:
 
 
 def timeit(fn, repeat: int, device: str) -> float:
-    """Median seconds per call after warm-up."""
+    """Median seconds per call after warm-up (which includes the triton target's autotuning: the
+    matmul-epilogue kernels time their configs on the first call for each shape)."""
     for _ in range(3):
         fn()
     samples = []

@@ -29,6 +29,11 @@ RESERVED = frozenset(keyword.kwlist) | {
     "named_parameters", "load_state_dict", "extra_repr", "dump_patches", "call_super_init",
 }
 
+# Ops that may lead a fusion group as its anchor: the group's elementwise ops become the epilogue
+# of the anchor's matmul, one kernel in all (see passes/fuse_epilogues.py). Every other member of a
+# group is elementwise.
+EPILOGUE_ANCHORS = frozenset({"linear"})
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -52,7 +57,7 @@ class Node:
     arg_spans: list[Span | None] = field(default_factory=list)
     type: TensorType | None = None
     params: dict[str, ParamSpec] = field(default_factory=dict)
-    group: str | None = None  # fusion group, set by the fusion pass
+    group: str | None = None  # fusion group, set by the fusion passes (an anchor's group is its epilogue)
     call_sites: tuple[tuple[str, Span], ...] = ()  # (block, call span) for values inlined from blocks, outermost first
 
 
@@ -144,6 +149,8 @@ class Graph:
             args = ", ".join(p for p in (operands, attrs) if p)
             ty = f" : {node.type}" if node.type else ""
             extra = f"  group={node.group}" if node.group else ""
+            if node.group and node.op in EPILOGUE_ANCHORS:
+                extra += " (anchor)"
             params = ""
             if node.params:
                 params = "  params{" + ", ".join(f"{k}: {list(p.shape)}" for k, p in node.params.items()) + "}"

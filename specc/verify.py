@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 
 from . import ops
-from .ir import Graph
+from .ir import EPILOGUE_ANCHORS, Graph
 
 
 class IRVerificationError(RuntimeError):
@@ -51,16 +51,29 @@ def verify(graph: Graph) -> None:
 
 def _verify_groups(graph: Graph, fail) -> None:
     groups: dict[str, list[str]] = {}
+    anchors: dict[str, list[str]] = {}
     for name in graph.nx.nodes:
         node = graph.node(name)
         if node.group is not None:
-            if not ops.get(node.op).elementwise:
+            if node.op in EPILOGUE_ANCHORS:
+                anchors.setdefault(node.group, []).append(name)
+            elif not ops.get(node.op).elementwise:
                 fail(f"%{name} ({node.op}) is in fusion group {node.group} but is not elementwise")
             groups.setdefault(node.group, []).append(name)
     for gid, members in groups.items():
         shapes = {graph.node(m).type.shape for m in members}
         if len(shapes) != 1:
             fail(f"fusion group {gid} mixes output shapes {shapes}")
+    # an anchor (a matmul whose epilogue is the group) leads an elementwise group that alone reads it
+    outputs = set(graph.outputs.values())
+    for gid, names in anchors.items():
+        if len(names) > 1 or len(groups[gid]) == 1:
+            fail(f"fusion group {gid} needs one anchor and some elementwise ops, has {groups[gid]}")
+        name = names[0]
+        if name in outputs or any(graph.node(u).group != gid for u in graph.users(name)):
+            fail(f"%{name} anchors fusion group {gid} but is read outside it")
+        if any(graph.node(o).group == gid for o in graph.operands(name)):
+            fail(f"%{name} anchors fusion group {gid} but reads a value of it")
     # every group is convex (no path leaves it and comes back) iff the graph with each
     # group contracted to one vertex is still acyclic; linear time
     step = {name: graph.node(name).group or name for name in graph.nx.nodes}

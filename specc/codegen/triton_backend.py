@@ -7,6 +7,11 @@ CUDA tensors, and on CPU under `TRITON_INTERPRET=1`; otherwise (plain CPU) the
 group runs as the torch ops it was made from. Backward recomputes the group with
 those torch ops and differentiates them, so the module trains.
 
+A group led by a linear layer (its anchor, set by the epilogue fusion pass)
+becomes one tiled matmul kernel instead (backends/triton/matmul_epilogue.j2):
+the group's ops, spelled by the same per-op `scalar` macros, run on each output
+tile after the bias is added, so the linear's output never goes to memory.
+
 An op can bring its own kernel: if `backends/triton/ops/<op>.j2` defines
 `forward` (and usually `helpers`, holding the `@triton.jit` kernel and its
 launcher), the triton module uses it instead of the torch code for that op.
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..ir import Graph, Node
+from ..ir import EPILOGUE_ANCHORS, Graph, Node
 from . import Artifact, Backend, NodeView, environment, has_macro, node_view, register_backend, render
 from .torch_backend import module_context
 
@@ -28,10 +33,11 @@ TARGET = "triton"
 @dataclass
 class GroupView:
     id: str
-    inputs: list[str]
+    inputs: list[str]  # values read elementwise (for an anchored group, by its elementwise ops)
     outputs: list[str]
-    nodes: list[NodeView]  # for the kernel body (triton `scalar` macros)
+    nodes: list[NodeView]  # the elementwise ops, for the kernel body (triton `scalar` macros)
     reference: list[tuple[str, str]]  # (value, torch expression): the same computation in torch
+    anchor: NodeView | None = None  # the linear whose matmul epilogue the group is; None: an elementwise kernel
 
 
 def _triton_scalar(node: Node) -> str:
@@ -49,11 +55,14 @@ def _groups(graph: Graph) -> dict[str, GroupView]:
     views = {}
     for gid, names in members.items():
         inside = set(names)
+        anchors = [n for n in names if graph.node(n).op in EPILOGUE_ANCHORS]
+        names = [n for n in names if n not in anchors]
         inputs = list(dict.fromkeys(o for n in names for o in graph.operands(n) if o not in inside))
         outs = [n for n in names if n in outputs or any(u not in inside for u in graph.users(n))]
         nodes = [node_view(graph, graph.node(n), lambda v: v, _triton_scalar) for n in names]
         reference = [(v.name, torch_op("forward", v)) for v in nodes]
-        views[gid] = GroupView(gid, inputs, outs, nodes, reference)
+        anchor = node_view(graph, graph.node(anchors[0]), lambda v: v, _triton_scalar) if anchors else None
+        views[gid] = GroupView(gid, inputs, outs, nodes, reference, anchor)
     return views
 
 
@@ -95,6 +104,7 @@ def emit(graph: Graph) -> Artifact:
         if node.op not in helpers:
             helpers[node.op] = (triton_op if _own_kernel(node.op) else torch_op)("helpers", node)
     context.update(steps=steps, groups=list(groups.values()), torch_op=torch_op,
+                   has_epilogues=any(g.anchor for g in groups.values()),
                    helpers=[code for code in helpers.values() if code])
     return Artifact(render(TARGET, "module.py.j2", **context).encode(), ".py")
 

@@ -30,7 +30,7 @@ class Pass:
 _PASSES: dict[str, Pass] = {}
 
 # The default pipeline, in order; every backend compiles the graph it leaves.
-DEFAULT_PIPELINE = ("infer_shapes", "eliminate_dead_code", "fuse_elementwise")
+DEFAULT_PIPELINE = ("infer_shapes", "eliminate_dead_code", "fuse_elementwise", "fuse_epilogues")
 
 
 def register_pass(name: str, *, requires: tuple[str, ...] = (), ensures: tuple[str, ...] = (),
