@@ -54,8 +54,12 @@ def inputs_for(graph, device: str) -> list[torch.Tensor]:
         t = graph.node(name).type
         dtype = getattr(torch, DTYPES[t.dtype][0])
         shape = [dim(d) for d in t.shape]
-        x = torch.randn(shape, generator=gen, dtype=dtype) if dtype.is_floating_point \
-            else torch.randint(0, 4, shape, generator=gen, dtype=dtype)
+        if dtype.is_floating_point:
+            x = torch.randn(shape, generator=gen, dtype=dtype)
+        elif dtype == torch.bool:  # masks
+            x = torch.randint(0, 2, shape, generator=gen).bool()
+        else:
+            x = torch.randint(0, 4, shape, generator=gen, dtype=dtype)
         out.append(x.to(device))
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import operator
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -540,6 +541,8 @@ class _Lowerer:
 
         operands, arg_spans, attrs = [], [], {}
         for slot in opdef.operands:
+            if slot not in bound and slot in opdef.optional:
+                continue
             if slot not in bound:
                 raise SpeccError("E0303", f"{call.func}() is missing its `{slot}` argument ({opdef.signature()})",
                                  call.span)
@@ -585,9 +588,10 @@ class _Lowerer:
 
     def _attr_value(self, arg: ast.Expr, hint: str) -> Any:
         """An attribute value; a call to a name that is no op or block is a configuration,
-        `monotone(m=0.05)` -> {"kind": "monotone", "m": 0.05}, which the op's pydantic model validates."""
-        if isinstance(arg, ast.Call) and ops.get(arg.func) is None and arg.func not in self.program.definitions \
-                and arg.func != "split":
+        `monotone(m=0.05)` -> {"kind": "monotone", "m": 0.05}, which the op's pydantic model validates.
+        A call of an op without tensors, `activation=relu()`, is a configuration too."""
+        if isinstance(arg, ast.Call) and (ops.get(arg.func) is None or not arg.args) \
+                and arg.func not in self.program.definitions and arg.func != "split":
             if arg.args or arg.constraints is not None:
                 raise SpeccError("E0306", f"configuration `{arg.func}(...)` takes keyword arguments only",
                                  (arg.args[0] if arg.args else arg).span)
@@ -649,12 +653,34 @@ def _did_you_mean(name: str, candidates) -> str | None:
 
 
 def _attr_error(call: ast.Call, opdef: ops.OpDef, exc: ValidationError, bound: dict) -> SpeccError:
+    """The first validation error at its argument. An op's validator may raise a
+    `PydanticCustomError` whose type is an error code (`E0850`) and whose context names the
+    offending setting (`{"at": "solver.alpha"}`); the error then points at that setting."""
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else ""
-    span = bound[field][1] if field in bound else call.span
+    path = [str(p) for p in err["loc"]]
+    at = (err.get("ctx") or {}).get("at")
+    if isinstance(at, str):
+        path = at.split(".")
+    field = path[0] if path else ""
+    span = _setting_span(bound[field][0], path[1:]) or bound[field][1] if field in bound else call.span
     if err["type"] == "missing":
         return SpeccError("E0303", f"{call.func}() is missing its `{field}` argument ({opdef.signature()})", call.span)
-    return SpeccError("E0302", f"invalid `{field}` for {call.func}(): {validation_message(err)}", span)
+    code = err["type"] if re.fullmatch(r"E\d{4}", str(err["type"])) else "E0302"
+    return SpeccError(code, f"invalid `{field}` for {call.func}(): {validation_message(err)}", span)
+
+
+def _setting_span(arg: ast.Expr, path: list[str]) -> Span | None:
+    """The span of a keyword inside a configuration, `m=1.5` in `weight=monotone(m=1.5)`, following
+    `path` (the tags of pydantic's discriminated unions, which name the configuration, are skipped)."""
+    span = None
+    for name in path:
+        if not isinstance(arg, ast.Call) or name == arg.func:
+            continue
+        kw = next((k for k in arg.kwargs if k.name == name), None)
+        if kw is None:
+            break
+        arg, span = kw.value, kw.span
+    return span
 
 
 def validation_message(err: dict) -> str:

@@ -35,6 +35,8 @@ def verify(graph: Graph) -> None:
         if opdef.variadic:
             if n_operands < expected:
                 fail(f"%{name} ({node.op}) has {n_operands} operands, expected at least {expected}")
+        elif opdef.optional and expected - len(opdef.optional) <= n_operands <= expected:
+            pass
         elif n_operands != expected - (1 if scalar else 0):
             fail(f"%{name} ({node.op}) has {n_operands} operands, expected {expected}")
         if "typed" in graph.properties and node.type is None:

@@ -49,6 +49,8 @@ def example_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:
         dtype = getattr(torch, DTYPES[t.dtype][0])
         if dtype.is_floating_point:
             out.append(torch.randn(shape, generator=gen, dtype=dtype))
+        elif dtype == torch.bool:  # masks
+            out.append(torch.randint(0, 2, shape, generator=gen).bool())
         else:  # ids (tokens, positions): small, so they are valid for any vocabulary in specs/
             out.append(torch.randint(0, 4, shape, generator=gen, dtype=dtype))
     return out

@@ -34,15 +34,22 @@ def initializer_name(node: str, param: str) -> str:
     return f"{node}__{param.replace('.', '__')}"
 
 
-def onnx_text(graph: Graph) -> str:
-    """The model in ONNX's textual syntax, weights not included."""
+def value_names(graph: Graph):
+    """The ONNX name of each IR value: an internal value that shares its name with a (different) output is
+    renamed `NAME__value` (and so are its initializers, `NAME__value__weight`)."""
     outputs = dict(graph.outputs)
-    # an internal value that shares its name with a (different) output is renamed
     clash = {v for v in graph.nx.nodes if v in outputs and outputs[v] != v}
 
     def value(name: str) -> str:
         return f"{name}__value" if name in clash else name
 
+    return value
+
+
+def onnx_text(graph: Graph) -> str:
+    """The model in ONNX's textual syntax, weights not included."""
+    outputs = dict(graph.outputs)
+    value = value_names(graph)
     lines: list[str] = []
     for name in graph.topo_order():
         node = graph.node(name)
@@ -100,9 +107,32 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
         if tuple(tensor.shape) != tuple(spec.shape):
             raise SpeccError("E0602", f"weight {key} from {origin} has shape {list(tensor.shape)}, "
                                       f"model `{graph.name}` needs {list(spec.shape)}", None)
-        name = initializer_name(node.name, param)
+        name = initializer_name(value_names(graph)(node.name), param)
         if name in used:
             tensors.append(numpy_helper.from_array(tensor.numpy(), name))
+    return tensors
+
+
+def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]) -> list:
+    """Tensors that ops marked `export_weights` compute from their parameters (a parametrized weight
+    matrix, a step size depending on its norm): the torch module's own layer computes them, from the
+    same state dict, so every target runs on the same numbers."""
+    from onnx import numpy_helper
+
+    from .. import ops
+    from .torch_backend import instantiate
+
+    nodes = [n for n in graph.nodes() if ops.get(n.op).export_weights]
+    if not nodes:
+        return []
+    module = instantiate(graph, 0)
+    module.load_state_dict(dict(state))
+    tensors = []
+    for node in nodes:
+        for name, tensor in getattr(module, node.name).export_weights().items():
+            key = initializer_name(value_names(graph)(node.name), name)
+            if key in used:
+                tensors.append(numpy_helper.from_array(tensor.detach().cpu().numpy(), key))
     return tensors
 
 
@@ -117,7 +147,9 @@ def emit(graph: Graph, weights: str | Path | None = None, seed: int = 0) -> Arti
         raise RuntimeError(f"the onnx templates produced text that does not parse: {exc}\n{text}") from None
     origin = str(weights) if weights is not None else f"seed {seed}"
     used = {name for node in model.graph.node for name in node.input}
-    model.graph.initializer.extend(_initializers(graph, _state_dict(graph, weights, seed), origin, used))
+    state = _state_dict(graph, weights, seed)
+    model.graph.initializer.extend(_initializers(graph, state, origin, used))
+    model.graph.initializer.extend(_derived_initializers(graph, state, used))
     onnx.checker.check_model(model, full_check=True)
     return Artifact(model.SerializeToString(deterministic=True), ".onnx")
 

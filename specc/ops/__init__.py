@@ -113,10 +113,16 @@ class OpDef:
     # the name of a list attribute whose sizes make up the output's last dim: the lowering then returns
     # one slice per item, named after the item's source name (`fixed_point(state=[h, c])` gives `q.h`, `q.c`)
     parts: str | None = None
+    # trailing operands a call may leave out (`fixed_point(x, mask)` or `fixed_point(x)`); the op's shape
+    # function and templates see only the operands given
+    optional: tuple[str, ...] = ()
+    # the ONNX target reads tensors the torch layer derives from its parameters (`layer.export_weights()`,
+    # e.g. a parametrized weight matrix), exported as initializers `<node>__<name>`
+    export_weights: bool = False
 
     def signature(self) -> str:
         fields = [f"{k}={v.default!r}" if not v.is_required() else k for k, v in self.attrs.model_fields.items()]
-        names = list(self.operands)
+        names = [f"{o}=None" if o in self.optional else o for o in self.operands]
         if self.variadic:
             names[-1] = f"[{names[-1]}, ...]"
         return f"{self.name}({', '.join(names + fields)})"

@@ -1,0 +1,302 @@
+"""fixed_point: a monotone equilibrium layer (monDEQ) and mean-field inference in a monotone DBM.
+
+    q = fixed_point(x, state=[hidden, classes], weight=monotone(m=0.05),
+                    activation=prox_softmax(groups=...),
+                    solver=peaceman_rachford(alpha=0.5, tol=1e-5, max_iter=100))
+    output y = q.classes
+
+The layer returns the state `z*` (of width `sum(state)`) solving
+
+    z* = sigma(W z* + U x + b)
+
+where sigma is the activation (relu, sigmoid, or a softmax over each categorical group, which makes
+`z*` the mean-field fixed point of a DBM), and W is parametrized so that `I - W >= m I` (strongly
+monotone): then the fixed point exists, is unique, and the splitting solvers converge to it from any
+start. The result has one named slice per `state` item (`q.hidden`, `q.classes`).
+
+Weights (`weight=`):
+- `monotone(m=0.05)`: dense monDEQ form `W = (1-m) I - A^T A + B - B^T` (free A, B): the
+  symmetric part of `I - W` is `m I + A^T A`.
+- `mdbm(m=0.05, groups=...)`: the monotone DBM form, symmetric and block-hollow over `groups` (units
+  of one group do not interact): `W = blockdiag(A'^T A') - A'^T A'` with `A' = A S^(1/2)`, S scaling
+  each group's columns so each diagonal block of `A'^T A'` has spectral norm <= 1 - m. The scaling is
+  symmetric (columns, per group), so W stays symmetric and `I - W >= m I` holds exactly. `groups`
+  defaults to the softmax groups of the activation (else each state part is one group, a layered DBM)
+  and must not split a softmax group.
+- `unconstrained()`: a free W, no guarantee (for comparison).
+- `mdbm_conv(...)`: convolutional structure: not supported yet (a compile error).
+
+Activations (`activation=`): `relu()`, `sigmoid()` (monDEQ), `prox_softmax(groups=...)` (mean field
+over categorical groups: `...` makes each state part one group, an int is the group size in every
+part, a list gives the size per part). Each is used through its proximal operator, so the iteration
+is a true operator splitting: the softmax prox has a Lambert-W closed form per unit plus a 1-D
+search for the normalizer (both run a fixed number of Halley/Newton steps, batched).
+
+Solvers (`solver=`): `forward_backward(alpha, tol, max_iter, anderson)` iterates
+`z <- prox_alpha((1 - alpha) z + alpha (W z + U x + b))`; `peaceman_rachford(alpha, tol, max_iter,
+anderson)` uses `V = (I + alpha (I - W))^-1` and converges for every alpha > 0. Rows stop
+independently once `|z_k+1 - z_k| / (|z_k+1| + 1e-6) <= tol` (divided by alpha for forward-backward,
+whose steps are alpha-sized); after max_iter the last iterate is returned. Anderson acceleration runs
+in eager torch (and the triton module's loop); the ONNX Loop and torch.compile run the plain
+iteration, which reaches the same fixed point. Gradients come from implicit differentiation (the adjoint fixed point of the same
+splitting), not from backpropagation through the iterations.
+
+Observed units (joint completion and classification): `fixed_point(x, mask, ...)` clamps the leading
+`x.shape[-1]` state units (which must end at a part boundary) to x where `mask > 0` and infers the
+rest, including the units where `mask <= 0`; there is no input projection U then, observed units act
+through W. Clamp whole softmax groups.
+
+Compile-time checks: 0 < m < 1 (E0850); alpha > 0, tol > 0, max_iter >= 1 (E0851); forward-backward
+converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852),
+and at run time alpha is replaced by m/L^2 whenever alpha >= 2m/L^2 (the fixed point does not depend
+on alpha); the sigmoid and softmax proxes need alpha <= 1 (E0853); groups must divide the parts
+(E0854); unsupported options (E0855); operand shapes (E0856).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..ir import ParamSpec
+from ..types import Dim, TensorType, dim_div, dim_mul
+from . import InferContext, OpAttrs, OpDef, float_input, register
+
+BAD_M = "E0850"
+BAD_SOLVER = "E0851"
+FB_DIVERGES = "E0852"
+PROX_ALPHA = "E0853"
+BAD_GROUPS = "E0854"
+UNSUPPORTED = "E0855"
+BAD_OPERANDS = "E0856"
+
+# Fixed step counts shared by every target, so torch, Triton and ONNX run the same arithmetic: Halley
+# steps per unit of the sigmoid/softmax prox (from a closed-form start: enough for float64), safeguarded
+# Newton steps for each softmax group's normalizer, iterations between host checks that every row has
+# converged (torch), and the Anderson memory.
+NUMERICS = {"halley": 3, "normalizer": 10, "check_every": 8, "anderson_memory": 5}
+
+GroupSpec = Any  # `...` (each part one group), an int (the group size in every part), or one size per part
+
+
+def _check_groups(value: Any) -> Any:
+    if isinstance(value, list):
+        value = tuple(value)
+    if value is Ellipsis or value is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, tuple) and value and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                   for v in value):
+        return value
+    raise PydanticCustomError(BAD_GROUPS, "groups must be `...`, a positive int or a list of positive ints, "
+                                          "got {value}", {"value": value})
+
+
+def _check_m(value: float) -> float:
+    if not 0 < value < 1:
+        raise PydanticCustomError(BAD_M, "m must satisfy 0 < m < 1 (I - W >= m I), got {m}", {"m": value})
+    return value
+
+
+class Monotone(OpAttrs):
+    kind: Literal["monotone"]
+    m: float = 0.05
+    _m = field_validator("m")(_check_m)
+
+
+class Mdbm(OpAttrs):
+    kind: Literal["mdbm"]
+    m: float = 0.05
+    groups: GroupSpec = None
+    _m = field_validator("m")(_check_m)
+    _groups = field_validator("groups", mode="before")(_check_groups)
+
+
+class MdbmConv(OpAttrs):
+    """Recognized so that asking for it gives a clear error, not a pydantic tag error."""
+
+    model_config = OpAttrs.model_config | {"extra": "allow"}
+    kind: Literal["mdbm_conv"]
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> "MdbmConv":
+        raise PydanticCustomError(UNSUPPORTED, "convolutional monotone DBM weights (mdbm_conv) are not supported "
+                                               "yet; use the dense form mdbm(m=..., groups=...)", {"at": "weight"})
+
+
+class Unconstrained(OpAttrs):
+    kind: Literal["unconstrained"]
+
+
+class Relu(OpAttrs):
+    kind: Literal["relu"]
+
+
+class Sigmoid(OpAttrs):
+    kind: Literal["sigmoid"]
+
+
+class ProxSoftmax(OpAttrs):
+    kind: Literal["prox_softmax"]
+    groups: GroupSpec = Ellipsis
+    _groups = field_validator("groups", mode="before")(_check_groups)
+
+
+class _Solver(OpAttrs):
+    alpha: float = 1.0
+    tol: float = 1e-5
+    max_iter: int = 100
+    anderson: bool = False
+
+    @field_validator("alpha", "tol")
+    @classmethod
+    def _positive(cls, value: float, info: Any) -> float:
+        if not value > 0:
+            raise PydanticCustomError(BAD_SOLVER, "{name} must be > 0, got {value}",
+                                      {"name": info.field_name, "value": value})
+        return value
+
+    @field_validator("max_iter")
+    @classmethod
+    def _iterations(cls, value: int) -> int:
+        if value < 1:
+            raise PydanticCustomError(BAD_SOLVER, "max_iter must be >= 1, got {value}", {"value": value})
+        return value
+
+
+class ForwardBackward(_Solver):
+    kind: Literal["forward_backward"]
+    alpha: float = 0.1
+
+
+class PeacemanRachford(_Solver):
+    kind: Literal["peaceman_rachford"]
+
+
+Weight = Annotated[Union[Monotone, Mdbm, MdbmConv, Unconstrained], Field(discriminator="kind")]
+Activation = Annotated[Union[Relu, Sigmoid, ProxSoftmax], Field(discriminator="kind")]
+Solver = Annotated[Union[ForwardBackward, PeacemanRachford], Field(discriminator="kind")]
+
+
+class FixedPointAttrs(OpAttrs):
+    state: tuple[PositiveInt, ...]
+    weight: Weight = Monotone(kind="monotone")
+    activation: Activation = Relu(kind="relu")
+    solver: Solver = PeacemanRachford(kind="peaceman_rachford")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FixedPointAttrs":
+        alpha, m = self.solver.alpha, getattr(self.weight, "m", None)
+        if self.activation.kind != "relu" and alpha > 1:
+            raise PydanticCustomError(PROX_ALPHA, "the {act} prox needs alpha <= 1 (its closed form has "
+                                                  "1/alpha - 1 >= 0), got alpha={alpha}",
+                                      {"act": self.activation.kind, "alpha": alpha, "at": "solver.alpha"})
+        if self.solver.kind == "forward_backward" and m is not None and alpha * m >= 2:
+            raise PydanticCustomError(FB_DIVERGES, "forward-backward with alpha={alpha} can never converge: it needs "
+                                                   "alpha < 2m/L^2 where L = |I - W| >= m, so alpha < 2/m = {bound}; "
+                                                   "use a smaller alpha or peaceman_rachford",
+                                      {"alpha": alpha, "bound": round(2 / m, 6), "at": "solver.alpha"})
+        self.softmax_groups()
+        self.weight_groups()
+        return self
+
+    @property
+    def size(self) -> int:
+        return sum(self.state)
+
+    def _per_part(self, spec: Any, at: str) -> tuple[int, ...]:
+        sizes = self.state
+        if spec is Ellipsis:
+            groups = sizes
+        elif isinstance(spec, int):
+            groups = (spec,) * len(sizes)
+        elif len(spec) != len(sizes):
+            raise PydanticCustomError(BAD_GROUPS, "{n} group sizes for {k} state parts; give one per part",
+                                      {"n": len(spec), "k": len(sizes), "at": at})
+        else:
+            groups = spec
+        for size, g in zip(sizes, groups):
+            if size % g:
+                raise PydanticCustomError(BAD_GROUPS, "a state part of {size} units does not split into groups "
+                                                      "of {g}", {"size": size, "g": g, "at": at})
+        return tuple(groups)
+
+    def softmax_groups(self) -> tuple[int, ...] | None:
+        """The categorical group size in each state part (None unless the activation is prox_softmax)."""
+        if self.activation.kind != "prox_softmax":
+            return None
+        return self._per_part(self.activation.groups, "activation.groups")
+
+    def weight_groups(self) -> tuple[int, ...] | None:
+        """The size of the blocks on which an mdbm weight is hollow, per state part (None for other weights)."""
+        if self.weight.kind != "mdbm":
+            return None
+        softmax = self.softmax_groups()
+        spec = self.weight.groups if self.weight.groups is not None else (softmax or Ellipsis)
+        groups = self._per_part(spec, "weight.groups")
+        if softmax is not None and any(g % s for g, s in zip(groups, softmax)):
+            raise PydanticCustomError(BAD_GROUPS, "the hollow blocks of the weight ({groups}) must be unions of the "
+                                                  "softmax groups ({softmax}): units of one categorical variable "
+                                                  "do not interact", {"groups": list(groups),
+                                                                      "softmax": list(softmax),
+                                                                      "at": "weight.groups"})
+        return groups
+
+    def numerics(self) -> dict[str, int]:
+        return dict(NUMERICS)
+
+    def runtime(self) -> dict[str, Any]:
+        """The constructor arguments of the generated `_FixedPoint` module, as plain Python values."""
+        return {
+            "parts": self.state, "weight": self.weight.kind, "m": getattr(self.weight, "m", 0.0),
+            "weight_groups": self.weight_groups(), "activation": self.activation.kind,
+            "softmax_groups": self.softmax_groups(), "solver": self.solver.kind, "alpha": self.solver.alpha,
+            "tol": self.solver.tol, "max_iter": self.solver.max_iter, "anderson": self.solver.anderson,
+        }
+
+
+def _infer(ctx: InferContext) -> TensorType:
+    x = float_input(ctx)
+    if x.rank < 1:
+        raise ctx.error(f"needs at least one dim, got {ctx.describe(0)}", BAD_OPERANDS)
+    d = ctx.static(0, -1, "the input feature dim (last)")
+    attrs: FixedPointAttrs = ctx.attrs  # type: ignore[assignment]
+    if len(ctx.types) > 1:
+        if ctx.types[1].shape != x.shape:
+            raise ctx.error(f"the mask {ctx.describe(1)} must have the shape of {ctx.describe(0)}", BAD_OPERANDS)
+        bounds = [sum(attrs.state[:i + 1]) for i in range(len(attrs.state))]
+        if d not in bounds:
+            raise ctx.error(f"with a mask, {ctx.describe(0)} holds the leading state units, so its last dim must "
+                            f"end at a part boundary ({', '.join(map(str, bounds))}), got {d}", BAD_OPERANDS)
+    return x.with_shape(x.shape[:-1] + (attrs.size,))
+
+
+def _params(ctx: InferContext) -> dict[str, ParamSpec]:
+    attrs: FixedPointAttrs = ctx.attrs  # type: ignore[assignment]
+    n = attrs.size
+    params = {"A": ParamSpec((n, n))} if attrs.weight.kind in ("monotone", "mdbm") else {"W": ParamSpec((n, n))}
+    if attrs.weight.kind == "monotone":
+        params["B"] = ParamSpec((n, n))
+    if len(ctx.types) == 1:
+        params["U"] = ParamSpec((n, ctx.static(0, -1, "the input feature dim (last)")))
+    params["bias"] = ParamSpec((n,))
+    return params
+
+
+def _flops(ctx: InferContext) -> Dim:
+    """Per row and iteration, W z (2 n^2) plus the prox; counted for max_iter iterations (an upper bound)."""
+    attrs: FixedPointAttrs = ctx.attrs  # type: ignore[assignment]
+    n = attrs.size
+    rows = dim_div(ctx.node.type.numel(), n)
+    per_iteration = 2 * n * n + (400 if attrs.activation.kind != "relu" else 4) * n
+    inject = 2 * n * ctx.static(0, -1, "the input feature dim (last)") if len(ctx.types) == 1 else 0
+    return dim_mul(rows, inject + attrs.solver.max_iter * per_iteration)
+
+
+register(OpDef("fixed_point", "monotone equilibrium layer: z = sigma(W z + U x + b) with I - W >= m I (monDEQ, "
+                              "mean-field monotone DBM); state parts are named slices",
+               ("x", "mask"), FixedPointAttrs, infer=_infer, params=_params, flops=_flops, parts="state",
+               optional=("mask",), export_weights=True))

@@ -1,0 +1,205 @@
+"""The monotone fixed-point layer (monDEQ / monotone DBM): its guarantees, checked on the generated code.
+
+- the parametrizations give I - W >= m I for any parameters (and the DBM form is symmetric and hollow);
+- the fixed point is unique: random starts agree, and it solves the mean-field equations;
+- implicit gradients match finite differences (gradcheck, float64);
+- an unconstrained W of the same size loses all of that;
+- compile-time checks; targets agreeing is tests/test_op_matrix.py's job (tests/op_samples/fixed_point.py)
+  and tests/test_parity.py's (specs/mdbm_mnist.nnspec).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from specc.diagnostics import SpeccError
+from targets import compile_graph, python_module
+
+
+def _layer(tmp_path_factory, args: str, inputs: str = "x: f32[B, 5]", dtype=torch.float64):
+    """The `_FixedPoint` module of a one-layer spec (as float64 unless told)."""
+    spec = tmp_path_factory.mktemp("fp") / "fp.nnspec"
+    names = ", ".join(decl.split(":")[0] for decl in inputs.split(";"))
+    decls = "\n".join(f"    input {decl.strip()}" for decl in inputs.split(";"))
+    spec.write_text(f"model fp() {{\n{decls}\n    output y = fixed_point({names}, {args}).part0\n}}\n")
+    _, model = python_module(compile_graph(spec), "torch")
+    torch.manual_seed(0)
+    return model.to(dtype).y  # the layer is named after the output it feeds
+
+
+MDBM = "state=[6, 4], weight=mdbm(m=0.1), activation=prox_softmax(groups=[2, 4]), " \
+       "solver=peaceman_rachford(alpha=0.5, tol=1e-9, max_iter=1000)"
+MONOTONE = "state=[6, 4], weight=monotone(m=0.5), activation=relu(), " \
+           "solver=forward_backward(alpha=0.2, tol=1e-9, max_iter=3000)"
+FREE = "state=[6, 4], weight=unconstrained(), activation=prox_softmax(groups=[2, 4]), " \
+       "solver=peaceman_rachford(alpha=0.5, tol=1e-9, max_iter=1000)"
+
+
+@pytest.fixture(scope="module")
+def mdbm(tmp_path_factory):
+    return _layer(tmp_path_factory, MDBM)
+
+
+@pytest.fixture(scope="module")
+def monotone(tmp_path_factory):
+    return _layer(tmp_path_factory, MONOTONE)
+
+
+@pytest.fixture(scope="module")
+def free(tmp_path_factory):
+    return _layer(tmp_path_factory, FREE)
+
+
+def _randomize(layer, seed: int, scale: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+
+
+def _inputs(seed: int = 1, rows: int = 7) -> torch.Tensor:
+    return torch.randn(rows, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.01, 100.0))
+def test_monotone_forms_keep_i_minus_w_above_m(mdbm, monotone, seed, scale):
+    for layer in (mdbm, monotone):
+        _randomize(layer, seed, scale)
+        with torch.no_grad():
+            W = layer.weight_matrix()
+        sym = torch.eye(layer.n, dtype=W.dtype) - (W + W.t()) / 2
+        assert torch.linalg.eigvalsh(sym).min() >= layer.m - 1e-9 * (1 + W.abs().max())
+    # the DBM form: symmetric, and no interaction inside a softmax group (2 | 2 | 2 | 4)
+    W = mdbm.weight_matrix().detach()
+    assert torch.equal(W, W.t())
+    for start, size in [(0, 2), (2, 2), (4, 2), (6, 4)]:
+        assert torch.all(W[start:start + size, start:start + size] == 0)
+
+
+def _mean_field(layer, x, z):
+    """softmax(W z + U x + b) per group: the mean-field equations z must satisfy."""
+    pre = z @ layer.weight_matrix().t() + x @ layer.U.t() + layer.bias
+    parts = [torch.softmax(pre[:, s:s + n].reshape(len(x), -1, g), -1).reshape(len(x), n)
+             for s, n, g in layer.softmax_blocks]
+    return torch.cat(parts, 1)
+
+
+@pytest.mark.parametrize("which", ["mdbm", "monotone"])
+def test_same_fixed_point_from_five_random_starts(which, request):
+    layer = request.getfixturevalue(which)
+    _randomize(layer, 3, 1.0 if which == "mdbm" else 0.1)
+    x = _inputs()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        results = [layer(x, start=torch.randn(len(x), layer.n, generator=gen, dtype=x.dtype) * 3) for _ in range(5)]
+    for z in results[1:]:
+        torch.testing.assert_close(z, results[0], rtol=0, atol=1e-6)
+
+
+def test_mean_field_residual(mdbm):
+    _randomize(mdbm, 5, 1.0)
+    x = _inputs()
+    with torch.no_grad():
+        q = mdbm(x)
+        assert (q - _mean_field(mdbm, x, q)).abs().max() <= 1e-5
+    assert torch.allclose(q.reshape(len(x), -1)[:, 6:].sum(-1), torch.ones(len(x), dtype=q.dtype))
+
+
+def test_relu_fixed_point_solves_the_equation(monotone):
+    _randomize(monotone, 6, 0.1)
+    x = _inputs()
+    with torch.no_grad():
+        z = monotone(x)
+        residual = z - torch.relu(z @ monotone.weight_matrix().t() + x @ monotone.U.t() + monotone.bias)
+    assert residual.abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("args, inputs", [
+    ("state=[2, 3], weight=mdbm(m=0.2), activation=prox_softmax(groups=[2, 3]), "
+     "solver=peaceman_rachford(alpha=0.7, tol=1e-12, max_iter=2000)", "x: f32[B, 3]"),
+    ("state=[3, 2], weight=monotone(m=0.3), activation=sigmoid(), "
+     "solver=forward_backward(alpha=0.3, tol=1e-12, max_iter=3000)", "x: f32[B, 3]"),
+    ("state=[2, 3], weight=mdbm(m=0.2), activation=prox_softmax(groups=[1, 3]), "
+     "solver=forward_backward(alpha=0.5, tol=1e-12, max_iter=3000)", "x: f32[B, 2]; mask: f32[B, 2]"),
+], ids=["mdbm-pr", "sigmoid-fb", "clamped-fb"])
+def test_implicit_gradient_matches_finite_differences(args, inputs, tmp_path_factory):
+    layer = _layer(tmp_path_factory, args, inputs)
+    _randomize(layer, 7, 0.3)
+    gen = torch.Generator().manual_seed(8)
+    d = int(inputs.split("]")[0].split(",")[-1])
+    x = torch.randn(3, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = (torch.arange(3 * d).reshape(3, d) % 2).double() if layer.clamp else None
+    names = [name for name, _ in layer.named_parameters()]
+
+    def run(x, *params):
+        return torch.func.functional_call(layer, dict(zip(names, params)), (x, mask))
+
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    # fast mode checks random projections of the Jacobian: the same test, far fewer solves
+    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
+
+
+def test_unconstrained_weight_loses_uniqueness_or_convergence(free):
+    """The same sizes with a free, strongly coupled W: random starts disagree or the solver does not settle."""
+    _randomize(free, 9, 0.3)
+    with torch.no_grad():
+        free.W.copy_(free.W * 4 + free.W.t() * 4)
+    x = _inputs()
+    gen = torch.Generator().manual_seed(10)
+    with torch.no_grad():
+        results = [free(x, start=torch.randn(len(x), free.n, generator=gen, dtype=x.dtype) * 3) for _ in range(5)]
+        residual = max((z - _mean_field(free, x, z)).abs().max().item() for z in results)
+    spread = max((z - results[0]).abs().max().item() for z in results[1:])
+    assert spread > 1e-3 or residual > 1e-3
+
+
+def test_forward_backward_step_is_guarded_at_run_time(monotone):
+    """alpha >= 2m/L^2 diverges; the layer then steps with m/L^2 and still converges."""
+    _randomize(monotone, 11, 0.3)
+    W, alpha, _ = monotone.operators()
+    lipschitz = torch.linalg.matrix_norm(torch.eye(monotone.n, dtype=W.dtype) - W.detach(), ord=2)
+    assert 0.2 * lipschitz ** 2 >= 2 * monotone.m
+    torch.testing.assert_close(alpha, monotone.m / lipschitz ** 2)
+    x = _inputs()
+    with torch.no_grad():
+        z = monotone(x)
+        residual = z - torch.relu(z @ W.t() + x @ monotone.U.t() + monotone.bias)
+    assert residual.abs().max() <= 1e-5
+
+
+def test_anderson_reaches_the_same_fixed_point(mdbm):
+    _randomize(mdbm, 12, 1.0)
+    x = _inputs()
+    with torch.no_grad():
+        plain = mdbm(x)
+        mdbm.anderson = True
+        try:
+            accelerated = mdbm(x)
+        finally:
+            mdbm.anderson = False
+    torch.testing.assert_close(accelerated, plain, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, inputs, code", [
+    ("state=[4], weight=monotone(m=0)", "x: f32[B, 4]", "E0850"),
+    ("state=[4], weight=mdbm(m=1.5)", "x: f32[B, 4]", "E0850"),
+    ("state=[4], solver=peaceman_rachford(alpha=-1.0)", "x: f32[B, 4]", "E0851"),
+    ("state=[4], solver=forward_backward(alpha=50.0), weight=monotone(m=0.1)", "x: f32[B, 4]", "E0852"),
+    ("state=[4], activation=sigmoid(), solver=peaceman_rachford(alpha=2.0)", "x: f32[B, 4]", "E0853"),
+    ("state=[4, 6], activation=prox_softmax(groups=4)", "x: f32[B, 4]", "E0854"),
+    ("state=[4, 6], activation=prox_softmax(groups=[2, 3]), weight=mdbm(groups=[2, 2])", "x: f32[B, 4]", "E0854"),
+    ("state=[4], weight=mdbm_conv(kernel=3)", "x: f32[B, 4]", "E0855"),
+    ("state=[4, 6]", "x: f32[B, 5]; mask: f32[B, 5]", "E0856"),
+])
+def test_compile_time_checks(args, inputs, code, tmp_path):
+    names = ", ".join(decl.split(":")[0] for decl in inputs.split(";"))
+    decls = "\n".join(f"    input {decl.strip()}" for decl in inputs.split(";"))
+    spec = tmp_path / "bad.nnspec"
+    spec.write_text(f"model bad() {{\n{decls}\n    output y = fixed_point({names}, {args}).part0\n}}\n")
+    with pytest.raises(SpeccError) as err:
+        compile_graph(spec)
+    assert err.value.code == code, err.value
