@@ -28,40 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from specc.codegen import backends  # noqa: E402
-from specc.codegen.torch_backend import load_module  # noqa: E402
+from specc.codegen.torch_backend import example_inputs, load_module  # noqa: E402
 from specc.compiler import compilable, compile_graph, load  # noqa: E402
-from specc.types import DTYPES, Dim  # noqa: E402
 
 SIZES = {"B": 32, "T": 64, "H": 8}
 
 
-def dim(d: Dim) -> int:
-    if isinstance(d, int):
-        return d
-    total = 0
-    for mono, coef in d.terms:
-        term = coef
-        for s in mono:
-            term *= SIZES.get(s, 4)
-        total += term
-    return int(total)
-
-
 def inputs_for(graph, device: str) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    out = []
-    for name in graph.inputs:
-        t = graph.node(name).type
-        dtype = getattr(torch, DTYPES[t.dtype][0])
-        shape = [dim(d) for d in t.shape]
-        if dtype.is_floating_point:
-            x = torch.randn(shape, generator=gen, dtype=dtype)
-        elif dtype == torch.bool:  # masks
-            x = torch.randint(0, 2, shape, generator=gen).bool()
-        else:
-            x = torch.randint(0, 4, shape, generator=gen, dtype=dtype)
-        out.append(x.to(device))
-    return out
+    return [x.to(device) for x in example_inputs(graph, SIZES, 4)]
 
 
 def timeit(fn, repeat: int, device: str) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Union
+from typing import Mapping, Union
 
 # dtype name in specs -> (torch name, onnx text name, bytes)
 DTYPES: dict[str, tuple[str, str, int]] = {
@@ -151,3 +151,17 @@ class TensorType:
 
 def is_static(d: Dim) -> bool:
     return isinstance(d, int)
+
+
+def dim_value(d: Dim, sizes: Mapping[str, int], default: int) -> int:
+    """The value of a dim with its symbols set from `sizes` (`default` for the others): concrete
+    shapes for example inputs of a model with symbolic dims."""
+    if isinstance(d, int):
+        return d
+    total = Fraction(0)
+    for monomial, coefficient in d.terms:
+        term = coefficient
+        for symbol in monomial:
+            term *= sizes.get(symbol, default)
+        total += term
+    return int(total)

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from specc.codegen import backends
+from specc import types
+from specc.codegen import backends, torch_backend
 from specc.codegen.torch_backend import load_module
 from specc.compiler import compilable, compile_graph, load
 from specc.ir import Graph
-from specc.types import DTYPES, Dim
+from specc.types import Dim
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nnspec"))
@@ -29,31 +30,11 @@ def spec_models() -> list[tuple[Path, str]]:
 
 
 def dim_value(d: Dim) -> int:
-    if isinstance(d, int):
-        return d
-    total = 0
-    for mono, coef in d.terms:
-        term = coef
-        for sym in mono:
-            term *= SYMBOL_SIZES.get(sym, 2)
-        total += term
-    return int(total)
+    return types.dim_value(d, SYMBOL_SIZES, 2)
 
 
 def example_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for name in graph.inputs:
-        t = graph.node(name).type
-        shape = [dim_value(d) for d in t.shape]
-        dtype = getattr(torch, DTYPES[t.dtype][0])
-        if dtype.is_floating_point:
-            out.append(torch.randn(shape, generator=gen, dtype=dtype))
-        elif dtype == torch.bool:  # masks
-            out.append(torch.randint(0, 2, shape, generator=gen).bool())
-        else:  # ids (tokens, positions): small, so they are valid for any vocabulary in specs/
-            out.append(torch.randint(0, 4, shape, generator=gen, dtype=dtype))
-    return out
+    return torch_backend.example_inputs(graph, SYMBOL_SIZES, 2, seed)
 
 
 def python_module(graph: Graph, target: str):

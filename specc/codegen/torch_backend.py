@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..ir import Graph, Node
+from ..types import DTYPES, dim_value
 from . import Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
 
 TARGET = "torch"
@@ -72,6 +73,27 @@ def instantiate(graph: Graph, seed: int) -> Any:
     module = load_module(emit(graph).data.decode(), f"specc_generated_{graph.name}")
     torch.manual_seed(seed)
     return module.Model().eval()
+
+
+def example_inputs(graph: Graph, sizes: Mapping[str, int], default: int, seed: int = 0) -> list[Any]:
+    """Random inputs for the generated module, symbolic dims set from `sizes` (`default` for others):
+    standard normal floats, 0/1 masks for bool inputs, and integers in [0, 4) for ids (tokens,
+    positions), valid for any vocabulary."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for name in graph.inputs:
+        t = graph.node(name).type
+        shape = [dim_value(d, sizes, default) for d in t.shape]
+        dtype = getattr(torch, DTYPES[t.dtype][0])
+        if dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=gen, dtype=dtype))
+        elif dtype == torch.bool:
+            out.append(torch.randint(0, 2, shape, generator=gen).bool())
+        else:
+            out.append(torch.randint(0, 4, shape, generator=gen, dtype=dtype))
+    return out
 
 
 register_backend(Backend(TARGET, ".py", emit, "a PyTorch nn.Module (Python source)"))
