@@ -21,7 +21,6 @@ import random
 import statistics
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 

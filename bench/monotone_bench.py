@@ -171,8 +171,6 @@ def main() -> None:
     print(f"  {'torch, loops synced on tol':28s} {t_synced * 1e3:9.2f} ms   ratio {t_synced / t_ours:8.1f}x")
     print(f"  {'specc torch prox (ours)':28s} {t_ours * 1e3:9.2f} ms   ratio      1.0x")
     if torch.cuda.is_available():
-        from importlib import import_module  # noqa: F401  (the triton module needs a GPU to be worth timing)
-
         tmod = load_module(backends()["triton"].emit(graph).data.decode(), "mdbm_bench_triton")
         vt, at = v.cuda(), a.cuda()
         tlayer = tmod.Model().cuda().eval().q

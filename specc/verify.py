@@ -35,10 +35,12 @@ def verify(graph: Graph) -> None:
         if opdef.variadic:
             if n_operands < expected:
                 fail(f"%{name} ({node.op}) has {n_operands} operands, expected at least {expected}")
-        elif opdef.optional and expected - len(opdef.optional) <= n_operands <= expected:
-            pass
-        elif n_operands != expected - (1 if scalar else 0):
-            fail(f"%{name} ({node.op}) has {n_operands} operands, expected {expected}")
+        else:  # a number given as `scalar` takes an operand's place; trailing optional operands may be left out
+            most = expected - (1 if scalar else 0)
+            least = most - len(opdef.optional)
+            if not least <= n_operands <= most:
+                fail(f"%{name} ({node.op}) has {n_operands} operands, expected "
+                     f"{most if least == most else f'{least} to {most}'}")
         if "typed" in graph.properties and node.type is None:
             fail(f"%{name} has no type after shape inference")
     for out, value in graph.outputs.items():

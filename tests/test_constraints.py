@@ -391,7 +391,7 @@ def test_inputs_it_cannot_constrain(tmp_path):
 
 def bound_sets(graph) -> str:
     """The part of `specc ir`'s dump after the graph: each constrain node's bound sets."""
-    return graph.dump().split("\n}\n", 1)[1] if "\n}\n" in graph.dump() else ""
+    return graph.dump().partition("\n}\n")[2]
 
 
 def test_ir_dump_and_bound_sets_are_readable():

@@ -101,13 +101,14 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
         raise SpeccError("E0602", f"weights from {origin} do not match model `{graph.name}`: {'; '.join(parts)}", None)
+    value = value_names(graph)
     tensors = []
     for key, (node, param, spec) in expected.items():
         tensor = state[key].detach().cpu()
         if tuple(tensor.shape) != tuple(spec.shape):
             raise SpeccError("E0602", f"weight {key} from {origin} has shape {list(tensor.shape)}, "
                                       f"model `{graph.name}` needs {list(spec.shape)}", None)
-        name = initializer_name(value_names(graph)(node.name), param)
+        name = initializer_name(value(node.name), param)
         if name in used:
             tensors.append(numpy_helper.from_array(tensor.numpy(), name))
     return tensors
@@ -127,10 +128,11 @@ def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]
         return []
     module = instantiate(graph, 0)
     module.load_state_dict(dict(state))
+    value = value_names(graph)
     tensors = []
     for node in nodes:
         for name, tensor in getattr(module, node.name).export_weights().items():
-            key = initializer_name(value_names(graph)(node.name), name)
+            key = initializer_name(value(node.name), name)
             if key in used:
                 tensors.append(numpy_helper.from_array(tensor.detach().cpu().numpy(), key))
     return tensors
