@@ -43,9 +43,10 @@ class _NewlinePostLex:
 @lru_cache(maxsize=1)
 def lark_parser() -> Lark:
     grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
-    # cache=True keeps the built LALR tables in the temp dir (keyed by the grammar's hash): a faster start
+    # Built once per process (about 0.3 s), never cached on disk: Lark's cache is a pickle in the shared
+    # temp directory, and unpickling a file another local user could plant runs their code.
     return Lark(grammar, parser="lalr", lexer="contextual", postlex=_NewlinePostLex(),
-                propagate_positions=True, maybe_placeholders=True, cache=True)
+                propagate_positions=True, maybe_placeholders=True)
 
 
 def _span(source: SourceFile, meta) -> Span:
