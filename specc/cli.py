@@ -105,7 +105,8 @@ def compile_cmd(
     params = _parse_params(param)
 
     def action() -> None:
-        from .codegen import backends, write_atomic
+        from .codegen import backends
+        from .output import write_atomic
         from .compiler import compile_graph
 
         graph = compile_graph(file, model, params, _dump if dump_ir else None)
@@ -207,7 +208,7 @@ def graph_cmd(file: Path = FileArg,
     params = _parse_params(param)
 
     def action() -> None:
-        from .codegen import write_atomic
+        from .output import write_atomic
         from .compiler import compile_graph
         from .graphviz import GraphvizMissing, render, to_dot
 
@@ -266,7 +267,7 @@ def compress_cmd(
 
         import torch
 
-        from .codegen import write_atomic
+        from .output import write_atomic
         from .compiler import compile_graph, load_program
         from .transforms import Calibration, convert_weights
 

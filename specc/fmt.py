@@ -274,7 +274,7 @@ def format_file(path: Path, check: bool = False) -> bool:
 
     Returns whether the file was already formatted. Syntax errors raise `SpeccError`.
     """
-    from .codegen import write_atomic
+    from .output import write_atomic
 
     source = load_source(path)
     formatted = format_text(source.text, str(path))
