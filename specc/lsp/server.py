@@ -3,27 +3,188 @@
 Every handler catches everything: a bug in a feature logs a message and answers
 "nothing", and a document whose analysis fails keeps its last good one, so no
 input (truncations, junk, half-typed lines) can take the server down.
+
+Analysis never runs on the event loop. Edits are debounced and each document's
+analysis runs on one worker thread; an analysis that a newer edit made stale is
+cancelled between models, and its diagnostics are never published. Requests
+answer from the newest finished analysis, waiting briefly for one in flight, so
+a slow document delays nothing else. The transport (`Framer`) replaces pygls's
+reader: it bounds message sizes and resynchronizes after truncated or malformed
+messages instead of losing the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
+import logging
+import os
+import queue
+import re
+import sys
+import threading
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, TypeVar
+from urllib.parse import unquote
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
 
 from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
 from . import features
-from .analysis import Analysis, Workspace
+from .analysis import Analysis, Cancelled, Workspace
 
 T = TypeVar("T")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a bigger message is dropped unread (no editor sends one)
+MAX_HEADER_BYTES = 8 * 1024  # headers are a few dozen bytes; more means the stream is not LSP
+DEBOUNCE_S = 0.15  # wait for a pause in typing before analyzing
+PATIENCE_S = 1.0  # how long a request waits for the analysis in flight before answering from the last one
+FIRST_PATIENCE_S = 10.0  # ... when there is no earlier analysis to answer from
+
+
+# ------------------------------------------------------------------ transport
+class Framer:
+    """Cuts the client's byte stream into message bodies, whatever it holds.
+
+    A message is `Content-Length: N` (more header lines may surround it), a blank
+    line, and N bytes of JSON. Resynchronizing is safe because a `Content-Length`
+    header line cannot occur inside a JSON body (a JSON string cannot hold a raw
+    line break, and the words cannot appear outside a string): bytes before a
+    header are skipped, a body that contains one was cut short and is dropped, and
+    a body over `limit` bytes is skipped without being held in memory.
+    `problems` collects what was dropped, for the log.
+    """
+
+    HEADER = re.compile(rb"Content-Length:[ \t]*(\d{1,20})[ \t]*\r\n", re.IGNORECASE)
+    _KEEP = 64  # bytes kept from skipped input: a header may be split across reads
+
+    def __init__(self, limit: int = MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.length: int | None = None  # of the body being read
+        self.scanned = 0  # how much of that body is known to hold no header
+        self.problems: list[str] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The bodies completed by `data`."""
+        self.buffer += data
+        bodies: list[bytes] = []
+        while self._step(bodies):
+            pass
+        return bodies
+
+    def _step(self, bodies: list[bytes]) -> bool:
+        """Make one step of progress; False when more input is needed."""
+        buffer = self.buffer
+        if self.length is None:
+            m = self.HEADER.search(buffer)
+            if m is None:
+                if len(buffer) > self._KEEP:
+                    self._skip(len(buffer) - self._KEEP)
+                return False
+            if m.start():
+                self._skip(m.start())
+                return True
+            end = buffer.find(b"\r\n\r\n", m.end() - 2)
+            later = self.HEADER.search(buffer, m.end(), end if end >= 0 else len(buffer))
+            if later is not None:  # a header block that never ended, then a new message
+                self.problems.append("dropped a message header with no blank line after it")
+                del buffer[:later.start()]
+                return True
+            if end < 0:
+                if len(buffer) > MAX_HEADER_BYTES:
+                    self.problems.append(f"dropped a message header of over {MAX_HEADER_BYTES:,} bytes")
+                    del buffer[:m.end()]
+                    return True
+                return False
+            length = int(m[1])
+            del buffer[:end + 4]
+            if length > self.limit:
+                self.problems.append(f"dropped a message of {length:,} bytes (the limit is {self.limit:,})")
+                return True
+            self.length, self.scanned = length, 0
+            return True
+        cut = self.HEADER.search(buffer, max(0, self.scanned - self._KEEP), min(len(buffer), self.length + self._KEEP))
+        if cut is not None and cut.start() < self.length:
+            self.problems.append(f"dropped a message cut short after {cut.start():,} of {self.length:,} bytes")
+            del buffer[:cut.start()]
+            self.length = None
+            return True
+        if len(buffer) < self.length:
+            self.scanned = len(buffer)
+            return False
+        bodies.append(bytes(buffer[:self.length]))
+        del buffer[:self.length]
+        self.length = None
+        return True
+
+    def _skip(self, n: int) -> None:
+        if self.buffer[:n].strip():
+            self.problems.append(f"skipped {n:,} bytes that are not a message")
+        del self.buffer[:n]
+
+
+def _pump(stream: BinaryIO, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue[bytes]) -> None:
+    """Copy stdin to the event loop in chunks as they arrive (b"" at the end), on a daemon thread.
+    It reads the file descriptor itself: a daemon thread blocked inside a buffered reader holds its
+    lock, which aborts the interpreter at exit."""
+    try:
+        fd = stream.fileno()
+        read: Callable[[int], bytes] = lambda n: os.read(fd, n)
+    except (AttributeError, OSError, ValueError):  # not a real file (an in-memory stream)
+        read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            data = read(1 << 16)
+        except (OSError, ValueError):
+            data = b""
+        try:
+            loop.call_soon_threadsafe(chunks.put_nowait, data)
+        except RuntimeError:  # the loop is closed: the server is stopping
+            return
+        if not data:
+            return
+
+
+class _QuietDeserializeErrors(logging.Filter):
+    """pygls logs a traceback for every message it cannot deserialize; the server answers those itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unable to deserialize message")
+
+
+# ------------------------------------------------------------------ worker
+class _Worker:
+    """One daemon thread that runs jobs in order (a daemon, so a stuck job never keeps the process alive)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="specc-analysis", daemon=True).start()
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self.jobs.put((job, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            job, future = self.jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # handed to the event loop, which reports it
+                future.set_exception(exc)
 
 
 class SpeccServer(LanguageServer):
@@ -31,48 +192,164 @@ class SpeccServer(LanguageServer):
 
     def __init__(self) -> None:
         super().__init__("specc", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
-        self.specs = Workspace()
-        self.analyses: dict[str, Analysis] = {}
+        self.specs = Workspace()  # used only on the worker thread
+        self.analyses: dict[str, Analysis] = {}  # the newest finished analysis of each open document
+        self._worker = _Worker()
+        self._wanted: dict[str, int] = {}  # the generation of each document's newest requested analysis
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # debounced analyses not started yet
+        self._running: dict[str, asyncio.Future[Analysis]] = {}  # the newest started analysis, until it ends
+
+    # ------------------------------------------------------------- transport
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve over stdio, reading with `Framer` instead of pygls's reader."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        logging.getLogger("pygls.protocol.json_rpc").addFilter(_QuietDeserializeErrors())
+        try:
+            asyncio.run(self._serve(stdin or sys.stdin.buffer))
+        except (BrokenPipeError, KeyboardInterrupt, SystemExit):  # the client left, or asked us to exit
+            pass
+        finally:
+            self.shutdown()
+
+    async def _serve(self, stdin: BinaryIO) -> None:
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        threading.Thread(target=_pump, args=(stdin, asyncio.get_running_loop(), chunks), daemon=True).start()
+        framer = Framer()
+        assert self._stop_event is not None
+        while not self._stop_event.is_set():
+            data = await chunks.get()
+            if not data:
+                return
+            for body in framer.feed(data):
+                self._receive(body)
+                await asyncio.sleep(0)  # let handlers of earlier messages run between messages
+            for problem in framer.problems:
+                self.log(f"specc: {problem}")
+            framer.problems.clear()
+
+    def _receive(self, body: bytes) -> None:
+        """Handle one message body; a malformed one is logged, and a malformed request answered with an error."""
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            self.log(f"specc: dropped a message that is not JSON ({exc})")
+            return
+        if not isinstance(data, dict):
+            self.log("specc: dropped a message that is not a JSON object")
+            return
+        try:
+            message = self.protocol.structure_message(data)
+        except JsonRpcException as exc:
+            method = data.get("method")
+            self.log(f"specc: invalid {method or 'message'}: {exc.message or 'its parameters are malformed'}")
+            if "method" in data and isinstance(data.get("id"), (int, str)) and not isinstance(data["id"], bool):
+                error = JsonRpcInvalidParams(f"invalid parameters for {method}")
+                self.protocol._send_response(data["id"], error=error.to_response_error())
+            return
+        try:
+            self.protocol.handle_message(message)
+        except Exception as exc:
+            self.log("specc: handling a message failed", exc)
 
     # ------------------------------------------------------------- analysis
     def path_of(self, uri: str) -> Path:
         path = to_fs_path(uri)
         return Path(path) if path else Path.cwd() / (uri.rsplit("/", 1)[-1] or "untitled.nnspec")
 
-    def analysis(self, uri: str) -> Analysis | None:
-        """The document's analysis, redone if the text changed since (None if it never succeeded)."""
-        text = self.workspace.get_text_document(uri).source
-        current = self.analyses.get(uri)
-        if current is None or current.text != text:
-            self.refresh(uri)
-        return self.analyses.get(uri)
+    def document(self, uri: str) -> TextDocument | None:
+        """The open document at `uri` (None if the editor has not opened it: the server reads no other)."""
+        return self.workspace.text_documents.get(unquote(uri))
 
-    def refresh(self, uri: str, publish: bool = False) -> None:
-        """Analyze a document again (keeping the previous analysis if that fails) and publish diagnostics."""
-        diagnostics: list[lsp.Diagnostic] | None = None
-        try:
-            text = self.workspace.get_text_document(uri).source
-            if uri in self.workspace.text_documents:  # open: other documents importing it see this text
-                self.specs.open(self.path_of(uri), text)
-            analysis = self.specs.analyze(self.path_of(uri), text)
-            self.analyses[uri] = analysis
-            if publish:
-                diagnostics = self.diagnostics(uri, analysis)
-        except Exception as exc:  # a bug in specc: keep the last good analysis, say what happened
+    def schedule(self, uri: str, delay: float = 0.0) -> None:
+        """Analyze a document again after `delay` seconds, superseding any analysis of it not finished yet."""
+        self._wanted[uri] = generation = self._wanted.get(uri, 0) + 1
+        timer = self._timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        self._timers[uri] = asyncio.get_running_loop().call_later(delay, self._start, uri, generation)
+
+    def _start(self, uri: str, generation: int) -> None:
+        """Hand a document's analysis to the worker, with a snapshot of every open buffer."""
+        self._timers.pop(uri, None)
+        document = self.document(uri)
+        if document is None or self._wanted.get(uri) != generation:
+            return
+        text, version = document.source, document.version
+        buffers = {self.path_of(u): d.source for u, d in self.workspace.text_documents.items()}
+
+        def stale() -> bool:
+            return self._wanted.get(uri) != generation
+
+        def analyze() -> Analysis:
+            if stale():
+                raise Cancelled(uri)
+            self.specs.buffers.clear()
+            for path, buffered in buffers.items():
+                self.specs.open(path, buffered)
+            return self.specs.analyze(self.path_of(uri), text, cancelled=stale)
+
+        future = asyncio.wrap_future(self._worker.submit(analyze))
+        self._running[uri] = future
+        future.add_done_callback(functools.partial(self._finished, uri, generation, version))
+
+    def _finished(self, uri: str, generation: int, version: int | None, future: asyncio.Future[Analysis]) -> None:
+        """Keep a finished analysis and publish its diagnostics, unless the document changed since."""
+        if self._running.get(uri) is future:
+            del self._running[uri]
+        if future.cancelled() or isinstance(future.exception(), Cancelled):
+            return
+        open_now = self.document(uri) is not None
+        exc = future.exception()
+        if exc is not None:  # a bug in specc: keep the last good analysis, say what happened
             self.log(f"specc: analysis of {uri} failed", exc)
-            if publish:
-                diagnostics = [_internal(exc)]
-        if diagnostics is not None:
-            version = self.workspace.get_text_document(uri).version
+            diagnostics = [_internal(exc)]
+        else:
+            analysis = future.result()
+            if open_now:
+                self.analyses[uri] = analysis
+            diagnostics = self.diagnostics(uri, analysis)
+        if open_now and self._wanted.get(uri) == generation:
             self.text_document_publish_diagnostics(
                 lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
 
-    def refresh_dependents(self, uri: str) -> None:
+    def schedule_dependents(self, uri: str, delay: float = 0.0) -> None:
         """Re-check the other open documents that read this one (they import it)."""
         path = str(self.path_of(uri).resolve())
         for other, analysis in list(self.analyses.items()):
             if other != uri and any(str(Path(p).resolve()) == path for p in analysis.files):
-                self.refresh(other, publish=True)
+                self.schedule(other, delay)
+
+    def forget(self, uri: str) -> None:
+        """Drop a closed document's analyses, finished, pending or running."""
+        self._wanted[uri] = self._wanted.get(uri, 0) + 1  # a running analysis of it is now stale
+        timer = self._timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        self.analyses.pop(uri, None)
+
+    async def analysis(self, uri: str, fresh: bool = False) -> Analysis | None:
+        """The document's newest analysis, for a request. An analysis waiting for a pause in typing
+        starts now; one in flight is awaited briefly (`fresh`: until it ends), so requests never queue
+        behind a slow analysis. None for a document that is not open or was never analyzed."""
+        document = self.document(uri)
+        if document is None:
+            return None
+        timer = self._timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+            self._start(uri, self._wanted[uri])
+        running = self._running.get(uri)
+        if running is not None:
+            patience = None if fresh else PATIENCE_S if uri in self.analyses else FIRST_PATIENCE_S
+            try:
+                await asyncio.wait_for(asyncio.shield(running), patience)
+            except (asyncio.TimeoutError, Exception):  # answer from what there is; `_finished` reports failures
+                pass
+        analysis = self.analyses.get(uri)
+        if fresh and analysis is not None and analysis.text != document.source:
+            return None
+        return analysis
 
     def positions(self, uri: str, analysis: Analysis) -> features.Positions:
         return features.Positions(analysis, uri, self.workspace.position_codec.client_num_units)
@@ -140,24 +417,36 @@ def make_server() -> SpeccServer:
     """The server with every feature registered."""
     server = SpeccServer()
 
-    def safe(default: Callable[[], T]) -> Callable[[Callable[[Any], T]], Callable[[Any], T]]:
-        """Answer `default()` (and log) instead of failing, whatever goes wrong."""
-        def wrap(handler: Callable[[Any], T]) -> Callable[[Any], T]:
+    def safe(default: Callable[[], T]) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+        """Answer `default()` (and log) instead of failing, whatever goes wrong (for async handlers too)."""
+        def wrap(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def failed(exc: Exception) -> T:
+                server.log(f"specc: {handler.__name__} failed", exc)
+                return default()
+
+            if asyncio.iscoroutinefunction(handler):
+                @functools.wraps(handler)
+                async def run_async(params: Any) -> T:
+                    try:
+                        return await handler(params)
+                    except JsonRpcInvalidParams:
+                        raise  # a deliberate answer (e.g. an impossible new name), not a failure
+                    except Exception as exc:
+                        return failed(exc)
+                return run_async
+
             @functools.wraps(handler)
             def run(params: Any) -> T:
                 try:
                     return handler(params)
-                except JsonRpcInvalidParams:
-                    raise  # a deliberate answer (e.g. an impossible new name), not a failure
                 except Exception as exc:
-                    server.log(f"specc: {handler.__name__} failed", exc)
-                    return default()
+                    return failed(exc)
             return run
         return wrap
 
-    def at(params: Any) -> tuple[Analysis, features.Positions, int, int] | None:
+    async def at(params: Any, fresh: bool = False) -> tuple[Analysis, features.Positions, int, int] | None:
         uri = params.text_document.uri
-        analysis = server.analysis(uri)
+        analysis = await server.analysis(uri, fresh)
         if analysis is None:
             return None
         pos = server.positions(uri, analysis)
@@ -167,64 +456,63 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     @safe(lambda: None)
     def did_open(params: lsp.DidOpenTextDocumentParams) -> None:
-        server.refresh(params.text_document.uri, publish=True)
-        server.refresh_dependents(params.text_document.uri)
+        server.schedule(params.text_document.uri)
+        server.schedule_dependents(params.text_document.uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     @safe(lambda: None)
     def did_change(params: lsp.DidChangeTextDocumentParams) -> None:
-        server.refresh(params.text_document.uri, publish=True)
-        server.refresh_dependents(params.text_document.uri)
+        server.schedule(params.text_document.uri, DEBOUNCE_S)
+        server.schedule_dependents(params.text_document.uri, DEBOUNCE_S)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
     @safe(lambda: None)
     def did_save(params: lsp.DidSaveTextDocumentParams) -> None:
-        server.refresh(params.text_document.uri, publish=True)
+        server.schedule(params.text_document.uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     @safe(lambda: None)
     def did_close(params: lsp.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
-        server.analyses.pop(uri, None)
-        server.specs.close(server.path_of(uri))
+        server.forget(uri)
         server.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
-        server.refresh_dependents(uri)
+        server.schedule_dependents(uri)
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     @safe(lambda: None)
-    def hover(params: lsp.HoverParams) -> lsp.Hover | None:
-        where = at(params)
+    async def hover(params: lsp.HoverParams) -> lsp.Hover | None:
+        where = await at(params)
         return features.hover(*where) if where else None
 
     @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ",", ":", " "]))
     @safe(lambda: lsp.CompletionList(is_incomplete=False, items=[]))
-    def completion(params: lsp.CompletionParams) -> lsp.CompletionList:
-        where = at(params)
+    async def completion(params: lsp.CompletionParams) -> lsp.CompletionList:
+        where = await at(params)
         return features.completion(*where) if where else lsp.CompletionList(is_incomplete=False, items=[])
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     @safe(list)
-    def definition(params: lsp.DefinitionParams) -> list[lsp.Location]:
-        where = at(params)
+    async def definition(params: lsp.DefinitionParams) -> list[lsp.Location]:
+        where = await at(params)
         return features.definition(*where) if where else []
 
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     @safe(list)
-    def symbols(params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
+    async def symbols(params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
         uri = params.text_document.uri
-        analysis = server.analysis(uri)
+        analysis = await server.analysis(uri)
         return features.document_symbols(analysis, server.positions(uri, analysis)) if analysis else []
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     @safe(lambda: None)
-    def prepare_rename(params: lsp.PrepareRenameParams) -> lsp.Range | None:
-        where = at(params)
+    async def prepare_rename(params: lsp.PrepareRenameParams) -> lsp.Range | None:
+        where = await at(params, fresh=True)
         return features.prepare_rename(*where) if where else None
 
     @server.feature(lsp.TEXT_DOCUMENT_RENAME, lsp.RenameOptions(prepare_provider=True))
     @safe(lambda: None)
-    def rename(params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
-        where = at(params)
+    async def rename(params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
+        where = await at(params, fresh=True)  # edits computed on older text would corrupt the document
         if where is None:
             return None
         try:
@@ -235,9 +523,9 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL,
                     lsp.SemanticTokensLegend(token_types=features.TOKEN_TYPES, token_modifiers=features.TOKEN_MODIFIERS))
     @safe(lambda: lsp.SemanticTokens(data=[]))
-    def semantic_tokens(params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+    async def semantic_tokens(params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
         uri = params.text_document.uri
-        analysis = server.analysis(uri)
+        analysis = await server.analysis(uri)
         if analysis is None:
             return lsp.SemanticTokens(data=[])
         return features.semantic_tokens(analysis, server.positions(uri, analysis))
@@ -245,7 +533,9 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     @safe(list)
     def formatting(params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
-        document = server.workspace.get_text_document(params.text_document.uri)
+        document = server.document(params.text_document.uri)
+        if document is None:
+            return []
         text = document.source
         try:
             formatted = format_text(text, str(server.path_of(params.text_document.uri)))
