@@ -6,6 +6,8 @@ and diagnostics only ever embed such text through these functions:
 
 - `comment(text)`: one line of a `#` comment (no line breaks, no control characters);
 - `py_string(text)`: a Python string literal (`repr`), safe anywhere an expression may stand;
+- `py_float(value)`: a Python float literal, for finite floats only (`inf` is no literal);
+- `docstring(text)`: one line of text inside a triple-quoted docstring (no line breaks, quotes or backslash escapes);
 - `identifier(text)`: a name that is already a safe identifier, or a `ValueError`;
 - `printable(text)`: text for a terminal or a log, control characters shown as escapes.
 """
@@ -13,6 +15,7 @@ and diagnostics only ever embed such text through these functions:
 from __future__ import annotations
 
 import keyword
+import math
 import re
 
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators and
@@ -41,6 +44,23 @@ def comment(text: str) -> str:
 def py_string(text: str) -> str:
     """`text` as a Python string literal."""
     return repr(str(text))
+
+
+def py_float(value: float) -> str:
+    """`value` as a Python float literal; a ValueError for inf or nan, which `repr` spells as undefined names."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"no Python literal for the float {number!r}")
+    return repr(number)
+
+
+def docstring(text: str) -> str:
+    """`text` as one line inside a (non-raw) triple-quoted docstring.
+
+    Control characters become visible escapes, then backslashes and double quotes are escaped,
+    so the text can neither close the docstring nor form an invalid escape such as `\\N`.
+    """
+    return comment(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def identifier(text: str) -> str:

@@ -4,11 +4,18 @@ Each target registers a `Backend`. Templates run under `StrictUndefined`, so a
 template that reads a missing field fails at compile time instead of writing
 broken code. Each op has one template file per target, `ops/<op>.j2`, whose
 macros the module template calls through `op(part, node)`.
+
+Spec-derived text reaches generated code only through `specc.escape`, as the
+template filters `comment`, `docstring`, `py_string` and `py_float`. Every other
+`{{ ... }}` is a number, or a name the IR has already made a safe identifier;
+the environment's `finalize` refuses a non-finite float anywhere in one (Python
+spells it `inf`, an undefined name), which can only be a compiler bug.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,7 +24,7 @@ from typing import Any, Callable
 
 import jinja2
 
-from .. import __version__
+from .. import __version__, escape
 from ..ir import Graph, Node, ParamSpec
 from ..resources import data_dir
 from ..types import TensorType
@@ -34,7 +41,7 @@ class NodeView:
     args: list[str]  # operand expressions in this target's syntax (a `scalar` attr slotted in)
     arg_types: list[TensorType]
     params: dict[str, ParamSpec]
-    where: str  # "file:line", for comments in generated code
+    where: str  # "file:line", raw spec text: spell it through the `comment` filter
 
 
 @dataclass
@@ -67,6 +74,20 @@ def backends() -> dict[str, Backend]:
     return dict(_BACKENDS)
 
 
+def _finite(value: Any) -> Any:
+    """`finalize` for every `{{ ... }}`: a float (also inside a tuple, list or dict) must be finite."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"a non-finite float ({item!r}) reached code generation")
+        if isinstance(item, (tuple, list)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return value
+
+
 @lru_cache(maxsize=None)
 def environment(target: str) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -81,7 +102,10 @@ def environment(target: str) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_finite,
     )
+    env.filters.update(comment=escape.comment, docstring=escape.docstring, py_string=escape.py_string,
+                       py_float=escape.py_float)
 
     def op(part: str, node: NodeView) -> str:
         try:
@@ -112,6 +136,7 @@ def render(target: str, template: str, **context: Any) -> str:
 
 def node_view(graph: Graph, node: Node, value: Callable[[str], str], scalar: Callable[[Node], str]) -> NodeView:
     """Build a template view; `value` names an operand, `scalar` spells the node's `scalar` attr."""
+    escape.identifier(node.name)  # the IR only makes identifiers; anything else is a bug, caught here
     args = [value(o) for o in graph.operands(node.name)]
     if getattr(node.attrs, "scalar", None) is not None:
         args.insert(0 if node.attrs.scalar_first else len(args), scalar(node))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..diagnostics import SpeccError
+from ..escape import identifier, py_float
 from ..ir import Graph
 from ..types import DTYPES, TensorType
 from . import Artifact, Backend, environment, node_view, register_backend, render
@@ -46,28 +47,121 @@ def value_names(graph: Graph):
     return value
 
 
-def onnx_text(graph: Graph) -> str:
-    """The model in ONNX's textual syntax, weights not included."""
+def onnx_text(graph: Graph) -> tuple[str, list[tuple[str, str]]]:
+    """The model in ONNX's textual syntax, weights not included, and its body as (IR node, text) chunks
+    in order: the ONNX nodes each IR node's template wrote, so a failure can point at the spec."""
     outputs = dict(graph.outputs)
     value = value_names(graph)
-    lines: list[str] = []
+    chunks: list[tuple[str, str]] = []
     for name in graph.topo_order():
         node = graph.node(name)
         if node.op == "input":
             continue
         view = node_view(graph, node, value, lambda n: f"{value(n.name)}__scalar")
         view.name = value(name)
+        lines = []
         if getattr(node.attrs, "scalar", None) is not None:
             lines.append(f"{view.name}__scalar = Constant <value = {DTYPES[node.type.dtype][1]} "
-                         f"{{{float(node.attrs.scalar)!r}}}> ()")
+                         f"{{{py_float(node.attrs.scalar)}}}> ()")
         lines.append(environment(TARGET).globals["op"]("nodes", view))
+        chunks.append((name, "\n".join(lines)))
     for out, v in outputs.items():
         if out != value(v):
-            lines.append(f"{out} = Identity({value(v)})")
-    return render(TARGET, "model.onnxtxt.j2", name=graph.name, ir_version=IR_VERSION, opset=OPSET,
+            chunks.append((v, f"{identifier(out)} = Identity({value(v)})"))
+    text = render(TARGET, "model.onnxtxt.j2", name=identifier(graph.name), ir_version=IR_VERSION, opset=OPSET,
                   inputs=[f"{_onnx_type(graph.node(n).type)} {n}" for n in graph.inputs],
                   outputs=[f"{_onnx_type(graph.node(v).type)} {out}" for out, v in outputs.items()],
-                  lines=lines)
+                  lines=[text for _, text in chunks])
+    return text, chunks
+
+
+def _name_nodes(model: Any, chunks: list[tuple[str, str]]) -> dict[str, str]:
+    """Name each top-level ONNX node after the IR node whose template wrote it (`h`, or `h/0`, `h/1`, ...
+    for several) and return ONNX node name -> IR node. Each chunk is parsed alone to count its nodes."""
+    import onnx.parser
+
+    owners = []
+    for ir_name, text in chunks:
+        count = len(onnx.parser.parse_graph(f"chunk () => () {{\n{text}\n}}").node)
+        owners.extend([(ir_name, i, count) for i in range(count)])
+    if len(owners) != len(model.graph.node):
+        raise RuntimeError(f"the onnx text has {len(model.graph.node)} nodes, its chunks {len(owners)}")
+    names = {}
+    for onnx_node, (ir_name, i, count) in zip(model.graph.node, owners):
+        onnx_node.name = ir_name if count == 1 else f"{ir_name}/{i}"
+        names[onnx_node.name] = ir_name
+    return names
+
+
+def _type_name(elem_type: int) -> str:
+    """An ONNX element type as its schemas spell it: 16 -> `tensor(bfloat16)`."""
+    import onnx
+
+    return f"tensor({onnx.TensorProto.DataType.Name(elem_type).lower()})"
+
+
+def _check_input_types(graph: Graph, model: Any, owners: dict[str, str]) -> None:
+    """Check every top-level node's input types against its ONNX schema before the checker does, so an
+    op the onnx target cannot run on some dtype (Conv on bf16) is an error at the spec's line."""
+    import onnx
+    import onnx.shape_inference
+
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    known = {}
+    for info in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+            known[info.name] = info.type.tensor_type.elem_type
+    known.update((init.name, init.data_type) for init in model.graph.initializer)
+    spec_dtype = {onnx_name: name for name, (_, onnx_name, _) in DTYPES.items()}
+    for onnx_node in model.graph.node:
+        try:
+            schema = onnx.defs.get_schema(onnx_node.op_type, OPSET, onnx_node.domain)
+        except onnx.defs.SchemaError:
+            continue  # no such op: the checker reports that, a bug in a template
+        allowed = {c.type_param_str: list(c.allowed_type_strs) for c in schema.type_constraints}
+        for i, name in enumerate(onnx_node.input):
+            if not name or name not in known or not schema.inputs:
+                continue
+            formal = schema.inputs[min(i, len(schema.inputs) - 1)].type_str
+            accepted = allowed.get(formal, [formal])
+            actual = _type_name(known[name])
+            if actual in accepted:
+                continue
+            ir_node = graph.node(owners[onnx_node.name])
+            dtype = actual[len("tensor("):-1]
+            raise SpeccError(
+                "E0610", f"the onnx target cannot run {ir_node.op} on {spec_dtype.get(dtype, dtype)} inputs "
+                         f"(ONNX {onnx_node.op_type} accepts {', '.join(accepted)})", ir_node.span,
+                help="use the torch or triton target, or another dtype for this model")
+
+
+# A .onnx file is one protobuf message, and protobuf refuses to write one of 2 GiB or more.
+MAX_MODEL_BYTES = 2**31 - 1
+
+
+def _check_weight_bytes(graph: Graph) -> None:
+    """Refuse, before any weights are made, a model whose parameters alone exceed one .onnx file."""
+    total, largest = 0, None
+    for node in graph.nodes():
+        operands = graph.operands(node.name)
+        default = graph.node(operands[0]).type.dtype if operands else node.type.dtype
+        size = 0
+        for spec in node.params.values():
+            elements = 1
+            for d in spec.shape:
+                elements *= d
+            size += elements * DTYPES[spec.dtype or default][2]
+        total += size
+        if size and (largest is None or size > largest[0]):
+            largest = (size, node)
+    if total > MAX_MODEL_BYTES:
+        raise _too_big(graph, total, largest[1].span if largest else None)
+
+
+def _too_big(graph: Graph, size: int, span: Any) -> SpeccError:
+    return SpeccError("E0611", f"model `{graph.name}` needs {size / 2**30:.1f} GiB of weights; one .onnx file "
+                               f"holds at most 2 GiB (a protobuf limit)", span,
+                      help="use the torch or triton target, or make the model smaller")
 
 
 def _state_dict(graph: Graph, weights: str | Path | None, seed: int) -> dict[str, Any]:
@@ -142,17 +236,22 @@ def emit(graph: Graph, weights: str | Path | None = None, seed: int = 0) -> Arti
     import onnx
     import onnx.parser
 
-    text = onnx_text(graph)
+    text, chunks = onnx_text(graph)
     try:
         model = onnx.parser.parse_model(text)
     except Exception as exc:  # the parser's error says where; this is a backend bug, not user input
         raise RuntimeError(f"the onnx templates produced text that does not parse: {exc}\n{text}") from None
+    owners = _name_nodes(model, chunks)
+    _check_weight_bytes(graph)
     origin = str(weights) if weights is not None else f"seed {seed}"
     used = {name for node in model.graph.node for name in node.input}
     state = _state_dict(graph, weights, seed)
     model.graph.initializer.extend(_initializers(graph, state, origin, used))
     model.graph.initializer.extend(_derived_initializers(graph, state, used))
-    onnx.checker.check_model(model, full_check=True)
+    if model.ByteSize() > MAX_MODEL_BYTES:
+        raise _too_big(graph, model.ByteSize(), None)
+    _check_input_types(graph, model, owners)
+    onnx.checker.check_model(model, full_check=True)  # a failure here is a bug in a template: exit 3
     return Artifact(model.SerializeToString(deterministic=True), ".onnx")
 
 

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..escape import py_float
 from ..ir import Graph, Node
 from ..types import DTYPES, dim_value
 from . import Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
@@ -21,7 +22,7 @@ TARGET = "torch"
 
 
 def _scalar(node: Node) -> str:
-    return repr(float(node.attrs.scalar))
+    return py_float(node.attrs.scalar)
 
 
 def view(graph: Graph, node: Node) -> NodeView:

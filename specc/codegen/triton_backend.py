@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from ..escape import py_float
 from ..ir import EPILOGUE_ANCHORS, Graph, Node
 from . import Artifact, Backend, NodeView, environment, has_macro, node_view, register_backend, render
 from .torch_backend import module_context
@@ -32,16 +33,37 @@ TARGET = "triton"
 
 @dataclass
 class GroupView:
+    """A fusion group. Inside its kernel and torch reference, spec values go by `local` names (`v_h`) and
+    pointers by `pointer` names (`p_h`); the templates' own names start with `_` or are fixed (`BLOCK`,
+    `M`), so no spec value (one named `mask`, `offsets`, `x_ptr` ...) can collide with them or each other."""
+
     id: str
     inputs: list[str]  # values read elementwise (for an anchored group, by its elementwise ops)
     outputs: list[str]
-    nodes: list[NodeView]  # the elementwise ops, for the kernel body (triton `scalar` macros)
-    reference: list[tuple[str, str]]  # (value, torch expression): the same computation in torch
+    kernel_inputs: list[tuple[str, str]]  # (pointer, local) of each input, inside the kernel
+    kernel_outputs: list[tuple[str, str]]  # (pointer, local) of each output
+    nodes: list[NodeView]  # the elementwise ops on local names, for the kernel body (triton `scalar` macros)
+    reference: list[tuple[str, str]]  # (local, torch expression): the same computation in torch
     anchor: NodeView | None = None  # the linear whose matmul epilogue the group is; None: an elementwise kernel
+    anchor_local: str = ""  # the anchor's output tile, inside the kernel
+
+
+def local(value: str) -> str:
+    return f"v_{value}"
+
+
+def pointer(value: str) -> str:
+    return f"p_{value}"
 
 
 def _triton_scalar(node: Node) -> str:
-    return repr(float(node.attrs.scalar))
+    return py_float(node.attrs.scalar)
+
+
+def _local_view(graph: Graph, name: str) -> NodeView:
+    view = node_view(graph, graph.node(name), local, _triton_scalar)
+    view.name = local(view.name)
+    return view
 
 
 def _groups(graph: Graph) -> dict[str, GroupView]:
@@ -59,10 +81,12 @@ def _groups(graph: Graph) -> dict[str, GroupView]:
         names = [n for n in names if n not in anchors]
         inputs = list(dict.fromkeys(o for n in names for o in graph.operands(n) if o not in inside))
         outs = [n for n in names if n in outputs or any(u not in inside for u in graph.users(n))]
-        nodes = [node_view(graph, graph.node(n), lambda v: v, _triton_scalar) for n in names]
+        nodes = [_local_view(graph, n) for n in names]
         reference = [(v.name, torch_op("forward", v)) for v in nodes]
         anchor = node_view(graph, graph.node(anchors[0]), lambda v: v, _triton_scalar) if anchors else None
-        views[gid] = GroupView(gid, inputs, outs, nodes, reference, anchor)
+        views[gid] = GroupView(gid, inputs, outs, [(pointer(v), local(v)) for v in inputs],
+                               [(pointer(v), local(v)) for v in outs], nodes, reference, anchor,
+                               local(anchors[0]) if anchors else "")
     return views
 
 
