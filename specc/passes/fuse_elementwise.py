@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import ops
 from ..ir import Graph
 from . import register_pass
+
+
+@dataclass
+class _Group:
+    members: list[str]
+    exited: bool = False  # whether a value outside the group reads one of its members
 
 
 @register_pass("fuse_elementwise", requires=("typed", "no_dead_code"), ensures=("fused",))
@@ -16,49 +24,50 @@ def fuse_elementwise(graph: Graph) -> None:
     convex (no path leaves it and comes back, so it can run as one kernel);
     otherwise it starts a new group. Inputs may broadcast into a group; every
     value a group computes has the group's shape.
+
+    Fusing must keep the graph of groups acyclic (each group runs as one
+    step). Every path between the union's parts would leave a part through an
+    *exit*, a value outside it that reads a member; nodes are visited in
+    topological order, so every exit that exists is already known. A part
+    with no exit joins; one with an exit stays apart even where its exits
+    never come back. So each candidate costs constant time and the pass is
+    linear (n log n for relabeling on merges), where a reachability search
+    per candidate made it quadratic on chains.
     """
     order = graph.topo_order()
     position = {name: i for i, name in enumerate(order)}
-    groups: dict[str, set[str]] = {}
-    next_id = 0
+
+    group_of: dict[str, _Group] = {}  # elementwise node -> its group
     for name in order:
         node = graph.node(name)
         node.group = None
-        if not ops.get(node.op).elementwise:
-            continue
-        members = {name}
-        for operand in graph.operands(name):
-            gid = graph.node(operand).group
-            if gid is None or gid not in groups or graph.node(operand).type.shape != node.type.shape:
-                continue
-            if _is_convex(graph, members | groups[gid], position):
-                members |= groups.pop(gid)
-        gid, next_id = f"t{next_id}", next_id + 1
-        groups[gid] = members
-        for m in members:
-            graph.node(m).group = gid
+        operands = graph.operands(name)
+        if ops.get(node.op).elementwise:
+            group = _Group([name])
+            for operand in operands:
+                other = group_of.get(operand)
+                if (other is None or other is group or other.exited
+                        or graph.node(operand).type.shape != node.type.shape):
+                    continue
+                group = _merge(group, other, group_of)
+            group_of[name] = group
+        # `name` is an exit of every operand group it did not join
+        for operand in operands:
+            other = group_of.get(operand)
+            if other is not None and other is not group_of.get(name):
+                other.exited = True
+
     # number groups by first member, so ids are stable and readable
-    renamed = sorted(groups.values(), key=lambda ms: min(position[m] for m in ms))
-    for i, ms in enumerate(renamed):
-        for m in ms:
+    groups = {id(g): g for g in group_of.values()}.values()
+    for i, group in enumerate(sorted(groups, key=lambda g: min(position[m] for m in g.members))):
+        for m in group.members:
             graph.node(m).group = f"g{i}"
 
 
-def _is_convex(graph: Graph, members: set[str], position: dict[str, int]) -> bool:
-    """No path from the set through an outside value back into it.
-
-    Walks up from every outside operand of the set; values earlier than the
-    set's first member cannot depend on it, so the walk stops there.
-    """
-    first = min(position[m] for m in members)
-    stack = [o for m in members for o in graph.operands(m) if o not in members]
-    seen: set[str] = set()
-    while stack:
-        v = stack.pop()
-        if v in members:
-            return False
-        if v in seen or position[v] < first:
-            continue
-        seen.add(v)
-        stack.extend(graph.operands(v))
-    return True
+def _merge(a: _Group, b: _Group, group_of: dict[str, _Group]) -> _Group:
+    """Merge two groups into the larger one and return it; relabeling only the smaller keeps all merges n log n."""
+    big, small = (a, b) if len(a.members) >= len(b.members) else (b, a)
+    big.members.extend(small.members)
+    for m in small.members:
+        group_of[m] = big
+    return big
