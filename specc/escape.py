@@ -63,8 +63,9 @@ def docstring(text: str) -> str:
     return comment(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def identifier(text: str) -> str:
-    """`text` if it is a plain ASCII identifier that is not a keyword; a ValueError otherwise."""
-    if not _IDENTIFIER.fullmatch(text) or keyword.iskeyword(text):
+def identifier(text: str, keywords: bool = False) -> str:
+    """`text` if it is a plain ASCII identifier that is not a Python keyword (any, with `keywords`, for
+    names in a language other than Python, such as ONNX's text syntax); a ValueError otherwise."""
+    if not _IDENTIFIER.fullmatch(text) or (keyword.iskeyword(text) and not keywords):
         raise ValueError(f"not a safe identifier: {printable(text)!r}")
     return text

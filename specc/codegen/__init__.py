@@ -14,7 +14,9 @@ spells it `inf`, an undefined name), which can only be a compiler bug.
 
 from __future__ import annotations
 
+import builtins
 import importlib
+import keyword
 import math
 import re
 from dataclasses import dataclass
@@ -145,5 +147,13 @@ def node_view(graph: Graph, node: Node, value: Callable[[str], str], scalar: Cal
                     [graph.node(o).type for o in graph.operands(node.name)], node.params, where)
 
 
+# Names the generated modules bind or use at module level, which the model's class must not shadow.
+_MODULE_NAMES = frozenset({"torch", "nn", "F", "triton", "tl", "os", "math", "Model"}) | frozenset(dir(builtins))
+
+
 def class_name(model: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", model) if part) or "Model"
+    """`tiny_gpt` -> `TinyGpt`; prefixed `Model` where that would not be a fresh identifier (`F`, `None`, `1x`)."""
+    name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", model) if part) or "Model"
+    if not name[0].isalpha() or keyword.iskeyword(name) or (name in _MODULE_NAMES and name != "Model"):
+        name = "Model" + name
+    return escape.identifier(name)

@@ -47,6 +47,11 @@ def value_names(graph: Graph):
     return value
 
 
+def _name(text: str) -> str:
+    """A spec name spelled in ONNX text: the IR makes names ASCII identifiers; Python keywords are fine here."""
+    return identifier(text, keywords=True)
+
+
 def onnx_text(graph: Graph) -> tuple[str, list[tuple[str, str]]]:
     """The model in ONNX's textual syntax, weights not included, and its body as (IR node, text) chunks
     in order: the ONNX nodes each IR node's template wrote, so a failure can point at the spec."""
@@ -67,10 +72,10 @@ def onnx_text(graph: Graph) -> tuple[str, list[tuple[str, str]]]:
         chunks.append((name, "\n".join(lines)))
     for out, v in outputs.items():
         if out != value(v):
-            chunks.append((v, f"{identifier(out)} = Identity({value(v)})"))
-    text = render(TARGET, "model.onnxtxt.j2", name=identifier(graph.name), ir_version=IR_VERSION, opset=OPSET,
-                  inputs=[f"{_onnx_type(graph.node(n).type)} {n}" for n in graph.inputs],
-                  outputs=[f"{_onnx_type(graph.node(v).type)} {out}" for out, v in outputs.items()],
+            chunks.append((v, f"{_name(out)} = Identity({value(v)})"))
+    text = render(TARGET, "model.onnxtxt.j2", name=_name(graph.name), ir_version=IR_VERSION, opset=OPSET,
+                  inputs=[f"{_onnx_type(graph.node(n).type)} {_name(n)}" for n in graph.inputs],
+                  outputs=[f"{_onnx_type(graph.node(v).type)} {_name(out)}" for out, v in outputs.items()],
                   lines=[text for _, text in chunks])
     return text, chunks
 
