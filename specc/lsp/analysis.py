@@ -26,7 +26,7 @@ Analysis is incremental, so that a keystroke in a 2,000-line file costs little:
   rather than quadratic (each compile would otherwise re-read every definition).
 
 Analysis runs on the language server's worker thread; `analyze` takes a
-`cancelled` callback, asked between models, so a newer edit stops a stale one.
+`cancelled` callback, asked between chunks and between models, so a newer edit stops a stale one.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .. import ast, compiler
+from .. import ast, compiler, limits
 from ..diagnostics import Note, SourceFile, Span, SpeccError, load_source
+from ..escape import printable
 from ..fmt import Lexeme, lex
 from ..ir import Graph, Node
 from ..parser import parse
@@ -149,11 +150,13 @@ def _merged(path: str, modules: list[ast.Module]) -> ast.Module:
                       [c for m in modules for c in m.compressions])
 
 
-def parse_file(cache: ChunkCache, path: str, text: str) -> ParsedFile:
-    """Parse a file chunk by chunk; its `error` is the first syntax error `specc.parser.parse` would raise."""
+def parse_file(cache: ChunkCache, path: str, text: str, checkpoint: Callable[[], None] = lambda: None) -> ParsedFile:
+    """Parse a file chunk by chunk; its `error` is the first syntax error `specc.parser.parse` would raise.
+    `checkpoint` is called before each chunk (it raises to stop)."""
     seen: dict[str, int] = {}
     chunks, starts = [], []
     for start, chunk_text in split_chunks(text):
+        checkpoint()
         occurrence = seen[chunk_text] = seen.get(chunk_text, -1) + 1
         chunks.append(cache.get(path, chunk_text, occurrence))
         starts.append(start)
@@ -175,6 +178,17 @@ def parse_file(cache: ChunkCache, path: str, text: str) -> ParsedFile:
         parsed.module = parse(parsed.whole)
     except SpeccError as exc:
         parsed.error = exc
+    return parsed
+
+
+def _parse_buffer(cache: ChunkCache, path: str, text: str, checkpoint: Callable[[], None]) -> ParsedFile:
+    """`parse_file` for an editor buffer, which is held to the `file_bytes` limit as a file read from
+    disk is (an over-long one is analyzed as empty, with the limit's error)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size <= limits.value("file_bytes"):
+        return parse_file(cache, path, text, checkpoint)
+    parsed = parse_file(cache, path, "")
+    parsed.module, parsed.error = None, limits.exceeded("file_bytes", size, None, f"spec file {printable(path)}")
     return parsed
 
 
@@ -267,6 +281,11 @@ class Workspace:
         their open buffers, else from disk. Raises `Cancelled` as soon as `cancelled()` says so."""
         files: dict[str, ParsedFile] = {}
         texts = dict(self.buffers)
+
+        def checkpoint() -> None:
+            if cancelled is not None and cancelled():
+                raise Cancelled(str(path))
+
         if text is not None:
             texts[path.resolve()] = text
 
@@ -274,8 +293,10 @@ class Workspace:
             key = str(p)
             if key not in files:
                 buffered = texts.get(Path(p).resolve())
-                body = buffered if buffered is not None else load_source(p).text
-                files[key] = parse_file(self.chunks, key, body)
+                if buffered is None:
+                    files[key] = parse_file(self.chunks, key, load_source(p).text, checkpoint)
+                else:
+                    files[key] = _parse_buffer(self.chunks, key, buffered, checkpoint)
             return files[key]
 
         def load(p: str | Path) -> ast.Module:
@@ -296,6 +317,8 @@ class Workspace:
         else:
             try:
                 program = compiler.load_program(key, load)[1]
+            except Cancelled:
+                raise
             except Exception as exc:  # a SpeccError; anything else is a compiler bug, reported as such
                 program = None
                 if targets:  # the CLI reads imports only to compile a model
@@ -303,8 +326,7 @@ class Workspace:
             if program is not None:
                 definitions = dict(program.definitions)
                 for target in targets:
-                    if cancelled is not None and cancelled():
-                        raise Cancelled(key)
+                    checkpoint()
                     outcome = self._compile(key, target, program.definitions)
                     if outcome.error is not None:
                         errors.append(outcome.error)
@@ -322,6 +344,8 @@ class Workspace:
         for imp in root.partial.imports:
             try:
                 module = read(Path(root.path).parent / imp.path).partial
+            except Cancelled:
+                raise
             except Exception:  # a missing import is the compiler's to report, once the file parses
                 continue
             for d in module.definitions:

@@ -49,7 +49,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a bigger message is dropped unread (no e
 MAX_HEADER_BYTES = 8 * 1024  # headers are a few dozen bytes; more means the stream is not LSP
 DEBOUNCE_S = 0.15  # wait for a pause in typing before analyzing
 PATIENCE_S = 1.0  # how long a request waits for the analysis in flight before answering from the last one
-FIRST_PATIENCE_S = 10.0  # ... when there is no earlier analysis to answer from
 
 
 # ------------------------------------------------------------------ transport
@@ -73,6 +72,8 @@ class Framer:
         self.buffer = bytearray()
         self.length: int | None = None  # of the body being read
         self.scanned = 0  # how much of that body is known to hold no header
+        self.skipped = 0  # bytes of junk skipped since the last message (reported once a message follows)
+        self.dropping = 0  # bytes still to come of a dropped message (skipped as no junk)
         self.problems: list[str] = []
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -95,8 +96,11 @@ class Framer:
             if m.start():
                 self._skip(m.start())
                 return True
+            if self.skipped:
+                self.problems.append(f"skipped {self.skipped:,} bytes that are not a message")
+            self.skipped = self.dropping = 0
             end = buffer.find(b"\r\n\r\n", m.end() - 2)
-            later = self.HEADER.search(buffer, m.end(), end if end >= 0 else len(buffer))
+            later = self.HEADER.search(buffer, m.end(), end + 2 if end >= 0 else len(buffer))
             if later is not None:  # a header block that never ended, then a new message
                 self.problems.append("dropped a message header with no blank line after it")
                 del buffer[:later.start()]
@@ -111,6 +115,7 @@ class Framer:
             del buffer[:end + 4]
             if length > self.limit:
                 self.problems.append(f"dropped a message of {length:,} bytes (the limit is {self.limit:,})")
+                self.dropping = length
                 return True
             self.length, self.scanned = length, 0
             return True
@@ -129,8 +134,10 @@ class Framer:
         return True
 
     def _skip(self, n: int) -> None:
-        if self.buffer[:n].strip():
-            self.problems.append(f"skipped {n:,} bytes that are not a message")
+        if self.dropping:
+            self.dropping = max(0, self.dropping - n)
+        elif self.buffer[:n].strip():  # blank lines between messages are no junk
+            self.skipped += n
         del self.buffer[:n]
 
 
@@ -331,7 +338,8 @@ class SpeccServer(LanguageServer):
     async def analysis(self, uri: str, fresh: bool = False) -> Analysis | None:
         """The document's newest analysis, for a request. An analysis waiting for a pause in typing
         starts now; one in flight is awaited briefly (`fresh`: until it ends), so requests never queue
-        behind a slow analysis. None for a document that is not open or was never analyzed."""
+        behind a slow analysis. None for a document that is not open or not analyzed yet (and, with
+        `fresh`, for one whose text changed during the analysis)."""
         document = self.document(uri)
         if document is None:
             return None
@@ -341,7 +349,7 @@ class SpeccServer(LanguageServer):
             self._start(uri, self._wanted[uri])
         running = self._running.get(uri)
         if running is not None:
-            patience = None if fresh else PATIENCE_S if uri in self.analyses else FIRST_PATIENCE_S
+            patience = None if fresh else PATIENCE_S
             try:
                 await asyncio.wait_for(asyncio.shield(running), patience)
             except (asyncio.TimeoutError, Exception):  # answer from what there is; `_finished` reports failures
