@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
+from specc.lsp.analysis import Workspace
 from specc.lsp.server import Framer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +188,7 @@ def test_a_truncated_message_does_not_desynchronize(server: Server, small: str):
 
 def test_garbage_and_malformed_messages(server: Server, small: str):
     server.write(b"\x00\xff hello\r\n\r\n")
-    for body in [b"not json", b"[1, 2]", b"\xff\xfe", b'{"jsonrpc": "2.0", "id": "bad", "method": "textDocument/hover", '
+    for body in [b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000, b'{"jsonrpc": "2.0", "id": "bad", "method": "textDocument/hover", '
                                                       b'"params": {"textDocument": 3}}']:
         server.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
     still_serving(server, small)
@@ -238,6 +239,17 @@ def test_a_billion_repeats_is_a_limit_error(server: Server, small: str, tmp_path
     (diagnostic,) = server.diagnostics(uri, timeout=20)
     assert diagnostic["code"] == "E0010" and time.monotonic() - started < 20
     server.close(uri)
+
+
+def test_an_open_buffer_is_held_to_the_file_size_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("SPECC_LIMIT_FILE_BYTES", "200")
+    (tmp_path / "lib.nnspec").write_text("block b(x) {\n    return x\n}\n" + "// padding\n" * 30)
+    workspace = Workspace()
+    (error,) = workspace.analyze(tmp_path / "big.nnspec", SMALL + "// padding\n" * 30).errors
+    assert error.code == "E0010" and "over the limit of 200" in error.message
+    workspace.open(tmp_path / "lib.nnspec", (tmp_path / "lib.nnspec").read_text())  # an import, open in the editor
+    (error,) = workspace.analyze(tmp_path / "m.nnspec", 'import "lib.nnspec"\n' + SMALL).errors
+    assert error.code == "E0010" and error.span is not None and error.span.line == 1
 
 
 def test_special_files_are_not_read(server: Server, tmp_path: Path):

@@ -239,8 +239,8 @@ class SpeccServer(LanguageServer):
         """Handle one message body; a malformed one is logged, and a malformed request answered with an error."""
         try:
             data = json.loads(body)
-        except ValueError as exc:
-            self.log(f"specc: dropped a message that is not JSON ({exc})")
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+            self.log(f"specc: dropped a message that is not JSON ({type(exc).__name__})")
             return
         if not isinstance(data, dict):
             self.log("specc: dropped a message that is not a JSON object")
