@@ -30,7 +30,8 @@ def fuse_epilogues(graph: Graph) -> None:
     One anchor per group (one matmul per kernel): in `linear(a) + linear(b)` the
     second linear stays a separate step. The enlarged group is still convex: the
     anchor's only readers are inside the group, so no path leaves it from there,
-    and its operand cannot depend on the group it feeds.
+    and its operand cannot depend on the group it feeds. Each candidate's readers
+    are looked at once, however many groups it feeds, so the pass is linear.
     """
     outputs = set(graph.outputs.values())
     members: dict[str, list[str]] = {}
@@ -38,6 +39,8 @@ def fuse_epilogues(graph: Graph) -> None:
         gid = graph.node(name).group
         if gid is not None:
             members.setdefault(gid, []).append(name)
+    group_of = {name: gid for gid, names in members.items() for name in names}  # before any anchoring
+    reader_groups: dict[str, set[str | None]] = {}  # candidate -> the groups of its readers, computed once
     for gid, names in members.items():
         inside = set(names)
         shape = graph.node(names[0]).type.shape
@@ -45,7 +48,9 @@ def fuse_epilogues(graph: Graph) -> None:
         for operand in candidates:
             node = graph.node(operand)
             if (node.op in EPILOGUE_ANCHORS and node.group is None and node.type.shape == shape
-                    and node.type.dtype in EPILOGUE_DTYPES and operand not in outputs
-                    and all(user in inside for user in graph.users(operand))):
-                node.group = gid
-                break
+                    and node.type.dtype in EPILOGUE_DTYPES and operand not in outputs):
+                if operand not in reader_groups:
+                    reader_groups[operand] = {group_of.get(u) for u in graph.nx.successors(operand)}
+                if reader_groups[operand] == {gid}:
+                    node.group = gid
+                    break
