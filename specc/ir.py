@@ -11,12 +11,14 @@ invariants after every pass.
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import networkx as nx
 from pydantic import BaseModel
 
+from . import limits
 from .diagnostics import Span
 from .types import TensorType
 
@@ -28,6 +30,8 @@ RESERVED = frozenset(keyword.kwlist) | {
     "eval", "to", "cuda", "cpu", "float", "double", "half", "apply", "register_buffer", "zero_grad",
     "named_parameters", "load_state_dict", "extra_repr", "dump_patches", "call_super_init",
 }
+
+_WORD = re.compile(r"[A-Za-z0-9_]+")  # a hint that needs no cleaning (the common case, checked fast)
 
 # Ops that may lead a fusion group as its anchor: the group's elementwise ops become the epilogue
 # of the anchor's matmul, one kernel in all (see passes/fuse_epilogues.py). Every other member of a
@@ -92,23 +96,34 @@ class Graph:
         self.base_name: str | None = None  # for a compressed model: the model it compresses
         self.plan: list = []  # for a compressed model: what each stage did to each layer (transforms.LayerPlan)
         self._order = 0
+        self._suffix: dict[str, int] = {}  # base name -> the next numbered suffix `fresh_name` tries
+        self.max_nodes = limits.value("nodes")
 
     # ---------------------------------------------------------------- building
     def fresh_name(self, hint: str) -> str:
-        base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+        """`hint` made an identifier, numbered `_1`, `_2`, ... if taken: the first free one. The next
+        number to try is kept per base, so n values with one hint cost O(n), not O(n^2). Every name
+        below it is taken (nodes are not renamed, and `remove_node` forgets the numbers), so the
+        names are exactly those of trying from 1."""
+        base = hint if _WORD.fullmatch(hint) else "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
         if base[0].isdigit():
             base = "v_" + base
         if base in RESERVED:
             base += "_"
-        name, i = base, 1
-        while name in self.nx:
+        name, i = base, self._suffix.get(base, 1)
+        if name in self.nx:
             name = f"{base}_{i}"
-            i += 1
+            while name in self.nx:
+                i += 1
+                name = f"{base}_{i}"
+            self._suffix[base] = i + 1
         return name
 
     def add_node(self, op: str, operands: list[str], attrs: BaseModel, span: Span | None,
                  name_hint: str, arg_spans: list[Span | None] | None = None,
                  call_sites: tuple[tuple[str, Span], ...] = ()) -> str:
+        if len(self.nx) >= self.max_nodes:  # checked per node: inlined blocks can double the graph at each level
+            raise limits.exceeded("nodes", f"more than {self.max_nodes:,}", span, "this model")
         name = self.fresh_name(name_hint)
         node = Node(name, op, attrs, span, list(arg_spans or [None] * len(operands)), call_sites=call_sites)
         # operands are kept in order on the node as well as as edges: passes read them constantly
@@ -120,6 +135,7 @@ class Graph:
 
     def remove_node(self, name: str) -> None:
         self.nx.remove_node(name)
+        self._suffix.clear()  # its name is free again: `fresh_name` searches from 1 once more
 
     # ---------------------------------------------------------------- querying
     def node(self, name: str) -> Node:

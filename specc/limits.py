@@ -16,7 +16,9 @@ option wins over the environment.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from .diagnostics import Span, SpeccError
 
@@ -91,3 +93,15 @@ def check(name: str, amount: int, span: Span | None, what: str | None = None) ->
     """Raise `exceeded(...)` if `amount` is over limit `name`."""
     if amount > value(name):
         raise exceeded(name, amount, span, what)
+
+
+@contextmanager
+def at(span: Span | None) -> Iterator[None]:
+    """Give errors raised without a position (deep in dim arithmetic, which knows no source) the span of
+    the construct being compiled."""
+    try:
+        yield
+    except SpeccError as err:
+        if err.span is None:
+            err.span = span
+        raise

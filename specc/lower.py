@@ -12,6 +12,7 @@ Blocks are inlined at each call (their values named after the call site), and
 from __future__ import annotations
 
 import difflib
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from . import ast, ops
+from . import ast, limits, ops
 from .diagnostics import Note, Span, SpeccError
 from .ir import Graph
-from .types import DTYPES, Dim, Sym, dim_add, dim_div, dim_mul
+from .passes.infer_shapes import node_type
+from .types import DTYPES, MAX_INT, Dim, Sym, check_dim, dim_add, dim_div, dim_mul
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,20 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _in_range(value: Any, span: Span | None) -> Any:
+    """A compile-time number, checked to be what the targets can hold: an int64 or a finite float64.
+    `1e300 * 1e300` is inf and a product of two large ints needs 127 bits; neither can be written in
+    generated code, so they are errors here rather than a broken artifact."""
+    if isinstance(value, bool) or not _is_number(value):
+        return value
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise SpeccError("E0229", f"number out of range: {value:,} does not fit an int (64-bit)", span,
+                         help=f"ints must be at most {MAX_INT:,} in magnitude")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpeccError("E0229", f"number out of range: the result is {value}, not a finite float (64-bit)", span)
+    return value
+
+
 def _kind(v: Any) -> str:
     if isinstance(v, TensorRef):
         return "a tensor"
@@ -95,8 +111,12 @@ class _Lowerer:
         self.env: dict[str, Any] = {}
         self.prefix = ""  # prepended to value names inside an inlined block
         self.placeholder: Any = None  # the value of `_` inside a `repeat` body
-        self.call_sites: list[tuple[str, Span]] = []  # the blocks being inlined, outermost first
+        # the blocks being inlined, outermost first (a tuple, shared by every node made inside them), and their names
+        self.call_sites: tuple[tuple[str, Span], ...] = ()
+        self.active: set[str] = set()
         self.input_names: set[str] = set()
+        self.depth = 0  # compound expressions being evaluated, across inlined blocks
+        self.max_depth = limits.value("nesting")
 
     # ----------------------------------------------------------------- model
     def run(self, overrides: dict[str, Any]) -> Graph:
@@ -123,6 +143,7 @@ class _Lowerer:
                                  help=f"use one of {', '.join(PARAM_TYPES)}")
             if p.name in given:
                 value, span = given[p.name]
+                _in_range(value, span or p.span)  # a `-p` value has not been through the parser's checks
             elif p.default is not None:
                 value, span = self._expr(p.default, p.name), p.default.span
             else:
@@ -160,6 +181,9 @@ class _Lowerer:
         if stmt.name in self.env:
             raise SpeccError("E0203", f"`{stmt.name}` is already defined", stmt.span)
         shape = tuple(self._dim(d) for d in stmt.dims)
+        for dim, expr in zip(shape, stmt.dims):
+            with limits.at(expr.span):
+                check_dim(dim)
         attrs = ops.get("input").attrs(dtype=stmt.dtype, shape=shape)
         name = self.graph.add_node("input", [], attrs, stmt.span, stmt.name)
         self.graph.inputs.append(name)
@@ -227,12 +251,14 @@ class _Lowerer:
             return Sym.of(expr.id)
         if isinstance(expr, ast.BinOp) and expr.op in "+-*/":
             a, b = self._dim(expr.left), self._dim(expr.right)
-            if expr.op == "/":
-                out = dim_div(a, b)
-                if out is None:
-                    raise SpeccError("E0215", f"{a} / {b} is not an exact division", expr.span)
-                return out
-            return dim_mul(a, b) if expr.op == "*" else dim_add(a, b, 1 if expr.op == "+" else -1)
+            with limits.at(expr.span):
+                if expr.op == "/":
+                    out = dim_div(a, b)
+                    if out is None:
+                        raise SpeccError("E0215", f"{a} / {b} is not an exact division", expr.span)
+                else:
+                    out = dim_mul(a, b) if expr.op == "*" else dim_add(a, b, 1 if expr.op == "+" else -1)
+            return out
         value = self._const(expr)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SpeccError("E0215", f"a dim must be a non-negative int or a symbol, got {value!r}", expr.span)
@@ -245,17 +271,35 @@ class _Lowerer:
             return expr.value
         if isinstance(expr, ast.Name):
             return self._lookup(expr.id, expr.span)
-        if isinstance(expr, ast.ListExpr):
-            return [self._list_item(item) for item in expr.items]
         if isinstance(expr, ast.Ratio):
             return (expr.n, expr.m)
+        if isinstance(expr, ast.Placeholder):
+            if self.placeholder is None:
+                raise SpeccError("E0224", "`_` is only defined inside a `repeat` body", expr.span)
+            return self.placeholder
+        if isinstance(expr, ast.EllipsisLit):
+            return ...  # "let the op infer this"; only op attributes accept it
+        # A compound expression: one level deeper, counted across inlined blocks, which the parser
+        # cannot see (a chain of blocks each calling the next nests as deep as it is long).
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise limits.exceeded("nesting", self.depth, expr.span, "this expression, with the blocks it is "
+                                                                     "inlined from,")
+        try:
+            return self._compound(expr, hint)
+        finally:
+            self.depth -= 1
+
+    def _compound(self, expr: ast.Expr, hint: str) -> Any:
+        if isinstance(expr, ast.ListExpr):
+            return [self._list_item(item) for item in expr.items]
         if isinstance(expr, ast.Neg):
             value = self._expr(expr.operand, _child_hint(hint, expr.operand))
             if isinstance(value, TensorRef):
                 return self._tensor_binop("*", value, -1.0, expr, hint)
             if not _is_number(value):
                 raise SpeccError("E0216", f"cannot negate {_kind(value)}", expr.span)
-            return -value
+            return _in_range(-value, expr.span)
         if isinstance(expr, ast.BinOp):
             return self._binop(expr, hint)
         if isinstance(expr, ast.Conditional):
@@ -276,14 +320,8 @@ class _Lowerer:
             return self._call(expr, hint)
         if isinstance(expr, ast.Repeat):
             return self._repeat(expr, hint)
-        if isinstance(expr, ast.Placeholder):
-            if self.placeholder is None:
-                raise SpeccError("E0224", "`_` is only defined inside a `repeat` body", expr.span)
-            return self.placeholder
-        if isinstance(expr, ast.Attribute):
-            return self._attribute(expr, hint)
-        assert isinstance(expr, ast.EllipsisLit), expr
-        return ...  # "let the op infer this"; only op attributes accept it
+        assert isinstance(expr, ast.Attribute), expr
+        return self._attribute(expr, hint)
 
     def _attribute(self, expr: ast.Attribute, hint: str) -> Any:
         value = self._expr(expr.value, hint)
@@ -299,6 +337,7 @@ class _Lowerer:
             raise SpeccError("E0226", f"`repeat` needs a non-negative int count, got {count!r}", expr.count.span)
         if len(expr.args) != 1 or expr.kwargs:
             raise SpeccError("E0226", "`repeat N { ... } (x)` takes exactly one initial value", expr.span)
+        limits.check("nodes", count, expr.count.span, "this `repeat`")  # before unrolling, not after
         value = self._expr(expr.args[0], _child_hint(hint, expr.args[0]))
         saved = self.placeholder
         try:
@@ -328,6 +367,7 @@ class _Lowerer:
         if not isinstance(size, int):
             raise SpeccError("E0401", f"split(): dim {dim} of {x_type} must be static", call.span)
         if isinstance(sizes, int) and not isinstance(sizes, bool):
+            limits.check("nodes", sizes, args["sizes"].span, "this split()")  # a slice per part
             if sizes <= 0 or size % sizes:
                 raise SpeccError("E0401", f"split(): {size} elements of dim {dim} do not split into {sizes} equal "
                                           "parts", args["sizes"].span)
@@ -343,7 +383,7 @@ class _Lowerer:
         for i, n in enumerate(sizes):
             attrs = slice_attrs(dim=dim, start=start, end=start + n)
             parts.append(TensorRef(self.graph.add_node("slice", [x.node], attrs, call.span, f"{hint}_{i}",
-                                                       [args["x"].span], tuple(self.call_sites))))
+                                                       [args["x"].span], self.call_sites)))
             start += n
         return Results(tuple(parts), (None,) * len(parts))
 
@@ -417,21 +457,27 @@ class _Lowerer:
         return {}, Fraction(str(value)) if isinstance(value, float) else Fraction(value)
 
     def _infer(self, name: str) -> Any:
-        """The type of a value while lowering (for builtins like split that depend on shapes)."""
-        node = self.graph.node(name)
-        if node.type is None:
-            for operand in self.graph.operands(name):
-                self._infer(operand)
-            node.type = ops.get(node.op).infer(ops.InferContext(self.graph, node))
-        return node.type
+        """The type of a value while lowering (for builtins like split that depend on shapes). Its untyped
+        operands are typed first, depth first with an explicit stack: a chain of layers is as deep as it is long."""
+        stack = [name]
+        while stack:
+            node = self.graph.node(stack[-1])
+            pending = [o for o in self.graph.operands(node.name) if self.graph.node(o).type is None]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            if node.type is None:
+                node.type = node_type(self.graph, node)
+        return self.graph.node(name).type
 
     def _call_block(self, call: ast.Call, hint: str) -> Any:
         """Inline a block: bind its parameters, lower its body in a fresh scope, return its results."""
         block = self.program.definitions[call.func]
         if block.kind != "block":
             raise SpeccError("E0227", f"`{call.func}` is a model; only blocks can be called", call.func_span)
-        active = [name for name, _ in self.call_sites]
-        if call.func in active:
+        if call.func in self.active:
+            active = [name for name, _ in self.call_sites]
             chain = " -> ".join(active[active.index(call.func):] + [call.func])
             raise SpeccError("E0228", f"block `{call.func}` calls itself ({chain}); recursion is not allowed",
                              call.func_span)
@@ -454,7 +500,8 @@ class _Lowerer:
 
         saved = (self.env, self.prefix, self.placeholder)
         self.env, self.prefix, self.placeholder = {}, f"{hint}_", None
-        self.call_sites.append((block.name, call.span))
+        self.call_sites += ((block.name, call.span),)
+        self.active.add(block.name)
         try:
             self._bind_params(block, given)
             return self._block_body(block, hint)
@@ -462,7 +509,8 @@ class _Lowerer:
             raise err.with_note(Note(f"in block `{block.name}`, called here", call.span)) from None
         finally:
             self.env, self.prefix, self.placeholder = saved
-            self.call_sites.pop()
+            self.call_sites = self.call_sites[:-1]
+            self.active.discard(block.name)
 
     def _block_body(self, block: ast.Definition, hint: str) -> Any:
         *body, last = block.body or [None]
@@ -497,7 +545,7 @@ class _Lowerer:
             raise SpeccError("E0216", f"cannot apply `{expr.op}` to {_kind(left)} and {_kind(right)}", expr.span)
         if expr.op in "/%" and right == 0:
             raise SpeccError("E0218", "division by zero", expr.right.span)
-        return _divide(left, right) if expr.op == "/" else _ARITH[expr.op](left, right)
+        return _in_range(_divide(left, right) if expr.op == "/" else _ARITH[expr.op](left, right), expr.span)
 
     def _tensor_binop(self, op: str, left: Any, right: Any, expr: ast.Expr, hint: str) -> TensorRef:
         spans = [getattr(expr, "left", expr).span, getattr(expr, "right", expr).span]
@@ -513,7 +561,7 @@ class _Lowerer:
         opname = _TENSOR_OPS[op]
         attrs = ops.get(opname).attrs(scalar=scalar, scalar_first=scalar_first)
         return TensorRef(self.graph.add_node(opname, operands, attrs, expr.span, hint, arg_spans,
-                                             tuple(self.call_sites)))
+                                             self.call_sites))
 
     def _call(self, call: ast.Call, hint: str, extra: dict[str, Any] | None = None) -> TensorRef:
         """Bind a call to its op: tensors to operands, the rest to attributes (plus `extra` ones)."""
@@ -583,7 +631,7 @@ class _Lowerer:
         except ValidationError as exc:
             raise _attr_error(call, opdef, exc, bound) from None
         result = TensorRef(self.graph.add_node(opdef.name, operands, validated, call.span, hint, arg_spans,
-                                               tuple(self.call_sites)))
+                                               self.call_sites))
         return self._parts(opdef, validated, result, bound, call, hint) if opdef.parts else result
 
     def _attr_value(self, arg: ast.Expr, hint: str) -> Any:
@@ -618,7 +666,7 @@ class _Lowerer:
         slice_attrs = ops.get("slice").attrs
         for name, size in zip(names, sizes):
             node = self.graph.add_node("slice", [result.node], slice_attrs(dim=-1, start=start, end=start + size),
-                                       call.span, f"{hint}_{name}", [call.span], tuple(self.call_sites))
+                                       call.span, f"{hint}_{name}", [call.span], self.call_sites)
             slices.append(TensorRef(node))
             start += size
         return Results(tuple(slices), tuple(names))
@@ -691,10 +739,18 @@ def validation_message(err: dict) -> str:
             message = message[len(prefix):].lstrip()
             if prefix == "Input should":
                 value = err.get("input")
-                shown = {True: "true", False: "false"}.get(value, repr(value)) if isinstance(value, bool) \
-                    or value is not None else "it"
-                message = f"{shown} should {message}"
+                message = f"{'it' if value is None else _spec_text(value)} should {message}"
     return message
+
+
+def _spec_text(value: Any) -> str:
+    """A compile-time value as a spec writes it: `true`, `[1, 2]` (lists arrive as tuples or lists, and
+    any value may be one: `layernorm(x, [1])` gives a list where a float belongs)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_spec_text(v) for v in value) + "]"
+    return repr(value)
 
 
 def lower(program: Program, model: ast.Definition, overrides: dict[str, Any] | None = None) -> Graph:

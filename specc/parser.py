@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from functools import lru_cache
 from typing import Iterator
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
-from . import ast
+from . import ast, limits
 from .diagnostics import Note, SourceFile, Span, SpeccError
 from .resources import data_dir
+from .types import MAX_INT
 
 _OPEN, _CLOSE = {"LPAR", "LSQB"}, {"RPAR", "RSQB"}
+
+
+class _TooDeep(Exception):
+    """The post-lexer met a bracket nested deeper than the `nesting` limit (it has no source to make a span)."""
+
+    def __init__(self, token: Token, depth: int) -> None:
+        super().__init__(depth)
+        self.token = token
+        self.depth = depth
 
 
 class _NewlinePostLex:
@@ -21,12 +34,16 @@ class _NewlinePostLex:
     Newlines end statements, but not inside (...) or [...], not after `{`, and
     runs of blank or comment-only lines count once. That keeps the grammar free of
     optional-newline noise.
+
+    It also stops at the first bracket nested deeper than the `nesting` limit, before
+    the parser builds a tree too deep for the recursive passes after it.
     """
 
     always_accept = ("_NL",)
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
+        limit = limits.value("nesting")
         previous: Token | None = None
         for tok in stream:
             if tok.type == "_NL":
@@ -34,6 +51,8 @@ class _NewlinePostLex:
                     continue
             elif tok.type in _OPEN:
                 depth += 1
+                if depth > limit:
+                    raise _TooDeep(tok, depth)
             elif tok.type in _CLOSE:
                 depth = max(0, depth - 1)
             previous = tok
@@ -57,9 +76,46 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
     return Span(source, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + len(tok))
 
 
+# Rules that only group the parts of a statement or a call; they add no level of nesting
+# (`f(a=g(x))` is two levels, like `f(g(x))`). Leaves (names, numbers) add none either, so
+# the depth of an expression is the number of brackets or operators around its innermost leaf.
+_GROUPING = frozenset({
+    "start", "import_stmt", "model_def", "block_def", "params", "param", "body", "input_stmt", "tensor_type",
+    "dims", "assign_stmt", "targets", "output_stmt", "return_stmt", "columns_stmt", "compress_def", "stage",
+    "selector", "exprs", "arguments", "keyword", "constraint_body",
+})
+_CHAINS = frozenset({"add", "sub", "mul", "div", "mod"})
+
+
+def _check_nesting(source: SourceFile, tree: Tree) -> None:
+    """Stop at the first subexpression nested deeper than the `nesting` limit.
+
+    Brackets are counted while lexing; this catches what needs none: `- - - x` and
+    long sums `a + b + ...`, whose parse trees are as deep as they are long. It walks the
+    tree with an explicit stack, so it cannot overflow however deep the tree is; after
+    it, every recursive consumer (the lowering, the formatter, the language server) sees
+    at most `nesting` levels.
+    """
+    limit = limits.value("nesting")
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = [child for child in node.children if isinstance(child, Tree)]
+        if node.data not in _GROUPING and children:
+            depth += 1
+            if depth > limit:
+                error = limits.exceeded("nesting", depth, _span(source, node.meta), "this subexpression")
+                if node.data in _CHAINS:
+                    error.with_note(Note("each operator of a chain like `a + b + c` nests one level deeper; "
+                                         "split a long one into several statements"))
+                raise error
+        stack.extend((child, depth) for child in children)
+
+
 @v_args(meta=True, inline=True)
-class _Builder(Transformer):
-    """Lark tree -> `specc.ast` nodes."""
+class _Builder(Transformer_NonRecursive):
+    """Lark tree -> `specc.ast` nodes (without recursion: `_check_nesting` bounds depth for later stages,
+    not for this one)."""
 
     def __init__(self, source: SourceFile) -> None:
         super().__init__()
@@ -202,12 +258,17 @@ class _Builder(Transformer):
 
     def number(self, meta, tok):
         text = str(tok)
-        is_int = all(c.isdigit() for c in text)
-        return ast.Number(self.sp(meta), int(text) if is_int else float(text))
+        if all(c.isdigit() for c in text):
+            return ast.Number(self.sp(meta), _int_literal(text, self.sp(meta)))
+        value = float(text)
+        if not math.isfinite(value):
+            raise SpeccError("E0229", f"number out of range: {_clip(text)} is too large for a float (64-bit)",
+                             self.sp(meta), help=f"floats must be finite, at most {MAX_FLOAT:.6g} in magnitude")
+        return ast.Number(self.sp(meta), value)
 
     def ratio(self, meta, tok):
         n, m = str(tok).split(":")
-        return ast.Ratio(self.sp(meta), int(n), int(m))
+        return ast.Ratio(self.sp(meta), _int_literal(n, self.sp(meta)), _int_literal(m, self.sp(meta)))
 
     def string(self, meta, tok):
         return ast.String(self.sp(meta), str(tok)[1:-1])
@@ -223,6 +284,24 @@ class _Builder(Transformer):
 
     def list(self, meta, items):
         return ast.ListExpr(self.sp(meta), items or [])
+
+
+MAX_FLOAT = sys.float_info.max  # numbers in a spec are what the targets can hold: int64 and float64
+
+
+def _clip(text: str) -> str:
+    """A literal as shown in a message: a 5,000-digit number is shown by its length."""
+    return text if len(text) <= 24 else f"{text[:8]}...{text[-4:]} ({len(text):,} characters)"
+
+
+def _int_literal(text: str, span: Span) -> int:
+    """An integer literal, which must fit int64. Checked on the digits before converting: Python
+    refuses to convert more than 4,300 digits, and no target can use more than 19."""
+    digits = text.lstrip("0")
+    if len(digits) > len(str(MAX_INT)) or int(digits or "0") > MAX_INT:
+        raise SpeccError("E0229", f"number out of range: {_clip(text)} is too large for an int (64-bit)", span,
+                         help=f"ints must be at most {MAX_INT:,}")
+    return int(digits or "0")
 
 
 _TOKEN_WORDS = {
@@ -317,12 +396,34 @@ def _unclosed_bracket(source: SourceFile, upto: int) -> Span | None:
     return Span(source, line, col, line, col + 1)
 
 
+_FRAMES_PER_LEVEL = 10  # Python frames the deepest consumer, the lowering, may spend per level of nesting
+_MAX_RECURSION = 20_000  # more could overflow the C stack where recursion runs through generators
+
+
+def _make_room(nesting: int) -> None:
+    """Raise Python's recursion limit (1,000 frames) to what a spec at the `nesting` limit needs.
+
+    The lowering evaluates an expression recursively, a few frames per level (up to 5 for a
+    block call, whose body nests on), so at 200 levels it needs more than Python allows by
+    default. This is the one place that raises it; it never lowers it. Python-to-Python calls
+    do not grow the C stack (3.11+), so the higher limit is safe; it is capped for the
+    recursion that does (nested generators), which only a much raised `nesting` limit reaches."""
+    wanted = min(1000 + _FRAMES_PER_LEVEL * nesting, _MAX_RECURSION)
+    if sys.getrecursionlimit() < wanted:
+        sys.setrecursionlimit(wanted)
+
+
 def parse(source: SourceFile) -> ast.Module:
-    """Parse one file; syntax errors become `SpeccError`s with a caret."""
+    """Parse one file; syntax errors become `SpeccError`s with a caret. Nesting deeper than the
+    `nesting` limit is an error too, and Python's recursion limit is made room for the rest."""
+    _make_room(limits.value("nesting"))
     try:
         tree = lark_parser().parse(source.text + "\n")
     except UnexpectedInput as exc:
         raise _syntax_error(source, exc) from None
+    except _TooDeep as exc:
+        raise limits.exceeded("nesting", exc.depth, _tok_span(source, exc.token), "this bracket") from None
+    _check_nesting(source, tree)
     try:
         return _Builder(source).transform(tree)
     except VisitError as exc:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Union
 
+from . import limits
+from .diagnostics import SpeccError
+
 # dtype name in specs -> (torch name, onnx text name, bytes)
 DTYPES: dict[str, tuple[str, str, int]] = {
     "f32": ("float32", "float", 4),
@@ -25,6 +28,7 @@ DTYPES: dict[str, tuple[str, str, int]] = {
     "bool": ("bool", "bool", 1),
 }
 FLOAT_DTYPES = ("f32", "f64", "f16", "bf16")
+MAX_INT = 2**63 - 1  # the widest int every target holds (int64): for numbers in a spec and its dims
 
 Monomial = tuple[str, ...]  # sorted symbol names, repeated for powers
 
@@ -42,6 +46,7 @@ class Sym:
     @staticmethod
     def _make(terms: dict[Monomial, Fraction]) -> "Dim":
         clean = {m: Fraction(c) for m, c in terms.items() if c != 0}
+        limits.check("dim_terms", len(clean), None, "this dim")
         if not clean:
             return 0
         if set(clean) == {()} and clean[()].denominator == 1:
@@ -91,11 +96,17 @@ def dim_add(a: Dim, b: Dim, sign: int = 1) -> Dim:
 
 
 def dim_mul(a: Dim, b: Dim) -> Dim:
+    """The product, expanded. A product of sums has as many terms as the product of their sizes
+    (`(a+b+c)^10` has 66, ten distinct three-term sums 59,049), so the count is checked against
+    the `dim_terms` limit while the terms are formed, not after."""
     out: dict[Monomial, Fraction] = {}
+    limit = limits.value("dim_terms")
     for ma, ca in _terms(a).items():
         for mb, cb in _terms(b).items():
             m = tuple(sorted(ma + mb))
             out[m] = out.get(m, 0) + ca * cb
+        if len(out) > limit:
+            raise limits.exceeded("dim_terms", f"more than {limit:,}", None, "this dim")
     return Sym._make(out)
 
 
@@ -120,6 +131,16 @@ def dim_div(a: Dim, b: Dim) -> Dim | None:
     if isinstance(result, Sym) and not result.symbols:
         return None
     return result
+
+
+def check_dim(d: Dim, what: str = "this dim") -> None:
+    """A dim within the `dim` limit: a concrete size, or every coefficient of a symbolic one (`B*10^12`
+    is over the limit for any batch). Never over int64, which every target needs, whatever the limit."""
+    sizes = [d] if isinstance(d, int) else [abs(c.numerator) for _, c in d.terms]
+    for size in sizes:
+        limits.check("dim", size, None, what)
+        if size > MAX_INT:
+            raise SpeccError("E0229", f"number out of range: dim {size:,} does not fit an int (64-bit)", None)
 
 
 def dim_str(d: Dim) -> str:
