@@ -1,8 +1,10 @@
 """The `specc` command line.
 
-Exit codes: 0 success; 1 the spec has errors (diagnostics on stderr); 2 the
-command line is wrong (unknown option, unreadable or missing file); 3 an internal
-compiler error (a bug in specc; set SPECC_TRACEBACK=1 to see the traceback).
+Exit codes: 0 success; 1 the spec has errors (diagnostics on stderr); 2 a usage or
+file error: a bad option, an input that is missing, unreadable or not allowed (an
+import outside the project), an output that cannot or must not be written (the
+codes in `specc.diagnostics.FILE_ERROR_CODES`); 3 an internal compiler error (a bug
+in specc; set SPECC_TRACEBACK=1 to see the traceback); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any, Optional
 import typer
 
 from . import __version__
-from .diagnostics import SpeccError
+from .diagnostics import FILE_ERROR_CODES, SpeccError
+from .escape import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="specc: compile .nnspec model specs to PyTorch, Triton and ONNX.")
 
-EXIT_SPEC_ERROR, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+EXIT_SPEC_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 class Target(str, Enum):
@@ -36,6 +39,27 @@ _DEFAULT_SUFFIX = {"torch": ".py", "triton": "_triton.py", "onnx": ".onnx"}
 FileArg = typer.Argument(..., help="The .nnspec file.", show_default=False)
 ModelOpt = typer.Option(None, "--model", "-m", help="Which model of the file (default: its only model).")
 ParamOpt = typer.Option(None, "--param", "-p", help="Override a model parameter, e.g. -p hidden=512 (repeatable).")
+IncludeOpt = typer.Option(None, "--include", "-I", exists=True, file_okay=False, dir_okay=True,
+                          help="Also look for imports in DIR, and allow importing from it (repeatable). "
+                               "Without it, imports must lie in the spec's directory or below.")
+
+# Python modules a generated module must not be named after: importing it from its directory would
+# shadow the real one (for the generated code itself, or for the user's program).
+_SHADOWED_MODULES = frozenset(sys.stdlib_module_names) | {"torch", "triton", "onnx", "numpy", "specc"}
+
+
+@app.callback()
+def _global_options(limit: Optional[list[str]] = typer.Option(
+        None, "--limit", metavar="NAME=N",
+        help="Raise (or lower) a limit on the work a spec may ask for, e.g. --limit nodes=200000 (repeatable). "
+             "Limits: nodes, dim, dim_terms, params, nesting, file_bytes, files, constraints.")) -> None:
+    # options before the command name, for every command
+    from .limits import set_limits
+
+    try:
+        set_limits(limit or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--limit") from None
 
 
 def _parse_params(items: Optional[list[str]]) -> dict[str, Any]:
@@ -69,10 +93,13 @@ def _run(action) -> None:
         action()
     except SpeccError as err:
         _report(err)
-        # E0001: the file itself cannot be read, which is a usage problem, not a spec problem
-        raise typer.Exit(EXIT_USAGE if err.code == "E0001" else EXIT_SPEC_ERROR) from None
+        # a file that cannot be read or written is a usage problem, not a spec problem
+        raise typer.Exit(EXIT_USAGE if err.code in FILE_ERROR_CODES else EXIT_SPEC_ERROR) from None
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # a bug in specc: say so plainly
         if os.environ.get("SPECC_TRACEBACK"):
             traceback.print_exc()
@@ -96,6 +123,7 @@ def compile_cmd(
     seed: int = typer.Option(0, "--seed", help="onnx: seed for the torch init used when no --weights is given."),
     model: Optional[str] = ModelOpt,
     param: Optional[list[str]] = ParamOpt,
+    include: Optional[list[Path]] = IncludeOpt,
     dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass."),
 ) -> None:
     """Compile one model to a PyTorch module, a Triton module, or an ONNX file."""
@@ -107,38 +135,65 @@ def compile_cmd(
     def action() -> None:
         from .codegen import backends
         from .output import write_atomic
-        from .compiler import compile_graph
+        from .compiler import compile_graph, load_project
 
-        graph = compile_graph(file, model, params, _dump if dump_ir else None)
+        if weights is not None:
+            _require_regular(weights, "weights")
+        loaded = load_project(file, include=include or ())
+        graph = compile_graph(file, model, params, _dump if dump_ir else None, loaded=loaded)
+        out = output or Path(graph.name + _DEFAULT_SUFFIX[target.value])
+        _check_module_name(out, explicit=output is not None)
         backend = backends()[target.value]
         options = {"weights": weights, "seed": seed} if target is Target.onnx else {}
         artifact = backend.emit(graph, **options)
-        out = output or Path(graph.name + _DEFAULT_SUFFIX[target.value])
-        write_atomic(out, artifact.data)
-        print(f"wrote {out} ({target.value}, model {graph.name})", file=sys.stderr)
+        write_atomic(out, artifact.data, _inputs(loaded, weights=weights))
+        print(f"wrote {printable(str(out))} ({target.value}, model {graph.name})", file=sys.stderr)
 
     _run(action)
 
 
+def _check_module_name(out: Path, explicit: bool) -> None:
+    """A generated Python module named like a module it (or its user) imports would shadow that module
+    when imported from its directory: refuse the default name (the model's), warn for an explicit -o."""
+    if out.suffix != ".py" or out.stem not in _SHADOWED_MODULES:
+        return
+    problem = f"a module named `{out.stem}` shadows Python's own `{out.stem}` when imported from its directory"
+    if explicit:
+        print(f"warning: {printable(str(out))}: {problem}", file=sys.stderr)
+        return
+    raise SpeccError("E0002", f"cannot write {out}: {problem}", None,
+                     help=f"choose another file name with -o, e.g. -o {out.stem}_model.py")
+
+
+def _inputs(loaded, **others: Optional[Path]) -> dict[Path, str]:
+    """The files a command reads, which its output must not overwrite, with what each is."""
+    inputs = {path: "the spec" if i == 0 else "a file the spec imports" for i, path in enumerate(loaded.files)}
+    inputs.update({path: f"the --{name} file" for name, path in others.items() if path is not None})
+    return inputs
+
+
 @app.command("check")
-def check_cmd(file: Path = FileArg, param: Optional[list[str]] = ParamOpt) -> None:
+def check_cmd(file: Path = FileArg, param: Optional[list[str]] = ParamOpt,
+              include: Optional[list[Path]] = IncludeOpt) -> None:
     """Check every model in a file and print its diagnostics; writes nothing."""
     params = _parse_params(param)
 
     def action() -> None:
-        from .compiler import compilable, compile_graph, load
+        from .compiler import compilable, compile_target, load_project
 
-        for target in compilable(load(file)):
-            graph = compile_graph(file, target.name, params)
+        loaded = load_project(file, include=include or ())  # once: every model is compiled from it
+        for target in compilable(loaded.module):
+            graph = compile_target(loaded, target, params, source_path=str(file))
             ins = ", ".join(f"{n}: {graph.node(n).type}" for n in graph.inputs)
             outs = ", ".join(f"{o}: {graph.node(v).type}" for o, v in graph.outputs.items())
-            print(f"{file}: model {graph.name}({ins}) -> ({outs}): ok")
+            print(f"{printable(str(file))}: model {graph.name}({ins}) -> ({outs}): ok")
 
     _run(action)
 
 
 @app.command("ir")
 def ir_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
+           include: Optional[list[Path]] = IncludeOpt,
            dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass, not only the last.")
            ) -> None:
     """Print the optimized IR of a model."""
@@ -147,7 +202,7 @@ def ir_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optiona
     def action() -> None:
         from .compiler import compile_graph
 
-        graph = compile_graph(file, model, params, _dump if dump_ir else None)
+        graph = compile_graph(file, model, params, _dump if dump_ir else None, include=include or ())
         if not dump_ir:
             print(graph.dump())
 
@@ -155,7 +210,8 @@ def ir_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optiona
 
 
 @app.command("summary")
-def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
+                include: Optional[list[Path]] = IncludeOpt) -> None:
     """A table of layers: output shapes, parameter counts, weight bytes and FLOPs."""
     params = _parse_params(param)
 
@@ -163,15 +219,16 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         from rich.console import Console
         from rich.table import Table
 
-        from .compiler import compile_graph, load_program
+        from .compiler import compile_graph, compile_target, load_project
         from .summary import LayerRow, summarize, totals
 
-        graph = compile_graph(file, model, params)
+        loaded = load_project(file, include=include or ())
+        graph = compile_graph(file, model, params, loaded=loaded)
         rows = summarize(graph)
         before = {}
         if graph.base_name is not None:  # a compressed model: show the base model's numbers beside
-            base_file = load_program(file)[1].definitions[graph.base_name].span.source.path
-            before = {r.name: r for r in summarize(compile_graph(base_file, graph.base_name, params))}
+            base = compile_target(loaded, loaded.program.definitions[graph.base_name], params)
+            before = {r.name: r for r in summarize(base)}
         title = f"model {graph.name}" + (f" (compressed from {graph.base_name}: before -> after)" if before else "")
         table = Table(title=title, title_justify="left")
         for column, justify in [("layer", "left"), ("op", "left"), ("output", "left"), ("params", "right"),
@@ -200,7 +257,8 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
 @app.command("graph")
 def graph_cmd(file: Path = FileArg,
               output: Path = typer.Option(..., "--output", "-o", help="model.svg, model.png or model.dot"),
-              model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+              model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
+              include: Optional[list[Path]] = IncludeOpt) -> None:
     """Draw the optimized IR (fusion groups as clusters) with Graphviz."""
     fmt = output.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "dot"):
@@ -209,23 +267,25 @@ def graph_cmd(file: Path = FileArg,
 
     def action() -> None:
         from .output import write_atomic
-        from .compiler import compile_graph
+        from .compiler import compile_graph, load_project
         from .graphviz import GraphvizMissing, render, to_dot
 
-        dot = to_dot(compile_graph(file, model, params))
+        loaded = load_project(file, include=include or ())
+        dot = to_dot(compile_graph(file, model, params, loaded=loaded))
         try:
             data = dot.encode() if fmt == "dot" else render(dot, fmt)
         except GraphvizMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(EXIT_USAGE) from None
-        write_atomic(output, data)
-        print(f"wrote {output}", file=sys.stderr)
+        write_atomic(output, data, _inputs(loaded))
+        print(f"wrote {printable(str(output))}", file=sys.stderr)
 
     _run(action)
 
 
 @app.command("plan")
-def plan_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt) -> None:
+def plan_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
+             include: Optional[list[Path]] = IncludeOpt) -> None:
     """Show what each compression stage does to each layer of a compressed model."""
     params = _parse_params(param)
 
@@ -235,7 +295,7 @@ def plan_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optio
 
         from .compiler import compile_graph
 
-        graph = compile_graph(file, model, params)
+        graph = compile_graph(file, model, params, include=include or ())
         if graph.base_name is None:
             raise SpeccError("E0807", f"`{graph.name}` is not a compressed model (declare one with "
                                       f"`compress NAME = {graph.name} {{ ... }}`)", None)
@@ -258,6 +318,7 @@ def compress_cmd(
                                                                  "tuple of tensors), for transforms that need them."),
     model: Optional[str] = ModelOpt,
     param: Optional[list[str]] = ParamOpt,
+    include: Optional[list[Path]] = IncludeOpt,
 ) -> None:
     """Convert a dense state dict into the compressed model's state dict."""
     params = _parse_params(param)
@@ -268,32 +329,49 @@ def compress_cmd(
         import torch
 
         from .output import write_atomic
-        from .compiler import compile_graph, load_program
+        from .compiler import compile_graph, compile_target, load_project
         from .transforms import Calibration, convert_weights
 
-        graph = compile_graph(file, model, params)
+        loaded = load_project(file, include=include or ())
+        graph = compile_graph(file, model, params, loaded=loaded)
         if graph.base_name is None:
             raise SpeccError("E0807", f"`{graph.name}` is not a compressed model", None)
         dense = _load_tensors(weights, "weights")
         calibration = None
         if calib is not None:
             inputs = _load_tensors(calib, "calibration inputs")
-            # the base model may come from an imported file: compile it from where it is defined
-            base_file = load_program(file)[1].definitions[graph.base_name].span.source.path
-            base = compile_graph(base_file, graph.base_name, params, pipeline=("infer_shapes",))
+            # the base model may come from an imported file
+            base = compile_target(loaded, loaded.program.definitions[graph.base_name], params,
+                                  pipeline=("infer_shapes",))
             calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base)
         state = convert_weights(graph, dense, calibration)
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        write_atomic(output, buffer.getvalue())
-        print(f"wrote {output} ({len(state)} tensors for model {graph.name})", file=sys.stderr)
+        write_atomic(output, buffer.getvalue(), _inputs(loaded, weights=weights, calib=calib))
+        print(f"wrote {printable(str(output))} ({len(state)} tensors for model {graph.name})", file=sys.stderr)
 
     _run(action)
+
+
+def _require_regular(path: Path, what: str) -> None:
+    """A --weights or --calib file must be a regular file: torch would block on a FIFO or read a device forever."""
+    import stat
+
+    from .diagnostics import file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise SpeccError("E0601", f"cannot load {what} from {path}: {(exc.strerror or str(exc)).lower()}",
+                         None) from None
+    if not stat.S_ISREG(mode):
+        raise SpeccError("E0601", f"cannot load {what} from {path}: it {file_kind(mode)}", None)
 
 
 def _load_tensors(path: Path, what: str):
     import torch
 
+    _require_regular(path, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types here; all mean "not a usable file"

@@ -37,6 +37,7 @@ from lark.lexer import BasicLexer, LexerThread
 
 from . import ast
 from .diagnostics import SourceFile, load_source
+from .escape import printable
 from .parser import lark_parser, parse
 
 INDENT = "    "
@@ -283,6 +284,7 @@ def format_file(path: Path, check: bool = False) -> bool:
     if check:
         sys.stdout.write(diff(source.text, formatted, str(path)))
     else:
-        write_atomic(Path(path), formatted.encode("utf-8"))
-        print(f"reformatted {path}", file=sys.stderr)
+        # a symlinked spec stays a link: the file it points to is rewritten
+        write_atomic(Path(path), formatted.encode("utf-8"), follow_symlink=True)
+        print(f"reformatted {printable(str(path))}", file=sys.stderr)
     return False

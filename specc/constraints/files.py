@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
-from ..diagnostics import SourceFile, Span, SpeccError
-from . import LinearConstraint
+from ..diagnostics import SourceFile, Span, SpeccError, read_text
+from ..escape import printable
+from . import LinearConstraint, exact_number
 
 FILE_ERROR = "E0706"
+READ_ERROR = "E0708"  # the file cannot be read, or is outside the spec's directory (CLI exit status 2)
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,45 @@ class ConstraintFile:
     format: str  # "specc" or "pishield"
 
 
-def load_constraints(path: str | Path, columns: Sequence[str]) -> ConstraintFile:
-    """Read and parse a constraints file over `columns` (names in declaration order)."""
+def load_constraints(path: str | Path, columns: Sequence[str], within: str | Path | None = None) -> ConstraintFile:
+    """Read and parse a constraints file over `columns` (names in declaration order).
+
+    The file is read like a spec (`read_text`: a regular UTF-8 file under the `file_bytes` limit) and,
+    with `within` (the directory of the spec that names it), must lie in that directory or below
+    after resolving symlinks and `..`: a spec cannot make specc read `/etc/passwd`. Any extension is
+    allowed. A parse error quotes the offending line only if the lines before it hold a constraint
+    or an order (a rules file with a mistake); otherwise the file may be anything (a `.env`, a key)
+    and the error gives the line's number but none of its content.
+    """
+    shown = printable(str(path))
+    if within is not None:
+        root = Path(within).resolve()
+        if not Path(path).resolve().is_relative_to(root):
+            raise SpeccError(READ_ERROR, f"cannot read constraints file {shown}: it is outside the spec's "
+                                         f"directory {printable(str(root))}", None,
+                             help="a rules file must be in the directory of the spec that names it, or below")
+    source = SourceFile(str(path), read_text(path, READ_ERROR, what="constraints file"))
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpeccError(FILE_ERROR, f"cannot read constraints file {path}: {exc.strerror or exc}", None) from None
-    return parse_constraints(SourceFile(str(path), text), columns)
+        return parse_constraints(source, columns)
+    except SpeccError as err:
+        span = err.span
+        if span is None or span.source is not source or _has_rules_before(source, span.line, columns):
+            raise
+        hidden = Span(SourceFile(source.path, "", quotable=False), span.line, span.col, span.line, span.col + 1)
+        raise SpeccError(err.code, f"line {span.line} of {shown} is not a constraint, and no line before it is "
+                                   "one, so this may not be a rules file (its content is not shown)", hidden,
+                         help="a rules file holds one linear inequality per line, and optionally an `order` "
+                              "(or pishield's `ordering`) line") from None
+
+
+def _has_rules_before(source: SourceFile, line: int, columns: Sequence[str]) -> bool:
+    """Whether the lines before `line` parse as rules and hold at least one constraint or order."""
+    prefix = SourceFile(source.path, "\n".join(source.text.splitlines()[:line - 1]))
+    try:
+        parsed = parse_constraints(prefix, columns)
+    except SpeccError:
+        return False
+    return bool(parsed.constraints) or parsed.order is not None
 
 
 def parse_constraints(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
@@ -137,58 +170,101 @@ class _LineParser:
         return _error(self.source, self.number, at, max(1, len(text)), f"expected {wanted}, got {got}")
 
     def expr(self) -> tuple[dict[int, Fraction], Fraction]:
-        coeffs, const = self.term()
-        while self.peek()[1] in ("+", "-"):
-            sign = 1 if self.tokens[self.i][1] == "+" else -1
-            self.i += 1
-            c2, k2 = self.term()
-            for j, c in c2.items():
-                coeffs[j] = coeffs.get(j, Fraction(0)) + sign * c
-            const += sign * k2
-        return coeffs, const
+        """One linear expression, up to the first token that cannot continue it.
 
-    def term(self) -> tuple[dict[int, Fraction], Fraction]:
-        start = self.peek()[2]
-        coeffs, const = self.factor()
-        while self.peek()[1] in ("*", "/"):
-            op = self.tokens[self.i][1]
-            self.i += 1
-            c2, k2 = self.factor()
-            if op == "*" and (not coeffs or not c2):
-                scale, (coeffs, const) = (const, (c2, k2)) if not coeffs else (k2, (coeffs, const))
-                coeffs, const = {j: c * scale for j, c in coeffs.items()}, const * scale
-            elif op == "/" and not c2 and k2 != 0:
-                coeffs, const = {j: c / k2 for j, c in coeffs.items()}, const / k2
+        Operator precedence (shunting-yard) with explicit stacks rather than recursive descent, so
+        that no depth of parentheses or unary signs can exhaust Python's stack: the grammar is
+        expr := term (('+'|'-') term)*, term := factor (('*'|'/') factor)*,
+        factor := ('+'|'-') factor | '(' expr ')' | number | column.
+        """
+        values: list[_Value] = []
+        ops: list[tuple[str, int]] = []  # (operator, offset); unary signs are "u+" / "u-", parentheses "("
+        while True:
+            kind, text, at = self.peek()  # an operand is expected
+            if text == "(":
+                ops.append(("(", at))
+                self.i += 1
+                continue
+            if text in ("-", "+"):
+                if ops and ops[-1][0] in ("u-", "u+"):  # a run of signs is one sign (linear in the run)
+                    ops[-1] = ("u+" if (ops[-1][0] == "u-") == (text == "-") else "u-", ops[-1][1])
+                else:
+                    ops.append(("u" + text, at))
+                self.i += 1
+                continue
+            if kind == "num":
+                values.append(_Value({}, exact_number(text, self.span(at, len(text))), at))
+            elif kind == "name":
+                if text not in self.columns:
+                    raise _error(self.source, self.number, at, len(text), f"unknown column `{text}`",
+                                 f"the columns: {', '.join(self.columns)}", code="E0703")
+                values.append(_Value({self.columns.index(text): Fraction(1)}, Fraction(0), at))
             else:
-                end = self.peek()[2]
-                why = "division by zero" if op == "/" and not c2 else \
-                    "constraints must be linear: multiply or divide columns only by numbers"
-                raise _error(self.source, self.number, start, max(1, end - start), why, code="E0702")
-        return coeffs, const
+                raise self.unexpected("a column or a number")
+            self.i += 1
+            while True:  # an operator is expected: a binary one, `)` or the end of the expression
+                text = self.peek()[1]
+                if text in ("+", "-", "*", "/"):
+                    while ops and ops[-1][0] != "(" and _PRECEDENCE[ops[-1][0]] >= _PRECEDENCE[text]:
+                        self.reduce(values, ops.pop())
+                    ops.append((text, self.peek()[2]))
+                    self.i += 1
+                    break
+                while ops and ops[-1][0] != "(":
+                    self.reduce(values, ops.pop())
+                if text == ")" and ops:
+                    inner = values.pop()
+                    values.append(_Value(inner.coeffs, inner.const, ops.pop()[1]))  # starts at its `(`
+                    self.i += 1
+                    continue
+                if ops:
+                    raise self.unexpected("`)`")
+                value = values.pop()
+                return value.coeffs, value.const
 
-    def factor(self) -> tuple[dict[int, Fraction], Fraction]:
-        kind, text, at = self.peek()
-        if text in ("-", "+"):
-            self.i += 1
-            coeffs, const = self.factor()
-            return ({j: -c for j, c in coeffs.items()}, -const) if text == "-" else (coeffs, const)
-        if text == "(":
-            self.i += 1
-            value = self.expr()
-            if self.peek()[1] != ")":
-                raise self.unexpected("`)`")
-            self.i += 1
-            return value
-        if kind == "num":
-            self.i += 1
-            return {}, Fraction(Decimal(text))
-        if kind == "name":
-            if text not in self.columns:
-                raise _error(self.source, self.number, at, len(text), f"unknown column `{text}`",
-                             f"the columns: {', '.join(self.columns)}", code="E0703")
-            self.i += 1
-            return {self.columns.index(text): Fraction(1)}, Fraction(0)
-        raise self.unexpected("a column or a number")
+    def reduce(self, values: list[_Value], op: tuple[str, int]) -> None:
+        """Apply one operator to the values on top of the stack (a column times a column is an error:
+        the constraint must stay linear)."""
+        name, at = op
+        if name in ("u-", "u+"):
+            v = values[-1]
+            if name == "u-":
+                values[-1] = _Value({j: -c for j, c in v.coeffs.items()}, -v.const, at)
+            else:
+                values[-1] = _Value(v.coeffs, v.const, at)
+            return
+        right, left = values.pop(), values.pop()
+        coeffs, const = left.coeffs, left.const
+        if name in ("+", "-"):
+            sign = 1 if name == "+" else -1
+            for j, c in right.coeffs.items():
+                coeffs[j] = coeffs.get(j, Fraction(0)) + sign * c
+            values.append(_Value(coeffs, const + sign * right.const, left.start))
+        elif name == "*" and (not coeffs or not right.coeffs):
+            scale, (coeffs, const) = (const, (right.coeffs, right.const)) if not coeffs else (right.const, (coeffs, const))
+            values.append(_Value({j: c * scale for j, c in coeffs.items()}, const * scale, left.start))
+        elif name == "/" and not right.coeffs and right.const != 0:
+            values.append(_Value({j: c / right.const for j, c in coeffs.items()}, const / right.const, left.start))
+        else:
+            end = self.peek()[2]
+            why = "division by zero" if name == "/" and not right.coeffs else \
+                "constraints must be linear: multiply or divide columns only by numbers"
+            raise _error(self.source, self.number, left.start, max(1, end - left.start), why, code="E0702")
+
+    def span(self, offset: int, width: int) -> Span:
+        return Span(self.source, self.number, offset + 1, self.number, offset + 1 + width)
+
+
+@dataclass
+class _Value:
+    """A linear expression being parsed: {column: coefficient} + constant, and where it starts (for errors)."""
+
+    coeffs: dict[int, Fraction]
+    const: Fraction
+    start: int
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "u-": 3, "u+": 3}
 
 
 def _strip(line: str, pishield: bool = False) -> str:

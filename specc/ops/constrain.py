@@ -41,8 +41,10 @@ from typing import Any
 
 from pydantic import ConfigDict, PrivateAttr, field_validator
 
-from ..constraints import LinearConstraint
-from ..constraints.fourier_motzkin import Infeasible, Plan, conflict, plan, repair_order
+from .. import limits
+from ..constraints import NUMBER_ERROR, LinearConstraint
+from ..constraints.fourier_motzkin import (Budget, Infeasible, OutOfRange, Plan, TooLarge, conflict, plan,
+                                           repair_order, suggest_order)
 from ..diagnostics import Note, SpeccError
 from ..ir import Node
 from ..types import Dim, Sym, TensorType, dim_mul
@@ -113,7 +115,7 @@ def resolve(node: Node) -> Plan:
 
         base = Path(node.span.path).parent if node.span is not None else Path()
         try:
-            loaded = load_constraints(base / attrs.file, attrs.columns)
+            loaded = load_constraints(base / attrs.file, attrs.columns, within=base)
         except SpeccError as err:
             if err.span is None:
                 err.span = node.span
@@ -128,15 +130,56 @@ def resolve(node: Node) -> Plan:
         result = plan(constraints, attrs.columns, columns_order)
     except Infeasible as err:
         raise _infeasible(constraints, attrs.columns, columns_order, err, node, call_sites) from None
+    except TooLarge as err:
+        raise _too_large(constraints, attrs.columns, columns_order, err, node, call_sites) from None
+    except OutOfRange as err:
+        raise _out_of_range(constraints, err, node, call_sites) from None
     attrs._resolved = (constraints, result)
     return result
+
+
+def _too_large(constraints, columns, order, err: TooLarge, node: Node, call_sites: list[Note]) -> SpeccError:
+    """Over the `constraints` limit: the error at the call, naming the column whose elimination went
+    over and, since the repair order is what decides the size, an order found greedily that stays
+    under the limit, if there is one (the search is bounded by the same limit)."""
+    try:
+        better = suggest_order(constraints, order, Budget())
+    except Infeasible as infeasible:  # the greedy order got far enough to find the conflict
+        return _infeasible(constraints, columns, order, infeasible, node, call_sites)
+    except OutOfRange as out_of_range:
+        return _out_of_range(constraints, out_of_range, node, call_sites)
+    error = limits.exceeded("constraints", err.generated, node.span,
+                            f"constrain: eliminating column `{columns[err.column]}` (and those after it in "
+                            "the repair order)")
+    if better is not None:
+        hint = (f"the repair order decides how many constraints elimination generates: "
+                f"`order=[{', '.join(columns[i] for i in better)}]` stays under the limit (earlier columns "
+                "are kept where possible, later ones absorb the repair)")
+    else:
+        hint = ("the repair order decides how many constraints elimination generates, but no order found "
+                "greedily stays under the limit; fewer columns per constraint keep it small")
+    error.help = f"{hint}; or {error.help}"
+    error.notes.extend(call_sites)
+    return error
+
+
+def _out_of_range(constraints, err: OutOfRange, node: Node, call_sites: list[Note]) -> SpeccError:
+    """A bound too large for float64: at the first of the constraints it is derived from."""
+    picked = sorted(err.origins, key=lambda i: _source_key(constraints[i]))
+    first = constraints[picked[0]]
+    notes = [Note(f"with `{constraints[i].text}`", constraints[i].span) for i in picked[1:]]
+    what = f"`{first.text}`" if len(picked) == 1 else "these constraints"
+    return SpeccError(NUMBER_ERROR, f"constrain: a bound derived from {what} has a number larger than "
+                                    "float64's largest (about 1.8e308)", first.span or node.span,
+                      notes + call_sites, help="rescale the columns (or coefficients) so the bounds stay in "
+                                               "float64's range")
 
 
 def _infeasible(constraints, columns, order, err: Infeasible, node: Node, call_sites: list[Note]) -> SpeccError:
     """Name a minimal conflicting subset: the error at the first of them, notes at the others."""
     from ..constraints.fourier_motzkin import number_text
 
-    core = conflict(constraints, columns, order, err)
+    core = conflict(constraints, columns, order, err)  # bounded by the `constraints` limit
     picked = sorted(core.origins, key=lambda i: _source_key(constraints[i]))
     quoted = ", ".join(f"`{constraints[i].text}`" for i in picked)
     implied = f"0 {'<' if core.strict else '<='} {number_text(core.rhs)}"
