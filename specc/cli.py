@@ -1,9 +1,9 @@
 """The `specc` command line.
 
 Exit codes: 0 success; 1 the spec has errors (diagnostics on stderr); 2 a usage or
-file error: a bad option, an input that is missing, unreadable or not allowed (an
-import outside the project), an output that cannot or must not be written (the
-codes in `specc.diagnostics.FILE_ERROR_CODES`); 3 an internal compiler error (a bug
+file error: a bad option or --model, an input that is missing, unreadable or not
+allowed (an import outside the project), an output that cannot or must not be
+written (the codes in `specc.diagnostics.USAGE_ERROR_CODES`); 3 an internal compiler error (a bug
 in specc; set SPECC_TRACEBACK=1 to see the traceback); 130 interrupted (Ctrl-C).
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Optional
 import typer
 
 from . import __version__
-from .diagnostics import FILE_ERROR_CODES, SpeccError
+from .diagnostics import USAGE_ERROR_CODES, SpeccError
 from .escape import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -93,8 +93,8 @@ def _run(action) -> None:
         action()
     except SpeccError as err:
         _report(err)
-        # a file that cannot be read or written is a usage problem, not a spec problem
-        raise typer.Exit(EXIT_USAGE if err.code in FILE_ERROR_CODES else EXIT_SPEC_ERROR) from None
+        # a file that cannot be read or written, or a model that is not there, is a usage problem
+        raise typer.Exit(EXIT_USAGE if err.code in USAGE_ERROR_CODES else EXIT_SPEC_ERROR) from None
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
     except KeyboardInterrupt:

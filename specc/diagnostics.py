@@ -18,14 +18,16 @@ from pathlib import Path
 
 from .escape import printable
 
-# Error codes that mean "a file cannot be read or written as asked" rather than "the spec is wrong":
-# the CLI exits with status 2 for these (as for a bad option), and 1 for every other SpeccError.
-FILE_ERROR_CODES = frozenset({
+# Error codes that mean "the command line asks for something that cannot be done" (a file that cannot
+# be read or written as asked, a model that is not there) rather than "the spec is wrong": the CLI
+# exits with status 2 for these, as for a bad option, and 1 for every other SpeccError.
+USAGE_ERROR_CODES = frozenset({
     "E0001",  # the file named on the command line cannot be read
     "E0002",  # an output file cannot (or must not) be written
     "E0502",  # an imported file cannot be read, or is outside the project
     "E0601",  # a --weights / --calib file cannot be loaded (E0602, weights that load but do not fit, is 1)
     "E0708",  # a rules file (`constrain(file=...)`) cannot be read, or is outside the project
+    "E0220",  # no model of that name (--model), or none / several to choose from
 })
 
 

@@ -357,6 +357,9 @@ def test_exit_codes(tmp_path):
     result = cli("check", str(spec(tmp_path / "r.nnspec", RULES_SPEC.format(file="missing.txt"))))
     assert result.exit_code == 2 and "no such file" in result.stderr
     assert cli("compile", str(tmp_path / "ok.nnspec"), "--bogus").exit_code == 2
+    assert cli("check", str(tmp_path / "ok.nnspec"), "--model", "nope").exit_code == 2  # check has no --model
+    result = cli("ir", str(tmp_path / "ok.nnspec"), "--model", "nope")
+    assert result.exit_code == 2 and "no model named `nope`" in result.stderr
 
 
 def test_check_loads_the_file_once(tmp_path, monkeypatch):
