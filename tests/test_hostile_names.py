@@ -66,9 +66,7 @@ def check_artifact(graph, target: str, data: bytes) -> str | None:
     Returns the Python source (None for onnx)."""
     inputs = example_inputs(graph, {"B": 2}, 2)
     if target == "onnx":
-        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
-        outputs = run_onnx(data, graph, inputs)
-        assert all(np.isfinite(o).all() for o in outputs)
+        check_and_run_onnx(graph, data, inputs)
         return None
     source = data.decode()
     ast.parse(source)
@@ -76,6 +74,13 @@ def check_artifact(graph, target: str, data: bytes) -> str | None:
     result = module.Model()(*inputs)
     assert all(torch.isfinite(t).all() for t in (result if isinstance(result, tuple) else (result,)))
     return source
+
+
+def check_and_run_onnx(graph, data: bytes, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    outputs = run_onnx(data, graph, inputs)
+    assert all(np.isfinite(o).all() for o in outputs)
+    return outputs
 
 
 def header_says(source: str, name: str) -> None:
@@ -199,6 +204,37 @@ def test_triton_kernels_do_not_collide_with_spec_values():
     with torch.no_grad():
         for got, want in zip(triton_model(*inputs), torch_model(*inputs)):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ONNX templates name a value's helpers and weights `NAME__SUFFIX` (`h__wt`, `h__weight`): values,
+# inputs and outputs named like those, or ending in `_`, must not collide with them.
+ONNX_NAMES_SPEC = """model m() {
+    input x: f32[B, 4]
+    input x__wt: f32[B, 4]
+    h = linear(x, 4)
+    h__wt = relu(x)
+    g_ = linear(h__wt, 4) * 2.0
+    a = linear(x, 4)
+    output y = h + h__wt + g_
+    output a__wt = a + x__wt
+    output h_1 = a
+}
+"""
+
+
+def test_onnx_names_do_not_collide_with_template_helpers():
+    from specc.codegen.torch_backend import instantiate
+
+    graph = compile_graph(_spec_file(ONNX_NAMES_SPEC))
+    data = backends()["onnx"].emit(graph).data
+    model = onnx.load_from_string(data)
+    assert [o.name for o in model.graph.output] == ["y", "a__wt", "h_1"]  # the interface keeps its names
+    assert len({n.name for n in model.graph.node}) == len(model.graph.node)
+    inputs = example_inputs(graph, {"B": 2}, 2)
+    with torch.no_grad():
+        want = instantiate(graph, 0)(*inputs)
+    for got, expected in zip(check_and_run_onnx(graph, data, inputs), want):
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_conv2d_on_onnx_is_a_located_error():

@@ -10,7 +10,9 @@ target starts from the same numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+import re
+from collections import Counter
+from typing import Any, Callable, Mapping
 
 from ..diagnostics import SpeccError
 from ..escape import identifier, py_float
@@ -35,16 +37,40 @@ def initializer_name(node: str, param: str) -> str:
     return f"{node}__{param.replace('.', '__')}"
 
 
-def value_names(graph: Graph):
-    """The ONNX name of each IR value: an internal value that shares its name with a (different) output is
-    renamed `NAME__value` (and so are its initializers, `NAME__value__weight`)."""
+def value_names(graph: Graph) -> Callable[[str], str]:
+    """The ONNX name of each IR value.
+
+    Templates name a value's helper values and initializers `NAME__SUFFIX`. Those never collide with
+    each other or with a value when no value's name contains `__` or ends in `_`, and no graph input or
+    output name is `NAME__...` for a value NAME: then the first `__` of a derived name ends the value it
+    came from. Inputs and outputs keep their names (the model's interface); every other value keeps
+    its name if that is safe, else gets the first free `BASE_1`, `BASE_2`, ... (an output whose value
+    was renamed is then an Identity of it).
+    """
     outputs = dict(graph.outputs)
-    clash = {v for v in graph.nx.nodes if v in outputs and outputs[v] != v}
+    interface = set(graph.inputs) | set(outputs)
+    # `P` of every interface name `P__...`, where a value named P would derive that name (only the part
+    # before the first `__` matters: a longer one holds `__` itself, and no kept value does)
+    prefixes = {name[:name.find("__")] for name in interface if name.find("__") > 0}
+    blocked = interface | prefixes
 
-    def value(name: str) -> str:
-        return f"{name}__value" if name in clash else name
+    def safe(name: str) -> bool:
+        return "__" not in name and not name.endswith("_")
 
-    return value
+    names = {name: name for name in graph.inputs}
+    for name in graph.topo_order():
+        if name in names:
+            continue
+        if safe(name) and name not in prefixes and (name not in interface or outputs.get(name) == name):
+            names[name] = name
+            continue
+        base = re.sub("_+", "_", name).strip("_") or "v"
+        i = 1
+        while f"{base}_{i}" in blocked or f"{base}_{i}" in graph.nx:
+            i += 1
+        names[name] = f"{base}_{i}"
+        blocked.add(names[name])
+    return names.__getitem__
 
 
 def _name(text: str) -> str:
@@ -85,15 +111,17 @@ def _name_nodes(model: Any, chunks: list[tuple[str, str]]) -> dict[str, str]:
     for several) and return ONNX node name -> IR node. Each chunk is parsed alone to count its nodes."""
     import onnx.parser
 
-    owners = []
+    owners: list[str] = []
     for ir_name, text in chunks:
-        count = len(onnx.parser.parse_graph(f"chunk () => () {{\n{text}\n}}").node)
-        owners.extend([(ir_name, i, count) for i in range(count)])
+        owners += [ir_name] * len(onnx.parser.parse_graph(f"chunk () => () {{\n{text}\n}}").node)
     if len(owners) != len(model.graph.node):
         raise RuntimeError(f"the onnx text has {len(model.graph.node)} nodes, its chunks {len(owners)}")
+    total = Counter(owners)
+    seen: Counter[str] = Counter()
     names = {}
-    for onnx_node, (ir_name, i, count) in zip(model.graph.node, owners):
-        onnx_node.name = ir_name if count == 1 else f"{ir_name}/{i}"
+    for onnx_node, ir_name in zip(model.graph.node, owners):
+        onnx_node.name = ir_name if total[ir_name] == 1 else f"{ir_name}/{seen[ir_name]}"
+        seen[ir_name] += 1
         names[onnx_node.name] = ir_name
     return names
 
