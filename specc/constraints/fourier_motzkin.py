@@ -15,24 +15,37 @@ is left unchanged, and repairing twice changes nothing.
 
 Elimination can square the number of constraints at every step, so redundant
 ones are dropped as they appear:
-- each constraint is normalized so its last column (in the order) has
-  coefficient +-1: parallel constraints then have equal coefficients;
+- each constraint is kept with integer coefficients whose gcd is 1: parallel
+  constraints then have equal coefficients (and adding up a pair is integer
+  arithmetic, many times faster than rationals);
 - of parallel constraints only the tightest is kept (smaller right-hand side;
   strict over non-strict on a tie), which also removes duplicates;
 - Chernikov's rule: a constraint derived from more than k + 1 original ones after
   k columns have been eliminated is implied by the others and is dropped.
+  The rule is tested on the histories before a pair is added up, so a dropped
+  pair costs a set union, not rational arithmetic.
+Even so the count can grow doubly exponentially with the number of columns, so
+the work is bounded: every lower x upper pair counts as one generated
+constraint (whether or not Chernikov's rule then drops it), and a `Budget` (the
+`constraints` limit of specc.limits) is charged before each column's pairs are
+formed; going over raises `TooLarge` naming that column. The order is the user's
+lever against blow-up, and `suggest_order` looks for a better one greedily.
 A derived constraint without columns is a consistency condition, `0 <= b` (or
 `0 < b`): if it fails the set is infeasible, and the original constraints it was
 derived from (its history) are the conflict, which `conflict` shrinks to a
-minimal one. Arithmetic is exact (Fractions), strictness is tracked.
+minimal one. Arithmetic is exact (integers, Fractions for the right-hand
+sides and the bounds), strictness is tracked.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
+from .. import limits
 from . import LinearConstraint
 
 
@@ -130,20 +143,60 @@ class Infeasible(Exception):
         self.strict = strict
 
 
+class OutOfRange(Exception):
+    """A bound derived from constraints `origins` has a number past float64's largest, which the
+    generated layer (it evaluates bounds in float64) cannot hold."""
+
+    def __init__(self, origins: tuple[int, ...]) -> None:
+        super().__init__(f"a bound derived from constraints {list(origins)} is out of float64's range")
+        self.origins = origins
+
+
+_LARGEST = sys.float_info.max
+
+
+class TooLarge(Exception):
+    """Eliminating `column` would bring the count of generated constraints to `generated`, over the budget."""
+
+    def __init__(self, column: int, generated: int) -> None:
+        super().__init__(f"eliminating column {column} would generate {generated} constraints")
+        self.column = column
+        self.generated = generated
+
+
+class Budget:
+    """How many constraints elimination may generate (each lower x upper pair is one).
+
+    One budget can be shared by several runs (the trials of `conflict`), so that
+    together they stop within the limit's time.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limits.value("constraints") if limit is None else limit
+        self.used = 0
+
+    def spend(self, amount: int, column: int) -> None:
+        """Charge `amount` before doing the work; raises `TooLarge` (charging nothing) if it is over."""
+        if self.used + amount > self.limit:
+            raise TooLarge(column, self.used + amount)
+        self.used += amount
+
+
 @dataclass(frozen=True)
 class _Row:
-    """`sum(coeffs) <= rhs` (or `<`), normalized; `origins`: the history (original constraint indices)."""
+    """`sum(coeffs) <= rhs` (or `<`), with integer coefficients whose gcd is 1 (the canonical positive
+    multiple); `origins`: the history (original constraint indices)."""
 
-    coeffs: tuple[tuple[int, Fraction], ...]  # sorted by column index, no zeros
+    coeffs: tuple[tuple[int, int], ...]  # sorted by column index, no zeros
     rhs: Fraction
     strict: bool
     origins: frozenset[int]
 
-    def coeff(self, column: int) -> Fraction:
+    def coeff(self, column: int) -> int:
         for j, c in self.coeffs:
             if j == column:
                 return c
-        return Fraction(0)
+        return 0
 
 
 def repair_order(columns: Sequence[str], order: Sequence[str] | None) -> tuple[int, ...]:
@@ -162,78 +215,170 @@ def repair_order(columns: Sequence[str], order: Sequence[str] | None) -> tuple[i
 
 
 def plan(constraints: Sequence[LinearConstraint], columns: Sequence[str], order: Sequence[int],
-         *, dedupe: bool = True, chernikov: bool = True) -> Plan:
-    """Eliminate along `order` (column indices, every column once); raises `Infeasible`.
+         *, dedupe: bool = True, chernikov: bool = True, budget: Budget | None = None) -> Plan:
+    """Eliminate along `order` (column indices, every column once); raises `Infeasible`, `TooLarge`
+    when it would generate more constraints than `budget` (default: the `constraints` limit) allows,
+    or `OutOfRange` when a bound needs a number past float64's range.
 
     The redundancy rules can be switched off (for tests: the result must repair identically).
     """
+    budget = Budget() if budget is None else budget
     position = {c: p for p, c in enumerate(order)}
-    rows = [r for r in (_normalize(_Row(c.coeffs, c.rhs, c.strict, frozenset([i])), position)
-                        for i, c in enumerate(constraints)) if r is not None]
-    rows = _dedupe(rows) if dedupe else rows
+    rows = _initial_rows(constraints, dedupe)
     mentioned = {j for c in constraints for j, _ in c.coeffs}
     steps: list[Step] = []
     eliminated = 0
     for column in reversed(order):
         eliminated += column in mentioned  # Chernikov's k: counting every column passed is conservative
-        with_it = [r for r in rows if r.coeff(column) != 0]
-        if not with_it:
-            continue
-        lower = [r for r in with_it if r.coeff(column) < 0]
-        upper = [r for r in with_it if r.coeff(column) > 0]
-        steps.append(Step(column, tuple(_bound(r, column, True, position) for r in lower),
-                          tuple(_bound(r, column, False, position) for r in upper)))
-        derived = []
-        for lo in lower:
-            for hi in upper:
-                row = _combine(lo, hi, position)
-                if row is not None and (not chernikov or len(row.origins) <= eliminated + 1):
-                    derived.append(row)
-        rows = [r for r in rows if r.coeff(column) == 0] + derived
-        rows = _dedupe(rows) if dedupe else rows
+        lower, upper, rows = _eliminate(rows, column, eliminated if chernikov else None, budget, dedupe)
+        if lower or upper:
+            steps.append(Step(column, tuple(_bound(r, column, True, position) for r in lower),
+                              tuple(_bound(r, column, False, position) for r in upper)))
     return Plan(tuple(columns), tuple(order), tuple(reversed(steps)))
 
 
+def suggest_order(constraints: Sequence[LinearConstraint], preferred: Sequence[int],
+                  budget: Budget) -> tuple[int, ...] | None:
+    """A repair order of the constrained columns whose elimination fits `budget`, or None if none is found.
+
+    Greedy (as min-fill orderings for elimination are): the next column to eliminate is the one with
+    the fewest lower x upper pairs among the constraints left, ties going to the column `preferred`
+    (the user's order) eliminates first. It runs the elimination itself, with the rules `plan` uses,
+    so `plan` along the result generates exactly as many constraints.
+    Raises `Infeasible` if it finds the set infeasible.
+    """
+    position = {c: p for p, c in enumerate(preferred)}
+    rows = _initial_rows(constraints, True)
+    left = {j for c in constraints for j, _ in c.coeffs}
+    sequence: list[int] = []
+    try:
+        while left:
+            signs = {j: [0, 0] for j in left}
+            for r in rows:
+                for j, c in r.coeffs:
+                    signs[j][c > 0] += 1
+            column = min(left, key=lambda j: (signs[j][0] * signs[j][1], -position[j]))
+            left.discard(column)
+            sequence.append(column)
+            rows = _eliminate(rows, column, len(sequence), budget, True)[2]
+    except TooLarge:
+        return None
+    return tuple(reversed(sequence))
+
+
+def _initial_rows(constraints: Sequence[LinearConstraint], dedupe: bool) -> list[_Row]:
+    """The constraints as rows: scaled by the lcm of their coefficients' denominators, then by 1/gcd."""
+    rows = []
+    for i, c in enumerate(constraints):
+        scale = math.lcm(*(a.denominator for _, a in c.coeffs))
+        row = _primitive({j: a.numerator * (scale // a.denominator) for j, a in c.coeffs},
+                         c.rhs.numerator * scale, c.rhs.denominator, c.strict, frozenset([i]))
+        if row is not None:
+            rows.append(row)
+    return _dedupe(rows) if dedupe else rows
+
+
+def _eliminate(rows: list[_Row], column: int, chernikov: int | None, budget: Budget,
+               dedupe: bool) -> tuple[list[_Row], list[_Row], list[_Row]]:
+    """One step: the rows that bound `column` from below and above (negative / positive coefficient), and the rows
+    without it: those that never had it, and the sum of every lower and upper pair that passes
+    Chernikov's rule (`chernikov`: the number of columns eliminated so far, None for no rule).
+
+    A pair whose sum has no column left (its other coefficients are opposite) is a consistency check,
+    made even when the rule drops the pair: with the dominance checks, the rule alone does not keep
+    every infeasibility in view. The candidates (other coefficients opposite in direction, if not
+    necessarily in size) are found by a key per row, not by adding up every pair.
+    """
+    lower, upper, rest = [], [], []
+    for r in rows:
+        c = r.coeff(column)
+        (rest if c == 0 else lower if c < 0 else upper).append(r)
+    if not lower or not upper:
+        return lower, upper, rest
+    budget.spend(len(lower) * len(upper), column)
+    most = None if chernikov is None else chernikov + 1
+    lower_keys = [_direction(r, column, 1) for r in lower]
+    upper_keys = [_direction(r, column, -1) for r in upper]
+    for lo, lo_key in zip(lower, lower_keys):
+        for hi, hi_key in zip(upper, upper_keys):
+            dropped = most is not None and len(lo.origins | hi.origins) > most
+            if dropped and lo_key != hi_key:
+                continue
+            row = _combine(lo, hi, column)  # raises `Infeasible` for a failed consistency check
+            if row is not None and not dropped:
+                rest.append(row)
+    return lower, upper, _dedupe(rest) if dedupe else rest
+
+
+def _direction(row: _Row, column: int, sign: int) -> tuple[tuple[int, int], ...]:
+    """`sign` times the row's coefficients other than `column`, divided by their gcd: a lower and an
+    upper row add up to a row without columns only if their keys (signs 1 and -1) are equal."""
+    rest = [(j, c) for j, c in row.coeffs if j != column]
+    g = math.gcd(*(c for _, c in rest))
+    return tuple((j, sign * c // g) for j, c in rest)
+
+
 def conflict(constraints: Sequence[LinearConstraint], columns: Sequence[str], order: Sequence[int],
-             error: Infeasible) -> Infeasible:
+             error: Infeasible, budget: Budget | None = None) -> Infeasible:
     """Shrink an infeasibility to a minimal conflicting subset (deletion filter: drop each constraint
-    whose removal keeps the rest infeasible)."""
+    whose removal keeps the rest infeasible).
+
+    The trials share `budget` (default: the `constraints` limit); once it is spent, the subset found
+    so far is returned: still a conflict, if perhaps not a minimal one.
+    """
+    budget = Budget() if budget is None else budget
     core = list(error.origins)
     for i in list(core):
         trial = [j for j in core if j != i]
         try:
-            plan([constraints[j] for j in trial], columns, order)
+            plan([constraints[j] for j in trial], columns, order, budget=budget)
         except Infeasible:
             core = trial
+        except TooLarge:
+            break
     try:
-        plan([constraints[j] for j in core], columns, order)
+        plan([constraints[j] for j in core], columns, order, budget=Budget(budget.limit))
     except Infeasible as final:
         return Infeasible(tuple(core[j] for j in final.origins), final.rhs, final.strict)
-    return error  # unreachable: `core` stays infeasible by construction
+    except TooLarge:
+        pass
+    return error  # reached only when the budget ran out on the original conflict
 
 
-def _normalize(row: _Row, position: dict[int, int]) -> _Row | None:
-    """Scale so the last column in the order has coefficient +-1; check a row without columns."""
-    if not row.coeffs:
-        if row.rhs < 0 or (row.strict and row.rhs == 0):
-            raise Infeasible(tuple(sorted(row.origins)), row.rhs, row.strict)
-        return None  # always true
-    last = max(row.coeffs, key=lambda jc: position[jc[0]])
-    scale = abs(last[1])
-    return _Row(tuple((j, c / scale) for j, c in row.coeffs), row.rhs / scale, row.strict, row.origins)
-
-
-def _combine(lo: _Row, hi: _Row, position: dict[int, int]) -> _Row | None:
-    """The sum of a lower bound (coefficient -1) and an upper bound (+1) on the same column: it cancels."""
-    coeffs: dict[int, Fraction] = {}
-    for j, c in lo.coeffs + hi.coeffs:
-        coeffs[j] = coeffs.get(j, Fraction(0)) + c
+def _primitive(coeffs: dict[int, int], num: int, den: int, strict: bool, origins: frozenset[int]) -> _Row | None:
+    """`sum(coeffs) <= num / den` divided by the gcd of its coefficients; a row without columns is
+    checked (`0 <= rhs`) and dropped, or raises `Infeasible`. (One Fraction is built per row: rational
+    arithmetic dominates the cost of elimination.)"""
     kept = tuple(sorted((j, c) for j, c in coeffs.items() if c != 0))
-    return _normalize(_Row(kept, lo.rhs + hi.rhs, lo.strict or hi.strict, lo.origins | hi.origins), position)
+    if not kept:
+        rhs = Fraction(num, den)
+        if rhs < 0 or (strict and rhs == 0):
+            raise Infeasible(tuple(sorted(origins)), rhs, strict)
+        return None  # always true
+    g = math.gcd(*(c for _, c in kept))
+    return _Row(tuple((j, c // g) for j, c in kept) if g != 1 else kept, Fraction(num, den * g), strict, origins)
+
+
+def _combine(lo: _Row, hi: _Row, column: int) -> _Row | None:
+    """`q * lo + p * hi`, where lo's coefficient on `column` is -p and hi's is q: the column cancels.
+
+    A row without columns gets the right-hand side `lo.rhs / p + hi.rhs / q`, the sum of the two
+    bounds with coefficient 1 on the column, so an infeasibility reads the same whatever the scaling.
+    """
+    p, q = -lo.coeff(column), hi.coeff(column)
+    coeffs = {j: q * c for j, c in lo.coeffs}
+    for j, c in hi.coeffs:
+        coeffs[j] = coeffs.get(j, 0) + p * c
+    strict, origins = lo.strict or hi.strict, lo.origins | hi.origins
+    n1, d1, n2, d2 = lo.rhs.numerator, lo.rhs.denominator, hi.rhs.numerator, hi.rhs.denominator
+    num = q * n1 * d2 + p * n2 * d1  # q * lo.rhs + p * hi.rhs, over d1 * d2
+    if not any(coeffs.values()):
+        return _primitive({}, num, p * q * d1 * d2, strict, origins)
+    return _primitive(coeffs, num, d1 * d2, strict, origins)
 
 
 def _dedupe(rows) -> list[_Row]:
-    """Of parallel rows (equal normalized coefficients) keep the tightest; on a full tie the shorter history."""
+    """Of parallel rows (equal primitive coefficients) keep the tightest; on a full tie the shorter history."""
     best: dict[tuple, _Row] = {}
     for row in rows:
         old = best.get(row.coeffs)
@@ -251,10 +396,16 @@ def _tighter(a: _Row, b: _Row) -> bool:
 
 
 def _bound(row: _Row, column: int, lower: bool, position: dict[int, int]) -> Bound:
-    """`-x + sum(a_j x_j) <= b` is x >= sum(a_j x_j) - b; `x + sum(a_j x_j) <= b` is x <= b - sum(a_j x_j)."""
+    """Divided by |a| (x's coefficient): `-x + sum(a_j x_j) <= b` is x >= sum(a_j x_j) - b;
+    `x + sum(a_j x_j) <= b` is x <= b - sum(a_j x_j)."""
+    scale = abs(row.coeff(column))
     sign = 1 if lower else -1
-    terms = tuple(sorted(((j, sign * c) for j, c in row.coeffs if j != column), key=lambda jc: position[jc[0]]))
-    return Bound(column, lower, -row.rhs if lower else row.rhs, terms, row.strict, tuple(sorted(row.origins)))
+    terms = tuple(sorted(((j, Fraction(sign * c, scale)) for j, c in row.coeffs if j != column),
+                         key=lambda jc: position[jc[0]]))
+    rhs = row.rhs / scale
+    if abs(rhs) > _LARGEST or any(abs(w) > _LARGEST for _, w in terms):
+        raise OutOfRange(tuple(sorted(row.origins)))
+    return Bound(column, lower, -rhs if lower else rhs, terms, row.strict, tuple(sorted(row.origins)))
 
 
 def number_text(value: Fraction) -> str:

@@ -22,10 +22,15 @@ from fractions import Fraction
 from typing import Sequence
 
 from ..diagnostics import SourceFile, Span, SpeccError
-from . import LinearConstraint
+from . import LinearConstraint, exact_number
 from .files import FILE_ERROR, ConstraintFile, _error, _strip
 
-_ATOM = re.compile(r"([+-]?)((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)?\*?y_(\d+)")
+# A term is a sign, a coefficient and a variable, matched one after the other: as one pattern with an
+# optional coefficient, a long run of digits not followed by `y_` makes the regex engine backtrack
+# through every split of the digits (quadratic: 8,000 digits took 20 s).
+_SIGNED_NUMBER = re.compile(r"([+-]?)((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)?")
+_VARIABLE = re.compile(r"\*?y_(\d+)")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def parse_pishield(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
@@ -51,26 +56,33 @@ def parse_pishield(source: SourceFile, columns: Sequence[str]) -> ConstraintFile
             raise _error(source, number, first, len(line), "expected `>=` or `>` (pishield writes `sum >= constant`)")
         strict = body_text[sign_at:sign_at + 2] != ">="
         body, constant = body_text[:sign_at], body_text[sign_at + (1 if strict else 2):]
-        try:
-            rhs = Fraction(Decimal(constant.strip()))
-        except ArithmeticError:
-            raise _error(source, number, first, len(line), f"expected a number after the comparison, got "
-                                                           f"`{constant.strip()}`") from None
+        body_at = first + len(line) - len(body_text)  # where body_text starts in `raw`
+        value = constant.strip()
+        if not _NUMBER.fullmatch(value):
+            raise _error(source, number, first, len(line), f"expected a number after the comparison, got `{value}`")
+        value_at = body_at + len(body_text) - len(constant) + constant.index(value)
+        rhs = exact_number(value, Span(source, number, value_at + 1, number, value_at + 1 + len(value)))
         compact = body.replace(" ", "").replace("\t", "")
+        where = [body_at + i for i, ch in enumerate(body) if ch not in " \t"]  # compact[k] is raw[where[k]]
         coeffs: dict[int, Fraction] = {}
         pos = 0
         while pos < len(compact):
-            m = _ATOM.match(compact, pos)
-            if m is None or (pos > 0 and not m.group(1)):
+            m = _SIGNED_NUMBER.match(compact, pos)
+            v = _VARIABLE.match(compact, m.end()) if m is not None else None
+            if m is None or v is None or (pos > 0 and not m.group(1)):
                 raise _error(source, number, first, len(line),
                              f"cannot read `{compact[pos:]}`: expected terms like `y_1`, `-2y_3`, `+ 0.5y_2`")
-            j = int(m.group(3))
-            if j >= len(columns):
-                raise _error(source, number, first, len(line),
-                             f"y_{j} is past the last column (y_{len(columns) - 1}, `{columns[-1]}`)", code="E0703")
-            c = Fraction(Decimal(m.group(2))) if m.group(2) else Fraction(1)
+            j = _index(v.group(1), columns)
+            if j is None:
+                raise _error(source, number, first, len(line), f"y_{_short(v.group(1))} is past the last column "
+                                                               f"(y_{len(columns) - 1}, `{columns[-1]}`)", code="E0703")
+            if m.group(2):
+                at = where[m.start(2)]
+                c = exact_number(m.group(2), Span(source, number, at + 1, number, where[m.end(2) - 1] + 2))
+            else:
+                c = Fraction(1)
             coeffs[j] = coeffs.get(j, Fraction(0)) + (-c if m.group(1) == "-" else c)
-            pos = m.end()
+            pos = v.end()
         # pishield: sum >= rhs (or >); specc: -sum <= -rhs. `neg` flips it: sum < rhs (or <= for neg of >)
         if negate:
             kept = tuple(sorted((j, c) for j, c in coeffs.items() if c != 0))
@@ -111,9 +123,24 @@ def _decimal(value: Fraction) -> str:
     return format(Decimal(repr(float(value))), "f")
 
 
+def _index(digits: str, columns: Sequence[str]) -> int | None:
+    """The column a variable's index names, or None past the last one (checked on the text first:
+    `int()` refuses numbers of more than 4,300 digits)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(len(columns))):
+        return None
+    j = int(digits)
+    return j if j < len(columns) else None
+
+
+def _short(digits: str) -> str:
+    """An index as shown in a message: a very long one is cut."""
+    return digits if len(digits) <= 20 else f"{digits[:20]}... ({len(digits):,} digits)"
+
+
 def _variable(source: SourceFile, number: int, raw: str, word: str, columns: Sequence[str]) -> str:
     m = re.fullmatch(r"y_(\d+)", word)
-    if m is None or int(m.group(1)) >= len(columns):
+    if m is None or _index(m.group(1), columns) is None:
         at = raw.find(word)
         what = "is past the last column" if m else "is not a variable `y_<i>`"
         raise _error(source, number, at, len(word), f"`{word}` in `ordering` {what}", code=FILE_ERROR)

@@ -152,9 +152,12 @@ def _too_large(constraints, columns, order, err: TooLarge, node: Node, call_site
                             f"constrain: eliminating column `{columns[err.column]}` (and those after it in "
                             "the repair order)")
     if better is not None:
+        first = len(better) - 1  # `order=` needs only the columns before the rest follow in declaration order
+        while first > 0 and better[first - 1] < better[first]:
+            first -= 1
         hint = (f"the repair order decides how many constraints elimination generates: "
-                f"`order=[{', '.join(columns[i] for i in better)}]` stays under the limit (earlier columns "
-                "are kept where possible, later ones absorb the repair)")
+                f"`order=[{', '.join(columns[i] for i in better[:max(first, 1)])}]` stays under the limit (earlier "
+                "columns are kept where possible, later ones absorb the repair)")
     else:
         hint = ("the repair order decides how many constraints elimination generates, but no order found "
                 "greedily stays under the limit; fewer columns per constraint keep it small")
