@@ -544,7 +544,7 @@ def test_constraints_file_errors_point_into_the_file(tmp_path):
     assert err.code == "E0703" and err.span.path.endswith("rules.txt") and err.span.line == 2
     assert err.notes[0].span.line == 4  # the call
     err = error_of(tmp_path, FILE_SPEC.format(file="missing.txt", order="", body=""))
-    assert err.code == "E0706" and "cannot read constraints file" in err.message and err.span.line == 4
+    assert err.code == "E0708" and "cannot read constraints file" in err.message and err.span.line == 4
     (tmp_path / "bad.txt").write_text("debt <= income\ndebt >= income + 1\n")
     err = error_of(tmp_path, FILE_SPEC.format(file="bad.txt", order="", body=""))
     assert err.code == "E0705" and err.span.path.endswith("bad.txt") and err.notes[0].span.line == 2
