@@ -64,7 +64,7 @@ def load_project(path: str | Path, loader: Loader = load, include: Sequence[str 
             _define(definitions, module.definitions)
             continue
         span = _string_span(imp)
-        target = _resolve_import(imp, Path(module.path), searched, roots, span)
+        target = resolve_import(imp, Path(module.path), searched, roots, span)
         if target in on_stack:
             chain = [p for _, p, _ in stack]
             cycle = " -> ".join(p.name for p in chain[chain.index(target):] + [target])
@@ -117,7 +117,7 @@ def _string_span(imp: ast.Import) -> Span:
     return s
 
 
-def _resolve_import(imp: ast.Import, importer: Path, searched: list[Path], roots: list[Path], span: Span) -> Path:
+def resolve_import(imp: ast.Import, importer: Path, searched: list[Path], roots: list[Path], span: Span) -> Path:
     """The file an import names: relative to the importer, else in the first include directory that
     has it; a located error if it is not a `.nnspec` file inside the project."""
     written = Path(imp.path)

@@ -282,7 +282,7 @@ def format_file(path: Path, check: bool = False) -> bool:
     if formatted == source.text:
         return True
     if check:
-        sys.stdout.write(diff(source.text, formatted, str(path)))
+        sys.stdout.write("\n".join(printable(line) for line in diff(source.text, formatted, str(path)).split("\n")))
     else:
         # a symlinked spec stays a link: the file it points to is rewritten
         write_atomic(Path(path), formatted.encode("utf-8"), follow_symlink=True)

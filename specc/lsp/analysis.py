@@ -341,9 +341,10 @@ class Workspace:
     def _imports_for_navigation(self, root: ParsedFile, read: Callable[[str | Path], ParsedFile],
                                 definitions: dict[str, ast.Definition]) -> None:
         """While the document does not parse, still know what its (direct) imports define."""
+        importer = Path(root.path)
         for imp in root.partial.imports:
-            try:
-                module = read(Path(root.path).parent / imp.path).partial
+            try:  # the same project rule as the compiler's: .nnspec files under the document's directory
+                module = read(compiler.resolve_import(imp, importer, [], [importer.parent.resolve()], imp.span)).partial
             except Cancelled:
                 raise
             except Exception:  # a missing import is the compiler's to report, once the file parses
