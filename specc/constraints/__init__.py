@@ -62,6 +62,8 @@ def exact_number(value: str | int | float, span: Span | None) -> Fraction:
     big number is built: `Fraction("1e999999999")` would build a billion-digit integer, and
     `Fraction(float("1e400"))` fails on infinity.
     """
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:  # the common case, quickly
+        return Fraction(int(value))
     if isinstance(value, int):
         if abs(value) > _LARGEST:  # int against Decimal compares exactly, without converting the int to text
             raise _out_of_range(span, "it is larger than float64's largest (about 1.8e308)")

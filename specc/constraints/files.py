@@ -29,6 +29,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
+from .. import limits
 from ..diagnostics import SourceFile, Span, SpeccError, read_text
 from ..escape import printable
 from . import LinearConstraint, exact_number
@@ -101,6 +102,7 @@ _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<na
 def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
     constraints: list[LinearConstraint] = []
     order: tuple[str, ...] | None = None
+    index = {name: i for i, name in enumerate(columns)}
     for number, raw in enumerate(source.text.splitlines(), start=1):
         line = _strip(raw)
         if not line.strip():
@@ -114,17 +116,32 @@ def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
                                  f"the columns: {', '.join(columns)}")
             order = names
             continue
-        constraints.append(_LineParser(source, number, raw, columns).constraint())
+        check_count(constraints, source, number, raw)
+        constraints.append(_LineParser(source, number, raw, columns, index).constraint())
     return ConstraintFile(tuple(constraints), order, "specc")
 
 
-class _LineParser:
-    """Recursive descent over one line: comparison := expr (<=|<|>=|>) expr; expr is linear in the columns."""
+def check_count(constraints: list[LinearConstraint], source: SourceFile, number: int, raw: str) -> None:
+    """Stop at the first constraint line over the `constraints` limit, before parsing it (every given
+    constraint counts toward the limit, as every generated one does): a huge rules file is an error
+    at once, not after a long parse and elimination."""
+    if len(constraints) >= limits.value("constraints"):
+        first = len(raw) - len(raw.lstrip())
+        span = Span(source, number, first + 1, number, max(first + 2, len(raw.rstrip()) + 1))
+        raise limits.exceeded("constraints", f"more than {len(constraints):,}", span,
+                              f"rules file {printable(source.path)}")
 
-    def __init__(self, source: SourceFile, number: int, raw: str, columns: Sequence[str]) -> None:
+
+class _LineParser:
+    """One line: comparison := expr (<=|<|>=|>) expr, each expr linear in the columns (see `expr`)."""
+
+    def __init__(self, source: SourceFile, number: int, raw: str, columns: Sequence[str],
+                 index: dict[str, int] | None = None) -> None:
         self.source, self.number, self.raw, self.columns = source, number, raw, columns
+        self.index = index if index is not None else {name: i for i, name in enumerate(columns)}
         self.tokens: list[tuple[str, str, int]] = []  # (kind, text, column offset)
         text, pos = _strip(raw).rstrip(), 0
+        self.end = len(text)
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if m is None or m.end() == pos:
@@ -162,7 +179,7 @@ class _LineParser:
         return LinearConstraint(kept, sign * (right[1] - left[1]), op in ("<", ">"), text, span)
 
     def peek(self) -> tuple[str, str, int]:
-        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", len(_strip(self.raw).rstrip()))
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", self.end)
 
     def unexpected(self, wanted: str) -> SpeccError:
         kind, text, at = self.peek()
@@ -195,10 +212,10 @@ class _LineParser:
             if kind == "num":
                 values.append(_Value({}, exact_number(text, self.span(at, len(text))), at))
             elif kind == "name":
-                if text not in self.columns:
+                if text not in self.index:
                     raise _error(self.source, self.number, at, len(text), f"unknown column `{text}`",
                                  f"the columns: {', '.join(self.columns)}", code="E0703")
-                values.append(_Value({self.columns.index(text): Fraction(1)}, Fraction(0), at))
+                values.append(_Value({self.index[text]: Fraction(1)}, Fraction(0), at))
             else:
                 raise self.unexpected("a column or a number")
             self.i += 1
@@ -241,7 +258,10 @@ class _LineParser:
                 coeffs[j] = coeffs.get(j, Fraction(0)) + sign * c
             values.append(_Value(coeffs, const + sign * right.const, left.start))
         elif name == "*" and (not coeffs or not right.coeffs):
-            scale, (coeffs, const) = (const, (right.coeffs, right.const)) if not coeffs else (right.const, (coeffs, const))
+            if not coeffs:  # number * expression
+                scale, coeffs, const = const, right.coeffs, right.const
+            else:
+                scale = right.const
             values.append(_Value({j: c * scale for j, c in coeffs.items()}, const * scale, left.start))
         elif name == "/" and not right.coeffs and right.const != 0:
             values.append(_Value({j: c / right.const for j, c in coeffs.items()}, const / right.const, left.start))

@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ..diagnostics import SourceFile, Span, SpeccError
 from . import LinearConstraint, exact_number
-from .files import FILE_ERROR, ConstraintFile, _error, _strip
+from .files import FILE_ERROR, ConstraintFile, _error, _strip, check_count
 
 # A term is a sign, a coefficient and a variable, matched one after the other: as one pattern with an
 # optional coefficient, a long run of digits not followed by `y_` makes the regex engine backtrack
@@ -49,6 +49,7 @@ def parse_pishield(source: SourceFile, columns: Sequence[str]) -> ConstraintFile
             raise _error(source, number, first, len(line),
                          "disjunctions (`or`) are not linear constraints; the constraint layer takes conjunctions of "
                          "inequalities, one per line")
+        check_count(constraints, source, number, raw)
         negate = line.startswith("neg ") or line.startswith("neg\t")
         body_text = line[3:].strip() if negate else line
         sign_at = body_text.find(">")

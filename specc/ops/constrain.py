@@ -122,6 +122,7 @@ def resolve(node: Node) -> Plan:
             raise err.with_note(Note(f"constraints file of `{node.name}`", node.span)) from None
         constraints = constraints + loaded.constraints
         order = order if order is not None else loaded.order
+    limits.check("constraints", len(constraints), node.span, "constrain: the block and its rules file")
     try:
         columns_order = repair_order(attrs.columns, order)
     except ValueError as exc:
