@@ -744,12 +744,15 @@ def validation_message(err: dict) -> str:
 
 
 def _spec_text(value: Any) -> str:
-    """A compile-time value as a spec writes it: `true`, `[1, 2]` (lists arrive as tuples or lists, and
-    any value may be one: `layernorm(x, [1])` gives a list where a float belongs)."""
+    """A compile-time value as a spec writes it: `true`, `[1, 2]`, `monotone(m=0.5)`. Any value may
+    reach a message, unhashable ones too: `layernorm(x, [1])` gives a list where a float belongs."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_spec_text(v) for v in value) + "]"
+    if isinstance(value, dict) and isinstance(value.get("kind"), str):  # a configuration, from `_attr_value`
+        settings = ", ".join(f"{k}={_spec_text(v)}" for k, v in value.items() if k != "kind")
+        return f"{value['kind']}({settings})"
     return repr(value)
 
 
