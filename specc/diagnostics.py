@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .escape import printable
@@ -41,9 +42,13 @@ class SourceFile:
     # lines without quoting them, so an error never shows the content of a file nobody wrote as one
     quotable: bool = field(default=True, compare=False)
 
+    @cached_property
+    def lines(self) -> list[str]:
+        """The text split once: shape inference labels every operand with its line."""
+        return self.text.splitlines()
+
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 1 <= number <= len(lines) else ""
+        return self.lines[number - 1] if 1 <= number <= len(self.lines) else ""
 
 
 @dataclass(frozen=True)
