@@ -77,8 +77,9 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
 
 
 # Rules that only group the parts of a statement or a call; they add no level of nesting
-# (`f(a=g(x))` is two levels, like `f(g(x))`). Leaves (names, numbers) add none either, so
-# the depth of an expression is the number of brackets or operators around its innermost leaf.
+# (`f(a=g(x))` is two levels, like `f(g(x))`). Nodes without a subexpression (names, numbers, `f()`)
+# add none either, so the depth of an expression is the number of calls, lists and operators
+# around its innermost leaf.
 _GROUPING = frozenset({
     "start", "import_stmt", "model_def", "block_def", "params", "param", "body", "input_stmt", "tensor_type",
     "dims", "assign_stmt", "targets", "output_stmt", "return_stmt", "columns_stmt", "compress_def", "stage",
@@ -114,8 +115,8 @@ def _check_nesting(source: SourceFile, tree: Tree) -> None:
 
 @v_args(meta=True, inline=True)
 class _Builder(Transformer_NonRecursive):
-    """Lark tree -> `specc.ast` nodes (without recursion: `_check_nesting` bounds depth for later stages,
-    not for this one)."""
+    """Lark tree -> `specc.ast` nodes. Lark's non-recursive transformer: it runs before any depth is known
+    to be safe (`_check_nesting` runs first, but with a `--limit nesting` raised high it must still cope)."""
 
     def __init__(self, source: SourceFile) -> None:
         super().__init__()
