@@ -108,6 +108,8 @@ class Graph:
         base = hint if _WORD.fullmatch(hint) else "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
         if base[0].isdigit():
             base = "v_" + base
+        elif base[0] == "_":  # generated modules keep their own helpers (`_fused`, `_constrain`) under `_` names
+            base = "v" + base
         if base in RESERVED:
             base += "_"
         name, i = base, self._suffix.get(base, 1)
