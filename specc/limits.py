@@ -31,12 +31,14 @@ class Limit:
 
 
 LIMITS: dict[str, Limit] = {limit.name: limit for limit in (
-    Limit("nodes", 50_000, "IR nodes (layers after unrolling `repeat`s and inlining blocks)"),
+    # lowering costs 40-60 us a node: the limit is reached within about a second
+    Limit("nodes", 20_000, "IR nodes (layers after unrolling `repeat`s and inlining blocks)"),
     Limit("dim", 2**31 - 1, "elements in one dim of a tensor"),
     Limit("dim_terms", 64, "terms of a symbolic dim expression"),
     Limit("params", 10**10, "parameters in one model"),
     Limit("nesting", 200, "levels of nesting in one expression or statement"),
-    Limit("file_bytes", 4 * 1024 * 1024, "bytes in one spec or rules file"),
+    # Lark parses about 70 us a term: a file at the limit parses in seconds, not minutes
+    Limit("file_bytes", 1024 * 1024, "bytes in one spec or rules file"),
     Limit("files", 1_000, "files in one program (the spec and everything it imports)"),
     # given constraints, and those Fourier–Motzkin elimination generates (one per lower x upper bound pair,
     # including those Chernikov's rule then drops): 20,000 pairs of wide rows take about a second
