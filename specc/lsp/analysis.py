@@ -374,7 +374,10 @@ class Workspace:
             module = ast.Module(path, [], seen + [target] if isinstance(target, ast.Definition) else seen,
                                 [target] if isinstance(target, ast.CompressDef) else [])
             try:
-                graph = compiler.compile_graph(path, target.name, after_each=after_each, loader=lambda _: module)
+                # diagnostics come from lowering and shape inference, and dead code from its elimination;
+                # the fusion passes raise nothing a user caused, so the editor skips them
+                graph = compiler.compile_graph(path, target.name, after_each=after_each, loader=lambda _: module,
+                                               pipeline=("infer_shapes", "eliminate_dead_code"))
                 if captured:
                     captured[0].live = set(graph.nx.nodes)
                 outcome = _Outcome(None, captured[0] if captured else None)
