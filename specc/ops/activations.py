@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import NoAttrs, OpDef, float_input, register
+from typing import Literal
+
+from . import NoAttrs, OpAttrs, OpDef, float_input, register
 
 _DOCS = {
     "relu": "max(x, 0)",
-    "gelu": "x * Phi(x), the exact (erf) form, as torch.nn.GELU()",
     "silu": "x * sigmoid(x) (a.k.a. swish)",
     "sigmoid": "1 / (1 + exp(-x))",
     "tanh": "hyperbolic tangent",
@@ -14,3 +15,11 @@ _DOCS = {
 
 for _name, _doc in _DOCS.items():
     register(OpDef(_name, _doc, ("x",), NoAttrs, infer=float_input, elementwise=True))
+
+
+class GeluAttrs(OpAttrs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+register(OpDef("gelu", "x * Phi(x): the exact (erf) form, or approximate=\"tanh\", as torch.nn.GELU", ("x",),
+               GeluAttrs, infer=float_input, elementwise=True))

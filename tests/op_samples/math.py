@@ -1,0 +1,25 @@
+"""Samples for the pointwise math functions, clamp, gelu's forms, and the math reductions."""
+
+from . import Sample
+
+SAMPLES = {
+    "sin": [Sample("sin(x)"), Sample("sin(x * 3.0) + x", ("x: f32[B, T, 4]",))],
+    "cos": [Sample("cos(x)"), Sample("cos(sin(x))", ("x: f32[B, T, 4]",))],
+    "exp": [Sample("exp(x)"), Sample("exp(x) - exp(-x)", ("x: f32[B, T, 4]",))],
+    "log": [Sample("log(abs(x) + 0.5)"), Sample("log(exp(x))", ("x: f32[B, T, 4]",))],
+    "sqrt": [Sample("sqrt(abs(x))"), Sample("sqrt(x * x + 1.0)", ("x: f32[B, T, 4]",))],
+    "rsqrt": [Sample("rsqrt(abs(x) + 0.25)"), Sample("x * rsqrt(mean(x * x, -1, keepdim=true) + 0.01)",
+                                                    ("x: f32[B, T, 8]",))],
+    "abs": [Sample("abs(x)"), Sample("abs(x - 0.5) * 2.0", ("x: f32[B, T, 4]",))],
+    "clamp": [
+        Sample("clamp(x, min=-0.5, max=0.5)"),
+        Sample("clamp(x, min=0)", ("x: f32[B, T, 4]",)),
+        Sample("clamp(x * 2.0, max=1)", ("x: f32[B, T, 4]",)),
+        Sample("clamp(x, -1.0, 1.0)"),
+    ],
+    "gelu": [
+        Sample("gelu(x, approximate=\"tanh\")"),
+        Sample("gelu(x * 4.0, \"tanh\")", ("x: f32[B, T, 4]",)),
+        Sample("gelu(x, approximate=\"none\")"),
+    ],
+}
