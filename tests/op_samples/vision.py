@@ -15,3 +15,9 @@ SAMPLES = {
         Sample("conv_transpose2d(x, 4, 3, padding=1, groups=4, bias=false)", ("x: f32[2, 4, 5, 6]",)),
     ],
 }
+SAMPLES["group_norm"] = [
+    Sample("group_norm(x, 2)", ("x: f32[B, 6, 4, 5]",), train=True),
+    Sample("group_norm(x, 3, eps=1e-3, affine=false)", ("x: f32[B, 3, 7]",)),
+    Sample("group_norm(x, 1)", ("x: f32[B, 4, 3, 2, 2]",)),
+    Sample("group_norm(x, 4)", ("x: f32[B, 8]",)),
+]
