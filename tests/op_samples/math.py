@@ -23,3 +23,36 @@ SAMPLES = {
         Sample("gelu(x, approximate=\"none\")"),
     ],
 }
+
+SAMPLES.update({
+    "max": [
+        Sample("max(x, 1)"),
+        Sample("max(x, [0, -1], keepdim=true)", ("x: f32[B, T, 8]",)),
+        Sample("max(x, -1)", ("x: i64[B, 8]",), int_high={"x": 100}),
+    ],
+    "min": [
+        Sample("min(x, 1, keepdim=true)"),
+        Sample("min(x, [2, 0])", ("x: f32[B, 3, 8]",)),
+        Sample("min(x, 0)", ("x: i64[B, 8]",), int_high={"x": 100}),
+    ],
+    "argmax": [
+        Sample("argmax(x, 1)"),
+        Sample("argmax(x, -1, keepdim=true)", ("x: f32[B, T, 8]",)),
+        Sample("argmax(x, dim=0)", ("x: f32[B, 8]",)),
+    ],
+    "cumsum": [
+        Sample("cumsum(x, 1)"),
+        Sample("cumsum(x, -2)", ("x: f32[B, T, 8]",), atol=1e-4),
+        Sample("cumsum(x, 1)", ("x: i64[B, 8]",), int_high={"x": 100}),
+    ],
+    "topk": [
+        Sample("topk(x, 3)"),
+        Sample("topk(x, 2, dim=1, largest=false)", ("x: f32[B, 5, 4]",)),
+        Sample("topk(x, 8)", ("x: i64[B, 8]",), int_high={"x": 10_000}),
+    ],
+    "topk_indices": [
+        Sample("topk_indices(x, 3)"),
+        Sample("topk_indices(x, 2, dim=1, largest=false)", ("x: f32[B, 5, 4]",)),
+        Sample("topk_indices(x, 1, dim=0)", ("x: f32[B, 8]",)),
+    ],
+})
