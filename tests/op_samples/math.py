@@ -56,3 +56,9 @@ SAMPLES.update({
         Sample("topk_indices(x, 1, dim=0)", ("x: f32[B, 8]",)),
     ],
 })
+
+SAMPLES["gather"] = [
+    Sample("gather(x, i, dim=1)", ("x: f32[B, 8]", "i: i64[B, 5]"), int_high={"i": 8}),
+    Sample("gather(x, i, -1)", ("x: f32[B, T, 8]", "i: i64[B, T, 1]"), int_high={"i": 8}),
+    Sample("gather(x, i, dim=1)", ("x: f32[B, 6, 4]", "i: i64[B, 9, 3]"), int_high={"i": 6}),
+]
