@@ -62,3 +62,10 @@ SAMPLES["gather"] = [
     Sample("gather(x, i, -1)", ("x: f32[B, T, 8]", "i: i64[B, T, 1]"), int_high={"i": 8}),
     Sample("gather(x, i, dim=1)", ("x: f32[B, 6, 4]", "i: i64[B, 9, 3]"), int_high={"i": 6}),
 ]
+
+SAMPLES["arange"] = [
+    Sample("i + arange(8)", ("i: i64[B, 8]",)),
+    Sample("i * arange(2, 11, 3)", ("i: i64[B, 3]",)),
+    Sample("x * arange(8, 0, step=-1, dtype=\"f32\")"),
+    Sample("arange(start=-3, end=4)", ("x: f32[B, 8]",)),
+]
