@@ -57,7 +57,7 @@ class ListExpr(Expr):
 
 @dataclass
 class BinOp(Expr):
-    op: str  # one of + - * / %
+    op: str  # one of + - * / % **
     left: Expr
     right: Expr
 
@@ -85,6 +85,24 @@ class Conditional(Expr):
 class Attribute(Expr):
     value: Expr
     name: str
+
+
+@dataclass
+class Slice(Expr):
+    """`start:end:step` inside an index, each part optional (`:`, `1:`, `::2`)."""
+
+    start: Expr | None
+    end: Expr | None
+    step: Expr | None
+
+
+@dataclass
+class Index(Expr):
+    """`x[:, 0]`, `x[..., 1:]`: items are expressions (an int picks one element and removes the dim),
+    `Slice`s, and at most one `EllipsisLit` (as many whole dims as needed)."""
+
+    value: Expr
+    items: list[Expr]
 
 
 @dataclass

@@ -65,7 +65,45 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "%": operator.mod,
 }
-_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
+_TENSOR_COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+
+def _power(base: Any, exponent: Any, span: Span) -> Any:
+    """`**` on compile-time numbers, as Python: an int to a non-negative int stays an int, anything
+    else is a float. The size of an int result is bounded before computing it (`2 ** 10 ** 18` would
+    never finish), and a result no target can hold is E0229 like any other."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent >= 0:
+        if abs(base) > 1 and exponent * math.log2(abs(base)) > 64:
+            raise SpeccError("E0229", f"number out of range: {base} ** {exponent} does not fit an int (64-bit)", span,
+                             help=f"ints must be at most {MAX_INT:,} in magnitude")
+        return _in_range(base ** exponent, span)
+    if base == 0 and exponent < 0:
+        raise SpeccError("E0218", "division by zero: 0 to a negative power", span)
+    try:
+        value = math.pow(base, exponent)
+    except OverflowError:
+        raise SpeccError("E0229", f"number out of range: {base} ** {exponent} is too large for a float (64-bit)",
+                         span) from None
+    except ValueError:
+        raise SpeccError("E0216", f"{base} ** {exponent} is not a real number (a negative base needs an int "
+                                  "exponent)", span) from None
+    return _in_range(value, span)
+
+
+def _sqrt(value: Any, span: Span) -> float:
+    if value < 0:
+        raise SpeccError("E0216", f"sqrt({value}) is not a real number", span)
+    return math.sqrt(value)
+
+
+# Functions of compile-time numbers: used when every argument is a number, else the call is an op's
+# (`max(x, 1)` on a tensor is the op `max`, when the registry has one). name -> (arity or None for 1+, function)
+_NUMBER_FUNCTIONS: dict[str, tuple[int | None, Callable[[list[Any], Span], Any]]] = {
+    "min": (None, lambda args, span: min(args)),
+    "max": (None, lambda args, span: max(args)),
+    "sqrt": (1, lambda args, span: _sqrt(args[0], span)),
+}
 
 
 def _divide(a: Any, b: Any) -> Any:
@@ -117,6 +155,9 @@ class _Lowerer:
         self.input_names: set[str] = set()
         self.depth = 0  # compound expressions being evaluated, across inlined blocks
         self.max_depth = limits.value("nesting")
+        # arguments already evaluated (by id of their syntax node), for a call that evaluated them before
+        # knowing it is an op's: `max(a, b)` on numbers is computed here, on tensors it is the op `max`
+        self.evaluated: dict[int, Any] = {}
 
     # ----------------------------------------------------------------- model
     def run(self, overrides: dict[str, Any]) -> Graph:
@@ -265,6 +306,8 @@ class _Lowerer:
         return value
 
     def _expr(self, expr: ast.Expr, hint: str) -> Any:
+        if self.evaluated and id(expr) in self.evaluated:
+            return self.evaluated.pop(id(expr))
         if isinstance(expr, ast.Number):
             return expr.value
         if isinstance(expr, ast.String):
@@ -296,7 +339,8 @@ class _Lowerer:
         if isinstance(expr, ast.Neg):
             value = self._expr(expr.operand, _child_hint(hint, expr.operand))
             if isinstance(value, TensorRef):
-                return self._tensor_binop("*", value, -1.0, expr, hint)
+                return TensorRef(self.graph.add_node("neg", [value.node], ops.get("neg").attrs(), expr.span, hint,
+                                                     [expr.operand.span], self.call_sites))
             if not _is_number(value):
                 raise SpeccError("E0216", f"cannot negate {_kind(value)}", expr.span)
             return _in_range(-value, expr.span)
@@ -308,9 +352,15 @@ class _Lowerer:
                 raise SpeccError("E0217", f"a condition must be a bool, got {_kind(cond)}", expr.cond.span)
             return self._expr(expr.then if cond else expr.otherwise, hint)
         if isinstance(expr, ast.Compare):
-            left, right = self._const(expr.left), self._const(expr.right)
-            return _COMPARE[expr.op](left, right)
+            return self._compare(expr, hint)
+        if isinstance(expr, ast.Index):
+            return self._index(expr, hint)
         if isinstance(expr, ast.Call):
+            if expr.func in _NUMBER_FUNCTIONS and not expr.kwargs and expr.constraints is None \
+                    and expr.func not in self.program.definitions:
+                return self._number_call(expr, hint)
+            if expr.func == "where" and expr.constraints is None:
+                return self._where(expr, hint)
             if expr.func in self.program.definitions and ops.get(expr.func) is None:
                 return self._call_block(expr, hint)
             if expr.func == "split":
@@ -322,6 +372,123 @@ class _Lowerer:
             return self._repeat(expr, hint)
         assert isinstance(expr, ast.Attribute), expr
         return self._attribute(expr, hint)
+
+    def _number_call(self, call: ast.Call, hint: str) -> Any:
+        """`min(a, b)`, `max(a, b, c)`, `sqrt(d)` on compile-time numbers; when an argument is not a number
+        the call is the op's of that name, which reuses the values already computed rather than build them twice."""
+        arity, function = _NUMBER_FUNCTIONS[call.func]
+        values = [self._expr(arg, _child_hint(hint, arg)) for arg in call.args]
+        if values and all(_is_number(v) for v in values):
+            if (arity is not None and len(values) != arity) or not values:
+                raise SpeccError("E0301", f"{call.func}() of numbers takes {arity or 'one or more'} argument"
+                                          f"{'s' if arity != 1 else ''}, got {len(values)}", call.span)
+            return _in_range(function(values, call.span), call.span)
+        if ops.get(call.func) is None:
+            bad = next((a, v) for a, v in zip(call.args, values) if not _is_number(v)) if values else (call, None)
+            raise SpeccError("E0216", f"{call.func}() takes compile-time numbers here, got {_kind(bad[1])}"
+                             if values else f"{call.func}() needs at least one argument", bad[0].span)
+        self.evaluated.update((id(arg), v) for arg, v in zip(call.args, values))
+        try:
+            return self._call(call, hint)
+        finally:
+            for arg in call.args:  # those the op did not read (a list of tensors is read item by item)
+                self.evaluated.pop(id(arg), None)
+
+    def _compare(self, expr: ast.Compare, hint: str) -> Any:
+        """A comparison: of compile-time values it is a bool; with a tensor on either side, a bool tensor."""
+        left = self._expr(expr.left, _child_hint(hint, expr.left))
+        right = self._expr(expr.right, _child_hint(hint, expr.right))
+        if not (isinstance(left, TensorRef) or isinstance(right, TensorRef)):
+            if isinstance(left, (Results, ColumnRef)) or isinstance(right, (Results, ColumnRef)):
+                raise SpeccError("E0214", f"cannot compare {_kind(left)} and {_kind(right)}", expr.span)
+            try:
+                return _COMPARE[expr.op](left, right)
+            except TypeError:
+                raise SpeccError("E0216", f"cannot compare {_kind(left)} and {_kind(right)} with `{expr.op}`",
+                                 expr.span) from None
+        opname = _TENSOR_COMPARE[expr.op]
+        operands, spans, attrs = [], [], {}
+        for i, (value, side) in enumerate(((left, expr.left), (right, expr.right))):
+            if isinstance(value, TensorRef):
+                operands.append(value.node)
+                spans.append(side.span)
+            elif _is_number(value):
+                attrs = {"number": value, "number_first": i == 0}
+            else:
+                raise SpeccError("E0216", f"cannot compare a tensor with {_kind(value)}", side.span)
+        return TensorRef(self.graph.add_node(opname, operands, ops.get(opname).attrs(**attrs), expr.span, hint,
+                                             spans, self.call_sites))
+
+    def _where(self, call: ast.Call, hint: str) -> TensorRef:
+        """`where(cond, a, b)`: a or b may be a number, kept as written so an int tensor stays int."""
+        slots = ("cond", "a", "b")
+        args = dict(zip(slots, call.args))
+        for kw in call.kwargs:
+            if kw.name not in slots or kw.name in args:
+                raise SpeccError("E0301", f"where() got {'argument `' + kw.name + '` twice' if kw.name in args else 'no argument `' + kw.name + '`'}"
+                                          " (where(cond, a, b))", kw.span)
+            args[kw.name] = kw.value
+        if len(call.args) > 3 or len(args) != 3:
+            raise SpeccError("E0301", f"where() takes three arguments (cond, a, b), got {len(args)}", call.span)
+        operands, spans, attrs = [], [], {}
+        for slot in slots:
+            value = self._expr(args[slot], _child_hint(hint, args[slot]))
+            if isinstance(value, TensorRef):
+                operands.append(value.node)
+                spans.append(args[slot].span)
+            elif slot != "cond" and _is_number(value):
+                attrs[f"{slot}_number"] = value
+            else:
+                what = "a bool tensor (a comparison)" if slot == "cond" else "a tensor or a number"
+                raise SpeccError("E0304", f"argument `{slot}` of where() must be {what}, got {_kind(value)}",
+                                 args[slot].span)
+        if len(operands) == 1:
+            raise SpeccError("E0304", "where() needs a tensor for `a` or `b`", call.span)
+        return TensorRef(self.graph.add_node("where", operands, ops.get("where").attrs(**attrs), call.span, hint,
+                                             spans, self.call_sites))
+
+    def _index(self, expr: ast.Index, hint: str) -> TensorRef:
+        """`x[:, 0]`, `x[..., 1:]`: a `slice` per sliced dim and a `select` per int index, last dim first
+        (so the dims still to do keep their numbers); `...` stands for as many whole dims as needed."""
+        value = self._expr(expr.value, _child_hint(hint, expr.value))
+        if not isinstance(value, TensorRef):
+            raise SpeccError("E0216", f"only tensors can be indexed, got {_kind(value)}", expr.value.span)
+        rank = self._infer(value.node).rank
+        ellipses = [i for i, item in enumerate(expr.items) if isinstance(item, ast.EllipsisLit)]
+        if len(ellipses) > 1:
+            raise SpeccError("E0404", "an index has at most one `...`", expr.items[ellipses[1]].span)
+        given = len(expr.items) - len(ellipses)
+        if given > rank:
+            raise SpeccError("E0404", f"{given} indices for a tensor of rank {rank}", expr.span)
+        items: list[ast.Expr | None] = []
+        for item in expr.items:
+            items.extend([None] * (rank - given) if isinstance(item, ast.EllipsisLit) else [item])
+        items += [None] * (rank - len(items))
+        steps: list[tuple[str, dict[str, int | None]]] = []
+        for dim in reversed(range(rank)):
+            item = items[dim]
+            if isinstance(item, ast.Slice):
+                start, end, step = (self._index_int(part, "a slice bound") for part in (item.start, item.end, item.step))
+                if step is not None and step <= 0:
+                    raise SpeccError("E0404", f"a slice step must be positive, got {step}", item.step.span)
+                if (start, end, step) != (None, None, None) and (start, end, step) != (None, None, 1):
+                    steps.append(("slice", {"dim": dim, "start": start, "end": end, "step": step or 1}))
+            elif item is not None:
+                steps.append(("select", {"dim": dim, "index": self._index_int(item, "an index")}))
+        node = value.node
+        for i, (opname, attrs) in enumerate(steps):
+            name = hint if i == len(steps) - 1 else f"{hint}_{opname}"
+            node = self.graph.add_node(opname, [node], ops.get(opname).attrs(**attrs), expr.span, name,
+                                       [expr.value.span], self.call_sites)
+        return TensorRef(node)
+
+    def _index_int(self, expr: ast.Expr | None, what: str) -> int | None:
+        if expr is None:
+            return None
+        value = self._const(expr)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpeccError("E0404", f"{what} must be an int, got {_kind(value)}", expr.span)
+        return value
 
     def _attribute(self, expr: ast.Attribute, hint: str) -> Any:
         value = self._expr(expr.value, hint)
@@ -545,6 +712,8 @@ class _Lowerer:
             raise SpeccError("E0216", f"cannot apply `{expr.op}` to {_kind(left)} and {_kind(right)}", expr.span)
         if expr.op in "/%" and right == 0:
             raise SpeccError("E0218", "division by zero", expr.right.span)
+        if expr.op == "**":
+            return _power(left, right, expr.span)
         return _in_range(_divide(left, right) if expr.op == "/" else _ARITH[expr.op](left, right), expr.span)
 
     def _tensor_binop(self, op: str, left: Any, right: Any, expr: ast.Expr, hint: str) -> TensorRef:
@@ -573,7 +742,7 @@ class _Lowerer:
                                                           else "needs a constraint block `{ ... }`"), call.span)
         fields = list(opdef.attrs.model_fields)
         bound: dict[str, tuple[Any, Span]] = {}
-        slots = list(opdef.operands) + fields
+        slots = opdef.slots()
         for i, arg in enumerate(call.args):
             if i >= len(slots):
                 raise SpeccError("E0301", f"{call.func}() takes at most {len(slots)} positional arguments "
@@ -625,7 +794,7 @@ class _Lowerer:
                     raise SpeccError("E0305", f"argument `{slot}` of {call.func}() must be a compile-time value, "
                                               "got a tensor", span)
                 attrs[slot] = _column_names(value)
-        attrs.update(extra or {})
+        attrs.update(opdef.given_operands(bound), **(extra or {}))
         try:
             validated = ops.build_attrs(opdef.attrs, attrs)
         except ValidationError as exc:
@@ -692,6 +861,10 @@ def _child_hint(hint: str, expr: ast.Expr) -> str:
         return f"{hint}_{expr.func}"
     if isinstance(expr, ast.BinOp) and expr.op in _TENSOR_OPS:
         return f"{hint}_{_TENSOR_OPS[expr.op]}"
+    if isinstance(expr, ast.Compare):
+        return f"{hint}_{_TENSOR_COMPARE[expr.op]}"
+    if isinstance(expr, ast.Index):
+        return f"{hint}_index"
     return f"{hint}_neg" if isinstance(expr, ast.Neg) else hint
 
 

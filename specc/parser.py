@@ -83,9 +83,9 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
 _GROUPING = frozenset({
     "start", "import_stmt", "model_def", "block_def", "params", "param", "body", "input_stmt", "tensor_type",
     "dims", "assign_stmt", "targets", "output_stmt", "return_stmt", "columns_stmt", "compress_def", "stage",
-    "selector", "exprs", "arguments", "keyword", "constraint_body",
+    "selector", "exprs", "arguments", "keyword", "constraint_body", "subscripts",
 })
-_CHAINS = frozenset({"add", "sub", "mul", "div", "mod"})
+_CHAINS = frozenset({"add", "sub", "mul", "div", "mod", "power"})
 
 
 def _check_nesting(source: SourceFile, tree: Tree) -> None:
@@ -224,7 +224,21 @@ class _Builder(Transformer_NonRecursive):
             return ast.BinOp(self.sp(meta), op, left, right)
         return rule
 
-    add, sub, mul, div, mod = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("%")
+    add, sub, mul, div, mod, power = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("%"), _bin("**")
+
+    def index(self, meta, value, items):
+        return ast.Index(self.sp(meta), value, [_as_slice(item) for item in items])
+
+    @v_args(meta=True, inline=False)
+    def subscripts(self, meta, items):
+        return list(items)
+
+    def slice(self, meta, start, end, step):
+        if isinstance(start, ast.Ratio):  # `1:3:2` lexes as the ratio `1:3`, then `:2`
+            if step is not None:
+                raise SpeccError("E0105", "a slice has at most two `:` (start:end:step)", self.sp(meta))
+            return ast.Slice(self.sp(meta), *_ratio_bounds(start), end)
+        return ast.Slice(self.sp(meta), start, end, step)
 
     def neg(self, meta, operand):
         return ast.Neg(self.sp(meta), operand)
@@ -287,6 +301,15 @@ class _Builder(Transformer_NonRecursive):
         return ast.ListExpr(self.sp(meta), items or [])
 
 
+def _ratio_bounds(ratio: ast.Ratio) -> tuple[ast.Expr, ast.Expr]:
+    """The two numbers of a ratio token read as slice bounds (`x[1:3]` lexes `1:3` as a ratio)."""
+    return ast.Number(ratio.span, ratio.n), ast.Number(ratio.span, ratio.m)
+
+
+def _as_slice(item: ast.Expr) -> ast.Expr:
+    return ast.Slice(item.span, *_ratio_bounds(item), None) if isinstance(item, ast.Ratio) else item
+
+
 MAX_FLOAT = sys.float_info.max  # numbers in a spec are what the targets can hold: int64 and float64
 
 
@@ -309,7 +332,7 @@ _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "RATIO": "a ratio like 2:4",
     "_NL": "a new line", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
     "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "EQUAL": "`=`", "COLON": "`:`",
-    "COMPARE": "a comparison", "DOT": "`.`", "$END": "the end of the file",
+    "COMPARE": "a comparison", "DOT": "`.`", "POW": "`**`", "$END": "the end of the file",
 }
 
 
@@ -365,7 +388,7 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpeccError:
     return error
 
 
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "COMPARE", "DOT", "IF"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "POW", "COMPARE", "DOT", "IF"}
 
 
 def _unclosed_bracket(source: SourceFile, upto: int) -> Span | None:

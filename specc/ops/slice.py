@@ -3,21 +3,24 @@
 Negative `start`/`end` count from the end and out-of-range bounds are clamped,
 exactly as python (and torch indexing, and ONNX Slice) do. The sliced dim must be
 static so the output size is known; an empty result is an error rather than a
-zero-size tensor. `split` is lowered onto this op.
+zero-size tensor. `split` is lowered onto this op, and so is indexing (`x[:, 1:]`), whose
+omitted bounds are None (from the start, to the end). On a symbolic dim a unit-step slice
+still has a size when the bounds say it (`1:` gives `T - 1`, `-2:` gives 2), assuming the
+dim is long enough; other slices need a static dim.
 """
 
 from __future__ import annotations
 
 from pydantic import PositiveInt
 
-from ..types import TensorType
+from ..types import Dim, TensorType, dim_add
 from . import InferContext, OpAttrs, OpDef, no_flops, normalize_axis, register
 
 
 class SliceAttrs(OpAttrs):
     dim: int
-    start: int
-    end: int
+    start: int | None  # None: from the start
+    end: int | None  # None: to the end
     step: PositiveInt = 1
 
 
@@ -25,12 +28,26 @@ def _infer(ctx: InferContext) -> TensorType:
     x = ctx.types[0]
     a = ctx.attrs
     axis = normalize_axis(ctx, a.dim, x.rank)
-    size = ctx.static(0, axis, f"the sliced dim (dim={a.dim})")
-    length = len(range(*slice(a.start, a.end, a.step).indices(size)))
+    length = _symbolic_length(x.shape[axis], a.start or 0, a.end, a.step)
+    if length is None:
+        size = ctx.static(0, axis, f"the sliced dim (dim={a.dim})")
+        length = len(range(*slice(a.start, a.end, a.step).indices(size)))
     if length == 0:
         raise ctx.error(f"start={a.start}, end={a.end} select nothing from dim {a.dim} (size {size}) "
                         f"of {ctx.describe(0)}", "E0404")
     return x.with_shape(x.shape[:axis] + (length,) + x.shape[axis + 1:])
+
+
+def _symbolic_length(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
+    """The length of a unit-step slice of a symbolic dim, when its bounds determine it; else None."""
+    if isinstance(size, int) or step != 1:
+        return None
+    if start >= 0 and (end is None or end < 0):
+        return dim_add(size, (end or 0) - start)  # `1:` and `1:-1` drop elements at the ends
+    if (start < 0 and (end is None or end < 0)) or (start >= 0 and end is not None and end >= 0):
+        length = (end or 0) - start  # `-2:`, `-3:-1` and `0:4` count from one end only
+        return length if length > 0 else None
+    return None
 
 
 register(OpDef("slice", "elements start:end:step of one dim (python slicing; negatives count from the end)",
