@@ -33,7 +33,8 @@ class RecurrentAttrs(OpAttrs):
     bidirectional: bool = False
     batch_first: bool = True
     bias: bool = True
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # between layers, while training
+    # between layers, while training; none with one layer (torch ignores it there, with a warning)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @property
     def directions(self) -> int:
@@ -53,9 +54,6 @@ def _infer(ctx: InferContext) -> TensorType:
     _input_size(ctx)
     attrs: RecurrentAttrs = ctx.attrs  # type: ignore[assignment]
     x = ctx.types[0]
-    if attrs.dropout and attrs.num_layers == 1:
-        raise ctx.error(f"dropout={attrs.dropout} acts between layers, and there is one (num_layers=1); "
-                        "drop it or use the dropout op")
     states = len(ctx.types) - 1
     if ctx.node.op == "lstm" and states == 1:
         raise ctx.error(f"an LSTM's initial state is h0 and c0 together; got only {ctx.describe(1)}", "E0303")
