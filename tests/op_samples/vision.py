@@ -21,3 +21,22 @@ SAMPLES["group_norm"] = [
     Sample("group_norm(x, 1)", ("x: f32[B, 4, 3, 2, 2]",)),
     Sample("group_norm(x, 4)", ("x: f32[B, 8]",)),
 ]
+SAMPLES["interpolate"] = [
+    Sample("interpolate(x, scale_factor=2)", ("x: f32[B, 3, 4, 5]",)),
+    Sample("interpolate(x, size=[7, 3])", ("x: f32[B, 2, 5, 6]",)),  # up in one dim, down in the other
+    Sample("interpolate(x, size=[6, 4])", ("x: f32[B, 2, 4, 6]",)),
+    Sample("interpolate(x, size=5)", ("x: f32[B, 3, 3]",)),
+    # sizes where ONNX's floor-rounded asymmetric Resize reads other rows than torch
+    Sample("interpolate(x, size=[2, 3])", ("x: f32[B, 2, 14, 21]",)),
+    Sample("interpolate(x, scale_factor=[0.5, 3])", ("x: f32[B, 2, 20, 3]",)),
+    Sample("interpolate(x, scale_factor=[1.5, 0.5], mode=\"bilinear\")", ("x: f32[B, 2, 4, 6]",)),
+    Sample("interpolate(x, size=[7, 3], mode=\"bilinear\")", ("x: f32[B, 2, 5, 6]",)),
+    Sample("interpolate(x, size=[9, 1], mode=\"bilinear\", align_corners=true)", ("x: f32[B, 2, 4, 6]",)),
+    Sample("interpolate(x, size=1, mode=\"bilinear\")", ("x: f32[B, 2, 4, 6]",)),
+    Sample("interpolate(x, scale_factor=3, mode=\"linear\")", ("x: f32[B, 3, 4]",)),
+    Sample("interpolate(x, size=7, mode=\"linear\", align_corners=true)", ("x: f32[B, 3, 5]",)),
+]
+SAMPLES["pixel_shuffle"] = [
+    Sample("pixel_shuffle(x, 2)", ("x: f32[B, 8, 3, 4]",)),
+    Sample("pixel_shuffle(x, 3)", ("x: f32[B, 9, H, 2]",)),
+]
