@@ -69,3 +69,10 @@ SAMPLES["arange"] = [
     Sample("x * arange(8, 0, step=-1, dtype=\"f32\")"),
     Sample("arange(start=-3, end=4)", ("x: f32[B, 8]",)),
 ]
+
+SAMPLES["expand"] = [
+    Sample("expand(x, [B, 4, 8])", ("x: f32[B, 1, 8]",)),
+    Sample("expand(x, [3, -1, 2, -1])", ("x: f32[B, 1, 8]",)),
+    Sample("expand(x, sizes=[B, 6]) + z", ("x: f32[B, 1]", "z: f32[B, 6]")),
+    Sample("expand(i, [2, -1, 5])", ("i: i64[B, 1]",)),
+]
