@@ -33,15 +33,14 @@ def module_context(graph: Graph) -> dict[str, Any]:
     """What both Python targets' module templates need: signature, I/O docs, layers, statements.
 
     `helpers` are module-level functions that op templates define in a `helpers`
-    macro (e.g. attention's reshaping), emitted once per op that the model uses.
+    macro (e.g. attention's reshaping), emitted once per distinct text the model's nodes need.
     """
     body = [graph.node(n) for n in graph.topo_order() if n not in graph.inputs]
     nodes = [view(graph, n) for n in body]
     op = environment(TARGET).globals["op"]
-    helpers = {}
+    helpers: dict[str, None] = {}  # each distinct text once (an op may need several, e.g. attention's variants)
     for v in nodes:
-        if v.op not in helpers:
-            helpers[v.op] = op("helpers", v)
+        helpers.setdefault(op("helpers", v), None)
     return {
         "model": graph.name,
         "class_name": class_name(graph.name),
@@ -50,7 +49,7 @@ def module_context(graph: Graph) -> dict[str, Any]:
         "inputs": [(n, graph.node(n).type) for n in graph.inputs],
         "outputs": [(out, value, graph.node(value).type) for out, value in graph.outputs.items()],
         "nodes": nodes,
-        "helpers": [code for code in helpers.values() if code],
+        "helpers": [code for code in helpers if code],
     }
 
 

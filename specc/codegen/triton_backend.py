@@ -123,13 +123,12 @@ def emit(graph: Graph) -> Artifact:
         elif step not in graph.inputs:
             node = nodes[step]
             steps.append(("node", node, (triton_op if _own_kernel(node.op) else torch_op)("forward", node)))
-    helpers = {}
+    helpers: dict[str, None] = {}  # each distinct text once, as in the torch target
     for node in context["nodes"]:
-        if node.op not in helpers:
-            helpers[node.op] = (triton_op if _own_kernel(node.op) else torch_op)("helpers", node)
+        helpers.setdefault((triton_op if _own_kernel(node.op) else torch_op)("helpers", node), None)
     context.update(steps=steps, groups=list(groups.values()), torch_op=torch_op,
                    has_epilogues=any(g.anchor for g in groups.values()),
-                   helpers=[code for code in helpers.values() if code])
+                   helpers=[code for code in helpers if code])
     return Artifact(render(TARGET, "module.py.j2", **context).encode(), ".py")
 
 

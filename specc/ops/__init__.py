@@ -119,13 +119,28 @@ class OpDef:
     # the ONNX target reads tensors the torch layer derives from its parameters (`layer.export_weights()`,
     # e.g. a parametrized weight matrix), exported as initializers `<node>__<name>`
     export_weights: bool = False
+    # the optional operands bind by keyword only (`attention(x, 4, mask=m)`: 4 is `heads`), and the lowering
+    # records the names of the operands a call gave in the attrs field `operands` (not settable from a spec),
+    # so the op tells `mask=m` from `context=m` when only one is given
+    keyword_operands: bool = False
+
+    def slots(self) -> list[str]:
+        """The names a call binds, in positional order: operands, attributes, keyword-only operands."""
+        keyword = self.optional if self.keyword_operands else ()
+        fields = [f for f in self.attrs.model_fields if not (self.keyword_operands and f == "operands")]
+        return [o for o in self.operands if o not in keyword] + fields + list(keyword)
+
+    def given_operands(self, bound: typing.Container[str]) -> dict[str, Any]:
+        """The lowering's `operands` attribute for a call that bound `bound` (nothing for most ops)."""
+        return {"operands": tuple(o for o in self.operands if o in bound)} if self.keyword_operands else {}
 
     def signature(self) -> str:
-        fields = [f"{k}={v.default!r}" if not v.is_required() else k for k, v in self.attrs.model_fields.items()]
-        names = [f"{o}=None" if o in self.optional else o for o in self.operands]
+        fields = self.attrs.model_fields
+        names = [(f"{o}=None" if o in self.optional else o) if o not in fields else
+                 (o if fields[o].is_required() else f"{o}={fields[o].default!r}") for o in self.slots()]
         if self.variadic:
-            names[-1] = f"[{names[-1]}, ...]"
-        return f"{self.name}({', '.join(names + fields)})"
+            names[len(self.operands) - 1] = f"[{names[len(self.operands) - 1]}, ...]"
+        return f"{self.name}({', '.join(names)})"
 
 
 _REGISTRY: dict[str, OpDef] = {}
