@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
+from .. import limits
 from ..ir import ParamSpec
 from ..types import Dim, TensorType, dim_mul, dim_str
 from . import InferContext, OpAttrs, OpDef, float_input, register
@@ -53,6 +54,8 @@ def _input_size(ctx: InferContext) -> int:
 def _infer(ctx: InferContext) -> TensorType:
     _input_size(ctx)
     attrs: RecurrentAttrs = ctx.attrs  # type: ignore[assignment]
+    # each layer is a layer of the model (its parameters, an ONNX node): bounded as IR nodes are
+    limits.check("nodes", attrs.num_layers, ctx.node.span, f"{ctx.node.op}(num_layers={attrs.num_layers})")
     x = ctx.types[0]
     states = len(ctx.types) - 1
     if ctx.node.op == "lstm" and states == 1:
