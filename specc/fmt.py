@@ -8,9 +8,10 @@ rewrites the whitespace around them:
 - indentation: 4 spaces per `{ ... }` body; a line continuing an open `(` or
   `[` is indented one more level than the line that opened it, and a line that
   starts with closers lines up with the line that opened them;
-- spaces: one around binary operators, `=` (except keyword arguments,
+- spaces: one around binary operators (`**` too), `=` (except keyword arguments,
   `p=0.1`) and words; none inside brackets, before `,` `:` `)` `]`, around
-  `.`, after a unary `-`, or between a name and its `(` / `[`;
+  `.`, after a unary `-`, between a name and its `(` / `[`, or around the `:`
+  of a slice (`x[:, 1:-1]`);
 - blank lines: at most one in a row, none at the start or end of the file,
   after `{` or before `}`; exactly one before a top-level `model`, `block`,
   `compress` (and an `import` after other items), above its leading comments;
@@ -108,7 +109,7 @@ _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = frozenset(_OPENERS.values())
 _OPERAND_END = frozenset({"NAME", "NUMBER", "STRING", "RATIO", "RPAR", "RSQB", "RBRACE", "UNDERSCORE",
                           "__ANON_0"})  # __ANON_0 is `...`
-_BINARY = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "COMPARE"})
+_BINARY = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "POW", "COMPARE"})
 _ITEM_STARTS = frozenset({"MODEL", "BLOCK", "COMPRESS", "IMPORT"})
 
 
@@ -123,7 +124,8 @@ class _Line:
 
 @dataclasses.dataclass
 class _Open:
-    kind: str  # "body" ({...}), "params" (a definition's parameters), "call" (arguments), "group" ((...) or [...])
+    kind: str  # "body" ({...}), "params" (a definition's parameters), "call" (arguments), "index" (`x[...]`),
+    # "group" ((...) or [...])
     outer: int  # indent of the line that opened it
     inner: int  # indent of lines inside it
 
@@ -144,6 +146,8 @@ def _split_lines(tokens: list[Lexeme]) -> list[_Line]:
 def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list[_Open]) -> bool:
     """Whether a space goes between `prev` and `tok` on one line (`before` is the token before `prev`)."""
     a, b = (prev.type if prev else ""), tok.type
+    if stack and stack[-1].kind == "index" and "COLON" in (a, b):
+        return a == "COMMA"  # `x[:, 1:-1]`: a slice's colons bind their bounds
     if b in ("COMMA", "RPAR", "RSQB", "COLON") or a in ("LPAR", "LSQB"):
         return False
     if a == "DOT" or b == "DOT":
@@ -194,7 +198,7 @@ def _layout(text: str) -> list[_Line]:
 
 def _paren_kind(tok: Lexeme, prev: Lexeme | None, before: Lexeme | None) -> str:
     if tok.type != "LPAR":
-        return "group"
+        return "index" if prev is not None and prev.type in ("NAME", "RPAR", "RSQB") else "group"
     if prev is not None and prev.type == "NAME":
         return "params" if before is not None and before.type in ("MODEL", "BLOCK") else "call"
     return "call" if prev is not None and prev.type == "RBRACE" else "group"  # `repeat n { ... } (x)`
@@ -250,7 +254,16 @@ def format_text(text: str, path: str = "<text>") -> str:
 
 
 def _significant(text: str) -> list[tuple[str, str]]:
-    return [(t.type, t.text.rstrip() if t.type == "COMMENT" else t.text) for t in lex(text) if t.type not in ("WS", "_NL")]
+    """The tokens that carry meaning. A ratio counts as its parts: `x[1 : 3]` formats to `x[1:3]`, which
+    lexes as the ratio `1:3` (and means the same slice)."""
+    out: list[tuple[str, str]] = []
+    for t in lex(text):
+        if t.type == "RATIO":
+            n, m = t.text.split(":")
+            out += [("NUMBER", n), ("COLON", ":"), ("NUMBER", m)]
+        elif t.type not in ("WS", "_NL"):
+            out.append((t.type, t.text.rstrip() if t.type == "COMMENT" else t.text))
+    return out
 
 
 def syntax_shape(node: Any) -> Any:
