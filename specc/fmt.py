@@ -155,7 +155,7 @@ def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list
     if a == "EQUAL" or b == "EQUAL":
         return not (stack and stack[-1].kind == "call")
     if b in ("LPAR", "LSQB"):
-        return a not in ("NAME", "RPAR", "RSQB")
+        return a not in ("NAME", "RPAR", "RSQB") and not (b == "LPAR" and _called(prev, before))
     if a == "MINUS" and (before is None or before.type not in _OPERAND_END):
         return False  # unary minus
     return True
@@ -196,9 +196,17 @@ def _layout(text: str) -> list[_Line]:
     return lines
 
 
+def _called(word: Lexeme | None, before: Lexeme | None) -> bool:
+    """Whether `word` before a `(` is the op `where(...)`, not the `where` clause of a compression stage,
+    which follows its selector (a name or a string)."""
+    return word is not None and word.type == "WHERE" and (before is None or before.type not in ("NAME", "STRING"))
+
+
 def _paren_kind(tok: Lexeme, prev: Lexeme | None, before: Lexeme | None) -> str:
     if tok.type != "LPAR":
         return "index" if prev is not None and prev.type in ("NAME", "RPAR", "RSQB") else "group"
+    if _called(prev, before):
+        return "call"
     if prev is not None and prev.type == "NAME":
         return "params" if before is not None and before.type in ("MODEL", "BLOCK") else "call"
     return "call" if prev is not None and prev.type == "RBRACE" else "group"  # `repeat n { ... } (x)`

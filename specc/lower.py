@@ -425,11 +425,12 @@ class _Lowerer:
         args = dict(zip(slots, call.args))
         for kw in call.kwargs:
             if kw.name not in slots or kw.name in args:
-                raise SpeccError("E0301", f"where() got {'argument `' + kw.name + '` twice' if kw.name in args else 'no argument `' + kw.name + '`'}"
-                                          " (where(cond, a, b))", kw.span)
+                what = f"argument `{kw.name}` twice" if kw.name in args else f"no argument `{kw.name}`"
+                raise SpeccError("E0301", f"where() got {what} (where(cond, a, b))", kw.span)
             args[kw.name] = kw.value
         if len(call.args) > 3 or len(args) != 3:
-            raise SpeccError("E0301", f"where() takes three arguments (cond, a, b), got {len(args)}", call.span)
+            raise SpeccError("E0301", "where() takes three arguments (cond, a, b), got "
+                                      f"{len(call.args) + len(call.kwargs)}", call.span)
         operands, spans, attrs = [], [], {}
         for slot in slots:
             value = self._expr(args[slot], _child_hint(hint, args[slot]))
@@ -468,7 +469,8 @@ class _Lowerer:
         for dim in reversed(range(rank)):
             item = items[dim]
             if isinstance(item, ast.Slice):
-                start, end, step = (self._index_int(part, "a slice bound") for part in (item.start, item.end, item.step))
+                start, end, step = (self._index_int(part, "a slice bound")
+                                    for part in (item.start, item.end, item.step))
                 if step is not None and step <= 0:
                     raise SpeccError("E0404", f"a slice step must be positive, got {step}", item.step.span)
                 if (start, end, step) != (None, None, None) and (start, end, step) != (None, None, 1):

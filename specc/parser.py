@@ -234,11 +234,16 @@ class _Builder(Transformer_NonRecursive):
         return list(items)
 
     def slice(self, meta, start, end, step):
-        if isinstance(start, ast.Ratio):  # `1:3:2` lexes as the ratio `1:3`, then `:2`
-            if step is not None:
-                raise SpeccError("E0105", "a slice has at most two `:` (start:end:step)", self.sp(meta))
-            return ast.Slice(self.sp(meta), *_ratio_bounds(start), end)
-        return ast.Slice(self.sp(meta), start, end, step)
+        # `1:3:2` lexes as the ratio `1:3`, then `:2`, and `a:2:4` as `a`, then the ratio `2:4`: a ratio
+        # is two bounds, and the parts are read in order (an omitted step after a ratio is dropped)
+        parts: list[ast.Expr | None] = []
+        for part in (start, end, step):
+            parts.extend(_ratio_bounds(part) if isinstance(part, ast.Ratio) else [part])
+        while len(parts) > 3 and parts[-1] is None:
+            parts.pop()
+        if len(parts) > 3:
+            raise SpeccError("E0105", "a slice has at most two `:` (start:end:step)", self.sp(meta))
+        return ast.Slice(self.sp(meta), *parts)
 
     def neg(self, meta, operand):
         return ast.Neg(self.sp(meta), operand)

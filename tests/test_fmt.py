@@ -147,7 +147,7 @@ def test_empty_and_comment_only_files():
 # blanks between tokens (a space where two words would merge), line breaks inside
 # brackets, blank lines, and comments at line ends and between items.
 NAMES = st.sampled_from(["x", "h", "width", "B", "T", "y2", "q_k", "_tmp", "layer"])
-FUNCS = st.sampled_from(["relu", "linear", "f", "conv2d", "monotone", "residual"])
+FUNCS = st.sampled_from(["relu", "linear", "f", "conv2d", "monotone", "residual", "where"])
 NUMBERS = st.sampled_from(["0", "1", "42", "0.5", ".5", "2.", "1e-5", "3E+2"])
 _BOUND = st.one_of(st.just([]), NAMES.map(lambda n: [n]), NUMBERS.map(lambda n: [n]), NUMBERS.map(lambda n: ["-", n]))
 SLICES = st.tuples(_BOUND, _BOUND, st.one_of(st.just([]), _BOUND.map(lambda b: [":"] + b))).map(
@@ -167,7 +167,8 @@ def expr(depth: int = 0) -> st.SearchStrategy[list[str]]:
         st.tuples(FUNCS, args, kwargs).map(
             lambda t: [t[0], "("] + _commas([a for a in t[1]] + [[k, "="] + v for k, v in t[2]]) + [")"]),
         st.tuples(sub, st.sampled_from(["+", "-", "*", "/", "%", "**"]), sub).map(lambda t: t[0] + [t[1]] + t[2]),
-        st.tuples(sub, st.sampled_from(["<", "<=", "==", "!="]), sub).map(lambda t: ["("] + t[0] + [t[1]] + t[2] + [")"]),
+        st.tuples(sub, st.sampled_from(["<", "<=", "==", "!="]), sub).map(
+            lambda t: ["("] + t[0] + [t[1]] + t[2] + [")"]),
         st.tuples(sub, st.lists(st.one_of(sub, SLICES), min_size=1, max_size=3)).map(
             lambda t: t[0] + ["["] + _commas(t[1]) + ["]"]),
         sub.map(lambda e: ["-"] + e),
