@@ -221,7 +221,9 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
     """
     from onnx import numpy_helper
 
-    expected = {f"{node.name}.{p}": (node, p, spec) for node in graph.nodes() for p, spec in node.params.items()}
+    # a parameter op's tensor is the value itself: its param name is empty and its key the node's name
+    expected = {f"{node.name}.{p}" if p else node.name: (node, p, spec)
+                for node in graph.nodes() for p, spec in node.params.items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
