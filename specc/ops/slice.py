@@ -5,8 +5,8 @@ exactly as python (and torch indexing, and ONNX Slice) do. The sliced dim must b
 static so the output size is known; an empty result is an error rather than a
 zero-size tensor. `split` is lowered onto this op, and so is indexing (`x[:, 1:]`), whose
 omitted bounds are None (from the start, to the end). On a symbolic dim a unit-step slice
-still has a size when the bounds say it (`1:` gives `T - 1`, `-2:` gives 2), assuming the
-dim is long enough; other slices need a static dim.
+that drops elements at the ends still has a size (`1:` and `:-1` give `T - 1`), assuming the
+dim is at least that long; other slices (`:2` has min(T, 2) elements) need a static dim.
 """
 
 from __future__ import annotations
@@ -39,15 +39,10 @@ def _infer(ctx: InferContext) -> TensorType:
 
 
 def _symbolic_length(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
-    """The length of a unit-step slice of a symbolic dim, when its bounds determine it; else None."""
-    if isinstance(size, int) or step != 1:
+    """The length of a unit-step slice of a symbolic dim that drops elements at its ends; else None."""
+    if isinstance(size, int) or step != 1 or start < 0 or (end is not None and end >= 0):
         return None
-    if start >= 0 and (end is None or end < 0):
-        return dim_add(size, (end or 0) - start)  # `1:` and `1:-1` drop elements at the ends
-    if (start < 0 and (end is None or end < 0)) or (start >= 0 and end is not None and end >= 0):
-        length = (end or 0) - start  # `-2:`, `-3:-1` and `0:4` count from one end only
-        return length if length > 0 else None
-    return None
+    return dim_add(size, (end or 0) - start)
 
 
 register(OpDef("slice", "elements start:end:step of one dim (python slicing; negatives count from the end)",
