@@ -36,7 +36,7 @@ def _table(ctx: InferContext) -> tuple[int, int]:
     have = (ctx.static(1, 0, "the table's vocab (dim 0)"), ctx.static(1, 1, "the table's dim (dim 1)"))
     for name, given, size in (("vocab", vocab, have[0]), ("dim", dim, have[1])):
         if given is not None and given != size:
-            raise ctx.error(f"{name}={given} disagrees with `weight` {ctx.describe(1)}", "E0402")
+            raise ctx.error(f"{name}={given} disagrees with the table {ctx.describe(1)}", "E0402")
     return have
 
 

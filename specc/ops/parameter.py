@@ -52,7 +52,8 @@ class ParameterAttrs(OpAttrs):
         for name in ("mean", "std", "low", "high"):
             if name in self.model_fields_set and name not in _SETTINGS[self.init]:
                 users = [i for i, s in _SETTINGS.items() if name in s]
-                raise PydanticCustomError("value_error", "`{name}` applies to init=\"{user}\" only, not init=\"{init}\"",
+                raise PydanticCustomError("value_error",
+                                          "`{name}` applies to init=\"{user}\" only, not init=\"{init}\"",
                                           {"name": name, "user": users[0], "init": self.init, "at": name})
         if self.init == "normal" and self.std <= 0:
             raise PydanticCustomError("value_error", "std must be positive, got {std}", {"std": self.std, "at": "std"})
