@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from . import ast, limits, ops
 from .diagnostics import Note, Span, SpeccError
 from .ir import Graph
+from .ops.operators import COMPARISONS
 from .passes.infer_shapes import node_type
 from .types import DTYPES, MAX_INT, Dim, Sym, check_dim, dim_add, dim_div, dim_mul
 
@@ -66,7 +67,6 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "%": operator.mod,
 }
 _TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
-_TENSOR_COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 
 def _power(base: Any, exponent: Any, span: Span) -> Any:
@@ -379,8 +379,8 @@ class _Lowerer:
         arity, function = _NUMBER_FUNCTIONS[call.func]
         values = [self._expr(arg, _child_hint(hint, arg)) for arg in call.args]
         if values and all(_is_number(v) for v in values):
-            if (arity is not None and len(values) != arity) or not values:
-                raise SpeccError("E0301", f"{call.func}() of numbers takes {arity or 'one or more'} argument"
+            if arity is not None and len(values) != arity:
+                raise SpeccError("E0301", f"{call.func}() of numbers takes {arity} argument"
                                           f"{'s' if arity != 1 else ''}, got {len(values)}", call.span)
             return _in_range(function(values, call.span), call.span)
         if ops.get(call.func) is None:
@@ -406,7 +406,7 @@ class _Lowerer:
             except TypeError:
                 raise SpeccError("E0216", f"cannot compare {_kind(left)} and {_kind(right)} with `{expr.op}`",
                                  expr.span) from None
-        opname = _TENSOR_COMPARE[expr.op]
+        opname = COMPARISONS[expr.op]
         operands, spans, attrs = [], [], {}
         for i, (value, side) in enumerate(((left, expr.left), (right, expr.right))):
             if isinstance(value, TensorRef):
@@ -864,7 +864,7 @@ def _child_hint(hint: str, expr: ast.Expr) -> str:
     if isinstance(expr, ast.BinOp) and expr.op in _TENSOR_OPS:
         return f"{hint}_{_TENSOR_OPS[expr.op]}"
     if isinstance(expr, ast.Compare):
-        return f"{hint}_{_TENSOR_COMPARE[expr.op]}"
+        return f"{hint}_{COMPARISONS[expr.op]}"
     if isinstance(expr, ast.Index):
         return f"{hint}_index"
     return f"{hint}_neg" if isinstance(expr, ast.Neg) else hint
