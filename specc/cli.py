@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 the spec has errors (diagnostics on stderr); 2 a usage 
 file error: a bad option or --model, an input that is missing, unreadable or not
 allowed (an import outside the project), an output that cannot or must not be
 written (the codes in `specc.diagnostics.USAGE_ERROR_CODES`); 3 an internal compiler error (a bug
-in specc; set SPECC_TRACEBACK=1 to see the traceback); 130 interrupted (Ctrl-C).
+in specc; set SPECC_TRACEBACK=1 to see the traceback); 130 interrupted (Ctrl-C); 141 the
+output pipe was closed (`specc ir FILE | head`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .escape import printable
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="specc: compile .nnspec model specs to PyTorch, Triton and ONNX.")
 
-EXIT_SPEC_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_SPEC_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 1, 2, 3, 130, 141
 
 
 class Target(str, Enum):
@@ -101,6 +102,9 @@ def _run(action) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # `specc ir FILE | head`: the reader has gone, as for any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        raise typer.Exit(EXIT_PIPE_CLOSED) from None
     except Exception as exc:  # a bug in specc: say so plainly
         if os.environ.get("SPECC_TRACEBACK"):
             traceback.print_exc()

@@ -41,7 +41,7 @@ EPILOGUE_ANCHORS = frozenset({"linear"})
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """A tensor an op owns, keyed in the state dict as `<node>.<name>`.
+    """A tensor an op owns, keyed in the state dict as `<node>.<name>` (`param_key`).
 
     `trainable=False` marks a buffer (e.g. batchnorm's running statistics): it is
     in the state dict but not in `parameters()`, nor in parameter counts.
@@ -50,6 +50,12 @@ class ParamSpec:
     shape: tuple[int, ...]
     trainable: bool = True
     dtype: str | None = None  # None: the dtype of the op's first operand
+
+
+def param_key(node: str, param: str) -> str:
+    """A parameter's state-dict key: `<node>.<param>`, or just `<node>` for a value that is itself a
+    parameter (`cls = parameter([1, 1, d])` is keyed `cls`), whose ParamSpec is named ""."""
+    return f"{node}.{param}" if param else node
 
 
 @dataclass
@@ -171,7 +177,8 @@ class Graph:
                 extra += " (anchor)"
             params = ""
             if node.params:
-                params = "  params{" + ", ".join(f"{k}: {list(p.shape)}" for k, p in node.params.items()) + "}"
+                params = "  params{" + ", ".join(f"{param_key(node.name, k)}: {list(p.shape)}"
+                                                 for k, p in node.params.items()) + "}"
             where = f"  // {node.span.source.path.split('/')[-1]}:{node.span.line}" if node.span else ""
             lines.append(f"  %{node.name} = {node.op}({args}){ty}{params}{extra}{where}")
         outs = ", ".join(f"{k}=%{v}" for k, v in self.outputs.items())

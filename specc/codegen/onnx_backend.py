@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from ..diagnostics import SpeccError
 from ..escape import identifier, py_float
-from ..ir import Graph
+from ..ir import Graph, param_key
 from ..types import DTYPES, TensorType
 from . import Artifact, Backend, environment, node_view, register_backend, render
 
@@ -222,7 +222,7 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
     from onnx import numpy_helper
 
     # a parameter op's tensor is the value itself: its param name is empty and its key the node's name
-    expected = {f"{node.name}.{p}" if p else node.name: (node, p, spec)
+    expected = {param_key(node.name, p): (node, p, spec)
                 for node in graph.nodes() for p, spec in node.params.items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

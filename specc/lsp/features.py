@@ -386,7 +386,7 @@ def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
         count = _param_count(_inlined(analysis, call))
     else:
         count = _param_count([f.node for f in found])
-        shapes = {name: p.shape for f in found[:1] for name, p in f.node.params.items()}
+        shapes = {name or f.node.name: p.shape for f in found[:1] for name, p in f.node.params.items()}
         if shapes:
             parts.append("weights: " + ", ".join(f"`{k}` {list(v)}" for k, v in shapes.items()))
     if count:
