@@ -95,11 +95,11 @@ def test_a_training_step_lowers_the_loss(lm):
 def test_torch_layer_state_dicts_load_and_match(kind, tmp_path):
     """An nn.LSTM / nn.GRU's own state dict loads into the generated layer (bidirectional, two layers,
     initial state) and gives the same output sequence."""
-    states = "h, c" if kind == "lstm" else "h"
-    decls = "\n".join(f"    input {s}: f32[4, B, 5]" for s in states.split(", "))
+    states = "h0=h, c0=c" if kind == "lstm" else "h0=h"
+    decls = "\n".join(f"    input {s}: f32[4, B, 5]" for s in ("h", "c")[:2 if kind == "lstm" else 1])
     spec = tmp_path / "r.nnspec"
     spec.write_text(f"model r() {{\n    input x: f32[B, T, 3]\n{decls}\n"
-                    f"    output y = {kind}(x, {states}, hidden_size=5, num_layers=2, bidirectional=true)\n}}\n")
+                    f"    output y = {kind}(x, 5, {states}, num_layers=2, bidirectional=true)\n}}\n")
     graph = compile_graph(spec)
     torch.manual_seed(0)
     reference = (nn.LSTM if kind == "lstm" else nn.GRU)(3, 5, 2, batch_first=True, bidirectional=True).eval()

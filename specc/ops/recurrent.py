@@ -36,6 +36,7 @@ class RecurrentAttrs(OpAttrs):
     bias: bool = True
     # between layers, while training; none with one layer (torch ignores it there, with a warning)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    operands: tuple[str, ...] = ("x",)  # the operands given, set by the lowering (see OpDef.keyword_operands)
 
     @property
     def directions(self) -> int:
@@ -107,8 +108,8 @@ def _flops(ctx: InferContext) -> Dim:
 register(OpDef("lstm", "LSTM over a sequence, as torch.nn.LSTM (layers, bidirectional, batch_first); returns "
                        "the output sequence; optional initial states h0, c0",
                ("x", "h0", "c0"), RecurrentAttrs, infer=_infer, params=_params, flops=_flops,
-               optional=("h0", "c0"), export_weights=True))
+               optional=("h0", "c0"), keyword_operands=True, export_weights=True))
 register(OpDef("gru", "GRU over a sequence, as torch.nn.GRU (layers, bidirectional, batch_first); returns "
                       "the output sequence; optional initial state h0",
                ("x", "h0"), RecurrentAttrs, infer=_infer, params=_params, flops=_flops,
-               optional=("h0",), export_weights=True))
+               optional=("h0",), keyword_operands=True, export_weights=True))
