@@ -44,7 +44,7 @@ from ..fmt import Lexeme, lex
 from ..ir import Graph, Node
 from ..parser import parse
 
-_BUILDER_ERRORS = ("E0102",)  # raised while building the tree, so only once Lark has parsed the whole text
+_BUILDER_ERRORS = ("E0102", "E0105")  # raised while building the tree, so only once Lark has parsed the whole text
 _ITEM_LINE = re.compile(r'(?:model|block|compress)[ \t\f]+[A-Za-z_]|import[ \t\f]*"')
 
 
