@@ -164,7 +164,7 @@ def _run(graph, artifacts: dict[str, bytes]) -> None:
         run_onnx(artifacts["onnx"], graph, inputs)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(mutant=mutants())
 def test_mutated_specs_never_crash_or_hang(workdir: Path, mutant: tuple[str, str]) -> None:
