@@ -1,22 +1,31 @@
 """expand: broadcast size-1 dims (and new leading dims) to given sizes, as torch's Tensor.expand.
 
-A target size of -1, or the input's own symbolic dim, keeps that dim; a symbolic size can only
-keep a dim, since a size-1 dim cannot grow to a size known only at run time in every target.
+A target size of -1, or the input's own symbolic dim, keeps that dim. A size-1 dim (or a new leading
+dim) may also grow to a symbolic size, as ViT's class token grows to the batch,
+`expand(cls, [B, -1, -1])`: the generated code reads that size at run time from a model input that
+has the symbol (the first such input, at the first index that has it), so the symbol must be a dim of
+some model input; the shape function records where (`ExpandAttrs.sources`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, PrivateAttr, field_validator
 
+from ..ir import Graph
 from ..types import Dim, Sym, TensorType, dim_str
 from . import InferContext, OpAttrs, OpDef, no_flops, register
+
+Source = tuple[str, int]  # (model input, index): where a symbolic size is read at run time
 
 
 class ExpandAttrs(OpAttrs):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
     sizes: tuple[Any, ...]  # ints (-1 keeps a dim) and `Sym`s
+    # per size, the input dim a symbolic size grows to (None: static, or kept); set by the shape function,
+    # which alone sees the graph, and read by the templates
+    _sources: tuple[Source | None, ...] | None = PrivateAttr(default=None)
 
     @field_validator("sizes")
     @classmethod
@@ -26,6 +35,12 @@ class ExpandAttrs(OpAttrs):
                 raise ValueError(f"sizes must be ints (-1 keeps a dim) or symbolic dims, got {d!r}")
         return sizes
 
+    @property
+    def sources(self) -> tuple[Source | None, ...]:
+        if self._sources is None:
+            raise RuntimeError("expand: the sources of symbolic sizes come from shape inference")
+        return self._sources
+
 
 def _infer(ctx: InferContext) -> TensorType:
     x, sizes = ctx.types[0], ctx.attrs.sizes
@@ -33,27 +48,43 @@ def _infer(ctx: InferContext) -> TensorType:
     if new < 0:
         raise ctx.error(f"sizes {_show(sizes)} name fewer dims than {ctx.describe(0)} has", "E0405")
     out: list[Dim] = []
+    sources: list[Source | None] = []
     for i, size in enumerate(sizes):
-        if i < new:
-            if not isinstance(size, int) or size < 1:
-                raise ctx.error(f"new leading dim {i} of {_show(sizes)} must be a positive int, got "
-                                f"{dim_str(size)} (expanding {ctx.describe(0)})", "E0405")
-            out.append(size)
-            continue
-        have = x.shape[i - new]
-        if size == -1 or size == have:
+        have = x.shape[i - new] if i >= new else None
+        source = None
+        if have is not None and (size == -1 or size == have):
             out.append(have)
-        elif isinstance(size, int) and size >= 0 and have == 1:
+        elif isinstance(size, Sym) and have in (None, 1):
+            source = _source(ctx, ctx.graph, size)
             out.append(size)
+        elif isinstance(size, int) and size >= (1 if have is None else 0) and have in (None, 1):
+            out.append(size)
+        elif have is None:
+            raise ctx.error(f"new leading dim {i} of {_show(sizes)} must be a positive int or a symbolic dim, got "
+                            f"{dim_str(size)} (expanding {ctx.describe(0)})", "E0405")
         else:
             raise ctx.error(f"cannot expand dim {i - new} of {ctx.describe(0)} from {dim_str(have)} to "
-                            f"{dim_str(size)}: only size-1 dims grow, to a static size", "E0405")
+                            f"{dim_str(size)}: only size-1 dims grow", "E0405")
+        sources.append(source)
+    ctx.attrs._sources = tuple(sources)
     return x.with_shape(tuple(out))
+
+
+def _source(ctx: InferContext, graph: Graph, size: Sym) -> Source:
+    """The first model input dim that is `size`, whose run-time value the generated code reads."""
+    for name in graph.inputs:
+        for index, dim in enumerate(graph.node(name).attrs.shape):  # the declared shape (typed or not yet)
+            if dim == size:
+                return name, index
+    raise ctx.error(f"cannot expand {ctx.describe(0)} to symbolic size {dim_str(size)}: no model input has a dim "
+                    f"{dim_str(size)}, so its value is unknown at run time (use a dim of an input, or a number)",
+                    "E0405")
 
 
 def _show(dims) -> str:
     return "[" + ", ".join(dim_str(d) for d in dims) + "]"
 
 
-register(OpDef("expand", "broadcasts size-1 dims and new leading dims to `sizes` (-1 keeps a dim), as Tensor.expand",
+register(OpDef("expand", "broadcasts size-1 dims and new leading dims to `sizes` (-1 keeps a dim; a symbolic size "
+                         "is read from the model input that has it), as Tensor.expand",
                ("x",), ExpandAttrs, infer=_infer, flops=no_flops))

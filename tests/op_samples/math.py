@@ -75,4 +75,7 @@ SAMPLES["expand"] = [
     Sample("expand(x, [3, -1, 2, -1])", ("x: f32[B, 1, 8]",)),
     Sample("expand(x, sizes=[B, 6]) + z", ("x: f32[B, 1]", "z: f32[B, 6]")),
     Sample("expand(i, [2, -1, 5])", ("i: i64[B, 1]",)),
+    # a size-1 dim grows to a symbolic size, read from the input that has it (ViT's class token)
+    Sample("concat([expand(c, [B, -1, -1]), x], dim=1)", ("x: f32[B, 4, 8]", "c: f32[1, 1, 8]")),
+    Sample("expand(c, [T, B, -1]) * 2.0", ("x: f32[B, T]", "c: f32[1, 8]")),
 ]
