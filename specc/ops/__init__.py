@@ -62,6 +62,7 @@ class InferContext:
 
     def __init__(self, graph: Graph, node: Node) -> None:
         self.node = node
+        self.graph = graph  # for shape functions that read the model's inputs (expand's symbolic sizes)
         self.attrs = node.attrs
         operands = graph.operands(node.name)
         self.types: list[TensorType] = [graph.node(o).type for o in operands]  # type: ignore[misc]
