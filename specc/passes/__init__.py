@@ -30,7 +30,9 @@ class Pass:
 _PASSES: dict[str, Pass] = {}
 
 # The default pipeline, in order; every backend compiles the graph it leaves.
-DEFAULT_PIPELINE = ("infer_shapes", "eliminate_dead_code", "fuse_elementwise", "fuse_epilogues")
+DEFAULT_PIPELINE = (
+    "infer_shapes", "eliminate_common_subexpressions", "eliminate_dead_code", "fuse_elementwise", "fuse_epilogues",
+)
 
 
 def register_pass(name: str, *, requires: tuple[str, ...] = (), ensures: tuple[str, ...] = (),
