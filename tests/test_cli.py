@@ -110,7 +110,8 @@ def test_dump_ir_prints_after_every_pass():
     result = specc("ir", str(MLP), "--dump-ir")
     assert result.returncode == 0
     passes = [line.split("after ")[1].split(" ")[0] for line in result.stdout.splitlines() if "IR after" in line]
-    assert passes == ["lower", "infer_shapes", "eliminate_dead_code", "fuse_elementwise", "fuse_epilogues"]
+    assert passes == ["lower", "infer_shapes", "eliminate_common_subexpressions", "eliminate_dead_code",
+                      "fuse_elementwise", "fuse_epilogues"]
     assert "%logits = linear(%h_1, out_features=10) : f32[B, 10]" in result.stdout
 
 
