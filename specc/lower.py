@@ -44,6 +44,20 @@ class Results:
 
 
 @dataclass(frozen=True)
+class OpResults(TensorRef):
+    """A call of an op with several results (`topk`: values, indices): a tensor, its first result, where
+    one is expected (so `y = lstm(x, 64)` then `linear(y, 10)` reads the output sequence), and its
+    results by name (`r.h`) or unpacked (`v, i = topk(x, 3)`)."""
+
+    results: Results
+
+
+def _results(value: Any) -> Any:
+    """Several values (a block's `return a, b`, an op's results) as `Results`; anything else as is."""
+    return value.results if isinstance(value, OpResults) else value
+
+
+@dataclass(frozen=True)
 class ColumnRef:
     """A named column of a tensor, from `columns (a, b) = t`: usable inside constraint blocks."""
 
@@ -158,6 +172,7 @@ class _Lowerer:
         # arguments already evaluated (by id of their syntax node), for a call that evaluated them before
         # knowing it is an op's: `max(a, b)` on numbers is computed here, on tensors it is the op `max`
         self.evaluated: dict[int, Any] = {}
+        self.multi_result_nodes: list[str] = []  # nodes of ops with several results (see `_settle_results`)
 
     # ----------------------------------------------------------------- model
     def run(self, overrides: dict[str, Any]) -> Graph:
@@ -174,6 +189,7 @@ class _Lowerer:
         if not self.graph.outputs:
             raise SpeccError("E0206", f"model `{self.defn.name}` has no `output`", self.defn.name_span,
                              help="declare one with `output name = expr`")
+        self._settle_results()
         return self.graph
 
     def _bind_params(self, defn: ast.Definition, given: dict[str, tuple[Any, Span | None]]) -> None:
@@ -247,6 +263,7 @@ class _Lowerer:
     def _unpack(self, targets: list[str], value: Any, stmt: ast.Stmt) -> list[Any]:
         if len(targets) == 1:
             return [value]  # several results stay together; `r.name` picks one
+        value = _results(value)
         if not isinstance(value, Results) or len(value.values) != len(targets):
             got = len(value.values) if isinstance(value, Results) else 1
             raise SpeccError("E0223", f"cannot unpack {got} value{'s' if got != 1 else ''} into {len(targets)} names",
@@ -493,7 +510,7 @@ class _Lowerer:
         return value
 
     def _attribute(self, expr: ast.Attribute, hint: str) -> Any:
-        value = self._expr(expr.value, hint)
+        value = _results(self._expr(expr.value, hint))
         if isinstance(value, Results) and expr.name in value.names:
             return value.values[value.names.index(expr.name)]
         names = [n for n in value.names if n] if isinstance(value, Results) else []
@@ -803,7 +820,46 @@ class _Lowerer:
             raise _attr_error(call, opdef, exc, bound) from None
         result = TensorRef(self.graph.add_node(opdef.name, operands, validated, call.span, hint, arg_spans,
                                                self.call_sites))
+        if opdef.results:
+            return self._op_results(opdef, result.node, call, hint)
         return self._parts(opdef, validated, result, bound, call, hint) if opdef.parts else result
+
+    def _op_results(self, opdef: ops.OpDef, node: str, call: ast.Call, hint: str) -> OpResults:
+        """A `result` node per result of an op that has several (see `OpDef.results`)."""
+        result_attrs = ops.get("result").attrs
+        refs = tuple(TensorRef(self.graph.add_node("result", [node], result_attrs(index=i, name=name), call.span,
+                                                   f"{hint}_{name}", [call.span], self.call_sites))
+                     for i, name in enumerate(opdef.results))
+        self.multi_result_nodes.append(node)
+        return OpResults(refs[0].node, Results(refs, opdef.results))
+
+    def _settle_results(self) -> None:
+        """After lowering, each node of an op with several results becomes the first result, where no other
+        result is used (generated code as before such ops had several), or else computes all its results,
+        its `result` nodes picking them. Unused `result` nodes are left to dead-code elimination."""
+        outputs = set(self.graph.outputs.values())
+        for node in self.multi_result_nodes:
+            picks = self.graph.users(node)
+            used = [p for p in picks if p in outputs or self.graph.users(p)]
+            if any(self.graph.node(p).attrs.index != 0 for p in used):  # type: ignore[attr-defined]
+                record = self.graph.node(node)
+                record.attrs = record.attrs.model_copy(update={"all_results": True})
+                continue
+            for pick in used:  # the first result: its users read the op's node instead
+                self._replace_uses(pick, node)
+            for pick in picks:
+                self.graph.remove_node(pick)
+
+    def _replace_uses(self, old: str, new: str) -> None:
+        """Every use of value `old` (as an operand or an output) reads `new` instead."""
+        g = self.graph.nx
+        for user in self.graph.users(old):
+            operands = tuple(new if o == old else o for o in g.nodes[user]["operands"])
+            g.nodes[user]["operands"] = operands
+            for index, o in enumerate(operands):
+                if o == new:
+                    g.add_edge(new, user, key=index)
+        self.graph.outputs = {k: new if v == old else v for k, v in self.graph.outputs.items()}
 
     def _attr_value(self, arg: ast.Expr, hint: str) -> Any:
         """An attribute value; a call to a name that is no op or block is a configuration,

@@ -124,11 +124,21 @@ class OpDef:
     # records the names of the operands a call gave in the attrs field `operands` (not settable from a spec),
     # so the op tells `mask=m` from `context=m` when only one is given
     keyword_operands: bool = False
+    # an op with several results (topk: values, indices) names them here and gives their types with
+    # `result_types` (`infer` gives the first's). The lowering adds a `result` node per name that picks it
+    # from the op's node, and returns them by name (`v, i = topk(x, 3)`, `r.indices`); where a tensor is
+    # expected the call stands for its first result. When only the first is used the lowering folds the
+    # `result` nodes away and the node is that result; otherwise it sets the attrs field `all_results`
+    # (which the op's attrs declare, not settable from a spec) and the node's value is all the results,
+    # computed once: a tuple in torch, values `<node>__<result>` in ONNX.
+    results: tuple[str, ...] = ()
+    result_types: Callable[[InferContext], tuple[TensorType, ...]] | None = None
 
     def slots(self) -> list[str]:
         """The names a call binds, in positional order: operands, attributes, keyword-only operands."""
         keyword = self.optional if self.keyword_operands else ()
-        fields = [f for f in self.attrs.model_fields if not (self.keyword_operands and f == "operands")]
+        hidden = ({"operands"} if self.keyword_operands else set()) | ({"all_results"} if self.results else set())
+        fields = [f for f in self.attrs.model_fields if f not in hidden]
         return [o for o in self.operands if o not in keyword] + fields + list(keyword)
 
     def given_operands(self, bound: typing.Container[str]) -> dict[str, Any]:

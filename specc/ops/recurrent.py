@@ -5,8 +5,9 @@
 
 Each layer owns an `nn.LSTM`/`nn.GRU`, so its state-dict keys are torch's own (`weight_ih_l0`,
 `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `..._reverse` for the backward direction) and a checkpoint
-of an `nn.LSTM` loads key for key. The result is the output sequence (torch's `output`), of width
-`hidden_size * (2 if bidirectional else 1)`. The initial states `h0` (and `c0` for an LSTM) are optional
+of an `nn.LSTM` loads key for key. The results are the output sequence (torch's `output`), of width
+`hidden_size * (2 if bidirectional else 1)`, which a call stands for as a tensor, and the final states
+(`r = lstm(x, 64)` then `r.h`, `r.c`; `y, h = gru(x, 64)`), shaped as the initial ones. The initial states `h0` (and `c0` for an LSTM) are optional
 tensor operands shaped as torch's, `[num_layers * directions, batch, hidden_size]`; without them the
 state starts at zero. Dropout between layers (`dropout=`) is identity at eval and in ONNX.
 
@@ -26,6 +27,7 @@ from ..types import Dim, TensorType, dim_mul, dim_str
 from . import InferContext, OpAttrs, OpDef, float_input, register
 
 GATES = {"lstm": 4, "gru": 3}
+RESULTS = {"lstm": ("output", "h", "c"), "gru": ("output", "h")}
 
 
 class RecurrentAttrs(OpAttrs):
@@ -37,6 +39,7 @@ class RecurrentAttrs(OpAttrs):
     # between layers, while training; none with one layer (torch ignores it there, with a warning)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     operands: tuple[str, ...] = ("x",)  # the operands given, set by the lowering (see OpDef.keyword_operands)
+    all_results: bool = False  # set by the lowering: the node computes the final states too (see OpDef.results)
 
     @property
     def directions(self) -> int:
@@ -74,6 +77,16 @@ def _infer(ctx: InferContext) -> TensorType:
     return x.with_shape(x.shape[:-1] + (attrs.hidden_size * attrs.directions,))
 
 
+def _results(ctx: InferContext) -> tuple[TensorType, ...]:
+    """The output sequence, then each final state shaped as the initial ones, [layers * directions, B, H]."""
+    y = _infer(ctx)
+    attrs: RecurrentAttrs = ctx.attrs  # type: ignore[assignment]
+    x = ctx.types[0]
+    state = x.with_shape((attrs.num_layers * attrs.directions, x.shape[0] if attrs.batch_first else x.shape[1],
+                          attrs.hidden_size))
+    return (y,) + (state,) * (len(RESULTS[ctx.node.op]) - 1)
+
+
 def _layer_inputs(ctx: InferContext) -> list[int]:
     """The input width of each layer: the features of x, then the previous layer's output."""
     attrs: RecurrentAttrs = ctx.attrs  # type: ignore[assignment]
@@ -105,11 +118,14 @@ def _flops(ctx: InferContext) -> Dim:
     return dim_mul(dim_mul(x.shape[0], x.shape[1]), per_token)
 
 
-register(OpDef("lstm", "LSTM over a sequence, as torch.nn.LSTM (layers, bidirectional, batch_first); returns "
-                       "the output sequence; optional initial states h0, c0",
+register(OpDef("lstm", "LSTM over a sequence, as torch.nn.LSTM (layers, bidirectional, batch_first); results "
+                       "`output` (the sequence; the value as a tensor) and final states `h`, `c`; optional "
+                       "initial states h0, c0",
                ("x", "h0", "c0"), RecurrentAttrs, infer=_infer, params=_params, flops=_flops,
-               optional=("h0", "c0"), keyword_operands=True, export_weights=True))
-register(OpDef("gru", "GRU over a sequence, as torch.nn.GRU (layers, bidirectional, batch_first); returns "
-                      "the output sequence; optional initial state h0",
+               optional=("h0", "c0"), keyword_operands=True, export_weights=True, results=RESULTS["lstm"],
+               result_types=_results))
+register(OpDef("gru", "GRU over a sequence, as torch.nn.GRU (layers, bidirectional, batch_first); results "
+                      "`output` (the sequence; the value as a tensor) and final state `h`; optional initial state h0",
                ("x", "h0"), RecurrentAttrs, infer=_infer, params=_params, flops=_flops,
-               optional=("h0",), keyword_operands=True, export_weights=True))
+               optional=("h0",), keyword_operands=True, export_weights=True, results=RESULTS["gru"],
+               result_types=_results))

@@ -1,5 +1,5 @@
 """Reductions: mean, sum, max and min over one dim or a list of dims (as torch.mean, torch.sum,
-torch.amax, torch.amin), argmax, cumsum, and topk's values and indices.
+torch.amax, torch.amin), argmax, cumsum, and topk (values and indices, two results; `topk_indices` gives the indices alone).
 
 The result keeps the input's dtype (torch would widen an i32 sum to i64; the
 torch template asks for i32 so every target agrees with the declared type).
@@ -84,6 +84,10 @@ class TopkAttrs(OpAttrs):
     largest: bool = True
 
 
+class TopkResultsAttrs(TopkAttrs):
+    all_results: bool = False  # set by the lowering: the node computes values and indices (see OpDef.results)
+
+
 def _topk_shape(ctx: InferContext) -> tuple[Dim, ...]:
     """The input's shape with `k` at `dim`; k must be positive and, where the dim is static, fit in it."""
     x = _no_bool(ctx, "rank")
@@ -104,6 +108,11 @@ def _infer_topk_indices(ctx: InferContext) -> TensorType:
     return TensorType(_INDEX, _topk_shape(ctx))
 
 
+def _topk_results(ctx: InferContext) -> tuple[TensorType, ...]:
+    shape = _topk_shape(ctx)
+    return ctx.types[0].with_shape(shape), TensorType(_INDEX, shape)
+
+
 def _flops(ctx: InferContext) -> Dim:
     """One add per input element."""
     return ctx.types[0].numel()
@@ -120,7 +129,9 @@ register(OpDef("argmax", "the index (i64) of the largest value along `dim` (the 
                ("x",), AxisAttrs, infer=_infer_argmax, flops=_flops))
 register(OpDef("cumsum", "running sum along `dim`, as torch.cumsum", ("x",), CumsumAttrs, infer=_infer_cumsum,
                flops=_flops))
-register(OpDef("topk", "the k largest (or smallest) values along `dim`, sorted, as torch.topk(...).values",
-               ("x",), TopkAttrs, infer=_infer_topk, flops=_flops))
+register(OpDef("topk", "the k largest (or smallest) values along `dim`, sorted, and their indices (i64), as "
+                       "torch.topk: `v, i = topk(x, k)`; as a tensor, the values",
+               ("x",), TopkResultsAttrs, infer=_infer_topk, flops=_flops, results=("values", "indices"),
+               result_types=_topk_results))
 register(OpDef("topk_indices", "the indices (i64) of topk's values along `dim`, as torch.topk(...).indices",
                ("x",), TopkAttrs, infer=_infer_topk_indices, flops=_flops))
