@@ -49,6 +49,8 @@ SAMPLES.update({
         Sample("topk(x, 3)"),
         Sample("topk(x, 2, dim=1, largest=false)", ("x: f32[B, 5, 4]",)),
         Sample("topk(x, 8)", ("x: i64[B, 8]",), int_high={"x": 10_000}),
+        Sample("topk(x, 3).indices"),  # the second result: the node computes both, once
+        Sample("topk(x, 2, dim=1, largest=false).indices", ("x: f32[B, 5, 4]",)),
     ],
     "topk_indices": [
         Sample("topk_indices(x, 3)"),
