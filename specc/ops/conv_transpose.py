@@ -16,7 +16,7 @@ from pydantic import PositiveInt
 from ..ir import ParamSpec
 from ..types import Dim, TensorType, dim_mul
 from . import InferContext, OpDef, register
-from .conv import NonNegative1, NonNegative2, Positive1, Positive2, WindowAttrs, spatial_input
+from .conv import NonNegative1, NonNegative2, Positive1, Positive2, WindowAttrs, _in_channels, spatial_input
 
 
 class ConvTranspose1dAttrs(WindowAttrs):
@@ -38,10 +38,6 @@ class ConvTranspose2dAttrs(ConvTranspose1dAttrs):
     padding: NonNegative2 = 0
     output_padding: NonNegative2 = 0
     dilation: Positive2 = 1
-
-
-def _in_channels(ctx: InferContext) -> int:
-    return ctx.static(0, 1, "the channel dim (1)")
 
 
 def _output_sizes(ctx: InferContext) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..types import FLOAT_DTYPES, Dim, TensorType, dim_str
 from . import InferContext, NoAttrs, OpAttrs, OpDef, broadcast, float_input, register, same_dtype
+from .binary import _infer as binary_infer
 
 
 def _signed_input(ctx: InferContext) -> TensorType:
@@ -30,15 +31,10 @@ class PowAttrs(OpAttrs):
 
 
 def _infer_pow(ctx: InferContext) -> TensorType:
+    """The arithmetic ops' rules (two tensors, or one and a number), on floating-point tensors."""
     for i in range(len(ctx.types)):
         float_input(ctx, i)
-    if len(ctx.types) == 1:
-        if ctx.attrs.scalar is None:
-            raise ctx.error("needs two operands, or one and a number")
-        return ctx.types[0]
-    if ctx.attrs.scalar is not None:
-        raise ctx.error("takes two tensors or one tensor and a number, not both")
-    return TensorType(same_dtype(ctx, 0, 1), broadcast(ctx, 0, 1))
+    return binary_infer(ctx)
 
 
 register(OpDef("pow", "a ** b, elementwise with broadcasting (floating-point tensors; either side may be a number)",
