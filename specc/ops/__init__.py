@@ -133,13 +133,18 @@ class OpDef:
     # computed once: a tuple in torch, values `<node>__<result>` in ONNX.
     results: tuple[str, ...] = ()
     result_types: Callable[[InferContext], tuple[TensorType, ...]] | None = None
+    # the positional order of the leading arguments when it is not operands first, e.g. torch's
+    # `gather(x, dim, index)`; the other names follow in the usual order
+    positional: tuple[str, ...] = ()
 
     def slots(self) -> list[str]:
-        """The names a call binds, in positional order: operands, attributes, keyword-only operands."""
+        """The names a call binds, in positional order: `positional`, then operands, attributes, keyword-only
+        operands."""
         keyword = self.optional if self.keyword_operands else ()
         hidden = ({"operands"} if self.keyword_operands else set()) | ({"all_results"} if self.results else set())
         fields = [f for f in self.attrs.model_fields if f not in hidden]
-        return [o for o in self.operands if o not in keyword] + fields + list(keyword)
+        usual = [o for o in self.operands if o not in keyword] + fields + list(keyword)
+        return list(self.positional) + [name for name in usual if name not in self.positional]
 
     def given_operands(self, bound: typing.Container[str]) -> dict[str, Any]:
         """The lowering's `operands` attribute for a call that bound `bound` (nothing for most ops)."""

@@ -30,4 +30,4 @@ def _infer(ctx: InferContext) -> TensorType:
 
 
 register(OpDef("gather", "x's values at `index` along `dim` (the output has the index's shape), as torch.gather",
-               ("x", "index"), GatherAttrs, infer=_infer, flops=no_flops))
+               ("x", "index"), GatherAttrs, infer=_infer, flops=no_flops, positional=("x", "dim", "index")))

@@ -60,9 +60,9 @@ SAMPLES.update({
 })
 
 SAMPLES["gather"] = [
-    Sample("gather(x, i, dim=1)", ("x: f32[B, 8]", "i: i64[B, 5]"), int_high={"i": 8}),
-    Sample("gather(x, i, -1)", ("x: f32[B, T, 8]", "i: i64[B, T, 1]"), int_high={"i": 8}),
-    Sample("gather(x, i, dim=1)", ("x: f32[B, 6, 4]", "i: i64[B, 9, 3]"), int_high={"i": 6}),
+    Sample("gather(x, 1, i)", ("x: f32[B, 8]", "i: i64[B, 5]"), int_high={"i": 8}),
+    Sample("gather(x, -1, i)", ("x: f32[B, T, 8]", "i: i64[B, T, 1]"), int_high={"i": 8}),
+    Sample("gather(x, dim=1, index=i)", ("x: f32[B, 6, 4]", "i: i64[B, 9, 3]"), int_high={"i": 6}),
 ]
 
 SAMPLES["arange"] = [
