@@ -55,4 +55,24 @@ def run_onnx(data: bytes, graph: Graph, inputs: list[torch.Tensor]) -> list[np.n
     return session.run(None, {name: t.numpy() for name, t in zip(graph.inputs, inputs)})
 
 
+def outputs_on_every_target(graph: Graph, inputs: list[torch.Tensor], state: dict | None,
+                            tmp_path: Path) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The model's outputs from torch, triton (the interpreter) and onnxruntime in eval mode, all with
+    the weights `state` (a torch state dict; None for a model without weights, or the ONNX seed's)."""
+    got = {}
+    for target in ("torch", "triton"):
+        _, model = python_module(graph, target)
+        if state is not None:
+            model.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            got[target] = as_tuple(model.eval()(*inputs))
+    weights = None
+    if state is not None:
+        weights = tmp_path / "w.pt"
+        torch.save(state, weights)
+    got["onnx"] = tuple(torch.from_numpy(o) for o in run_onnx(backends()["onnx"].emit(graph, weights=weights).data,
+                                                                 graph, inputs))
+    return got
+
+
 __all__ = ["compile_graph", "ROOT", "SPECS"]

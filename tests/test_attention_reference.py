@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from specc.codegen import backends
 from specc.diagnostics import SpeccError
-from targets import compile_graph, python_module, run_onnx
+from targets import compile_graph, outputs_on_every_target, python_module
 
 
 def _build(tmp_path, expr: str, *inputs: str):
@@ -30,14 +29,9 @@ def _load(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
 
 
 def _other_targets_agree(graph, model: nn.Module, inputs: list[torch.Tensor], expected: torch.Tensor, tmp_path):
-    _, triton_model = python_module(graph, "triton")
-    triton_model.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(triton_model.eval()(*inputs), expected, rtol=1e-5, atol=1e-5)
-    weights = tmp_path / "w.pt"
-    torch.save(model.state_dict(), weights)
-    (onnx_out,) = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, inputs)
-    torch.testing.assert_close(torch.from_numpy(onnx_out), expected, rtol=1e-5, atol=1e-5)
+    got = outputs_on_every_target(graph, inputs, model.state_dict(), tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], expected, rtol=1e-5, atol=1e-5)
 
 
 LLAMA = 'attention(x, 4, kv_heads=2, qkv="separate", bias=false, causal=true, rotary="rotate_half")'

@@ -9,7 +9,7 @@ from torch import nn
 
 from specc.codegen import backends
 from specc.diagnostics import SpeccError
-from targets import as_tuple, compile_graph, python_module, run_onnx
+from targets import compile_graph, outputs_on_every_target
 
 
 def _compile(tmp_path, body: str, inputs: str = "    input x: f32[2, 6, 3]\n"):
@@ -18,31 +18,13 @@ def _compile(tmp_path, body: str, inputs: str = "    input x: f32[2, 6, 3]\n"):
     return compile_graph(spec)
 
 
-def _run_all(graph, inputs: list[torch.Tensor], state: dict | None, tmp_path) -> dict[str, tuple]:
-    """The model's outputs from torch, triton (the interpreter) and onnxruntime, with weights `state`."""
-    got = {}
-    for target in ("torch", "triton"):
-        _, model = python_module(graph, target)
-        if state is not None:
-            model.load_state_dict(state, strict=True)
-        with torch.no_grad():
-            got[target] = as_tuple(model.eval()(*inputs))
-    weights = None
-    if state is not None:
-        weights = tmp_path / "w.pt"
-        torch.save(state, weights)
-    got["onnx"] = tuple(torch.from_numpy(o) for o in run_onnx(backends()["onnx"].emit(graph, weights=weights).data,
-                                                                 graph, inputs))
-    return got
-
-
 @pytest.mark.parametrize("largest", ["true", "false"])
 def test_topk_values_and_indices_agree_with_torch_topk(tmp_path, largest):
     graph = _compile(tmp_path, f"    v, i = topk(x, 2, dim=1, largest={largest})\n    output values = v\n"
                                "    output indices = i\n")
     x = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(0))
     expected = torch.topk(x, 2, dim=1, largest=largest == "true")
-    for target, (values, indices) in _run_all(graph, [x], None, tmp_path).items():
+    for target, (values, indices) in outputs_on_every_target(graph, [x], None, tmp_path).items():
         torch.testing.assert_close(values, expected.values, rtol=1e-5, atol=1e-5, msg=target)
         assert indices.dtype == torch.int64 and torch.equal(indices, expected.indices), target
 
@@ -55,7 +37,7 @@ def test_topk_is_computed_once_and_its_results_are_picked_by_name(tmp_path):
     assert onnx_text.count(b"TopK") == 1
     x = torch.randn(2, 6, 3)
     expected = torch.topk(x, 2)
-    for target, (a, b) in _run_all(graph, [x], None, tmp_path).items():
+    for target, (a, b) in outputs_on_every_target(graph, [x], None, tmp_path).items():
         torch.testing.assert_close(a, expected.values + 1.0, msg=target)
         assert torch.equal(b, expected.indices), target
 
@@ -90,7 +72,7 @@ def test_final_states_agree_with_torch_nn(tmp_path, kind, bidirectional):
         y, final = reference.eval()(x)
     expected = (y, *(final if kind == "lstm" else (final,)))
     state = {f"r.{k}": v for k, v in reference.state_dict().items()}
-    for target, got in _run_all(graph, [x], state, tmp_path).items():
+    for target, got in outputs_on_every_target(graph, [x], state, tmp_path).items():
         assert len(got) == len(expected), target
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5, msg=target)

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specc.codegen import backends
-from targets import ROOT, compile_graph, python_module, run_onnx
+from targets import ROOT, compile_graph, outputs_on_every_target, python_module
 
 TINY = {"vocab_size": 50, "embedding_dim": 12, "hidden_size": 10, "num_layers": 2}
 
@@ -59,18 +58,10 @@ def test_reference_weights_load_key_for_key_and_outputs_match(lm):
 
 
 def test_targets_agree(lm, tmp_path):
-    graph, reference, model, tokens = lm
-    model.load_state_dict(reference.state_dict())
-    with torch.no_grad():
-        expected = model(tokens)
-    _, triton_model = python_module(graph, "triton")
-    triton_model.load_state_dict(reference.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(triton_model.eval()(tokens), expected, rtol=1e-5, atol=1e-5)
-    weights = tmp_path / "w.pt"
-    torch.save(reference.state_dict(), weights)
-    (onnx_out,) = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, [tokens])
-    torch.testing.assert_close(torch.from_numpy(onnx_out), expected, rtol=1e-5, atol=1e-5)
+    graph, reference, _, tokens = lm
+    got = outputs_on_every_target(graph, [tokens], reference.state_dict(), tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], got["torch"][0], rtol=1e-5, atol=1e-5)
 
 
 def test_a_training_step_lowers_the_loss(lm):

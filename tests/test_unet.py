@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specc.codegen import backends
-from targets import ROOT, compile_graph, python_module, run_onnx
+from targets import ROOT, compile_graph, outputs_on_every_target, python_module
 
 SPEC = ROOT / "specs" / "unet.nnspec"
 SMALL = {"base": 4, "image_size": 32}
@@ -33,15 +32,9 @@ def test_targets_agree_and_keep_the_image_size(small, tmp_path):
         expected = model(image)
     assert expected.shape == (1, 1, 32, 32)
 
-    _, triton_model = python_module(graph, "triton")
-    triton_model.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(triton_model.eval()(image), expected, rtol=1e-4, atol=1e-4)
-
-    weights = tmp_path / "w.pt"
-    torch.save(model.state_dict(), weights)
-    (got,) = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, [image])
-    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+    got = outputs_on_every_target(graph, [image], model.state_dict(), tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_training_steps_lower_the_loss(small):
