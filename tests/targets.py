@@ -33,8 +33,8 @@ def dim_value(d: Dim) -> int:
     return types.dim_value(d, SYMBOL_SIZES, 2)
 
 
-def example_inputs(graph: Graph, seed: int = 0) -> list[torch.Tensor]:
-    return torch_backend.example_inputs(graph, SYMBOL_SIZES, 2, seed)
+def example_inputs(graph: Graph, seed: int = 0, int_high: dict[str, int] | None = None) -> list[torch.Tensor]:
+    return torch_backend.example_inputs(graph, SYMBOL_SIZES, 2, seed, int_high)
 
 
 def python_module(graph: Graph, target: str):

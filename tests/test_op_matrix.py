@@ -14,7 +14,7 @@ import torch
 from op_samples import all_samples
 from specc import ops
 from specc.codegen import backends
-from targets import as_tuple, compile_graph, dim_value, python_module, run_onnx
+from targets import as_tuple, compile_graph, example_inputs, python_module, run_onnx
 
 SAMPLES = all_samples()
 CASES = [(op, i, s) for op, samples in sorted(SAMPLES.items()) for i, s in enumerate(samples)]
@@ -25,26 +25,13 @@ def test_every_registered_op_has_samples():
     assert not missing, f"ops without samples in tests/op_samples: {missing}"
 
 
-def _inputs(graph, sample):
-    gen = torch.Generator().manual_seed(1)
-    out = []
-    for name in graph.inputs:
-        t = graph.node(name).type
-        shape = [dim_value(d) for d in t.shape]
-        if t.dtype.startswith("i"):
-            out.append(torch.randint(0, sample.int_high.get(name, 4), shape, generator=gen))
-        else:
-            out.append(torch.randn(shape, generator=gen))
-    return out
-
-
 @pytest.mark.parametrize("op,index,sample", CASES, ids=[f"{op}-{i}" for op, i, _ in CASES])
 def test_op_parity(op, index, sample, tmp_path):
     spec = tmp_path / f"{op}.nnspec"
     spec.write_text(sample.spec())
     graph = compile_graph(spec)
     assert any(n.op == op for n in graph.nodes()), f"the sample does not exercise {op}"
-    inputs = _inputs(graph, sample)
+    inputs = example_inputs(graph, seed=1, int_high=sample.int_high)
     _, reference = python_module(graph, "torch")
     reference.eval()
     with torch.no_grad():

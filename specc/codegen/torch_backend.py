@@ -75,10 +75,11 @@ def instantiate(graph: Graph, seed: int) -> Any:
     return module.Model().eval()
 
 
-def example_inputs(graph: Graph, sizes: Mapping[str, int], default: int, seed: int = 0) -> list[Any]:
+def example_inputs(graph: Graph, sizes: Mapping[str, int], default: int, seed: int = 0,
+                   int_high: Mapping[str, int] | None = None) -> list[Any]:
     """Random inputs for the generated module, symbolic dims set from `sizes` (`default` for others):
     standard normal floats, 0/1 masks for bool inputs, and integers in [0, 4) for ids (tokens,
-    positions), valid for any vocabulary."""
+    positions), valid for any vocabulary; `int_high` gives other ranges [0, high) by input name."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -92,7 +93,7 @@ def example_inputs(graph: Graph, sizes: Mapping[str, int], default: int, seed: i
         elif dtype == torch.bool:
             out.append(torch.randint(0, 2, shape, generator=gen).bool())
         else:
-            out.append(torch.randint(0, 4, shape, generator=gen, dtype=dtype))
+            out.append(torch.randint(0, (int_high or {}).get(name, 4), shape, generator=gen, dtype=dtype))
     return out
 
 

@@ -1,8 +1,8 @@
 """Samples for attention's options beyond the original ones (the original samples are in sequence.py):
 grouped-query heads, separate projections, rotary layouts, additive masks, cross-attention, scale.
 
-Boolean masks are compared on every target in tests/test_attention_reference.py (the parity matrix
-draws float inputs only)."""
+Boolean masks are compared on every target in tests/test_attention_reference.py, with masks that leave
+every query a key: the parity matrix's random 0/1 masks would mask whole rows, whose output is NaN."""
 
 from . import Sample
 

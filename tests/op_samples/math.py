@@ -44,6 +44,7 @@ SAMPLES.update({
         Sample("cumsum(x, 1)"),
         Sample("cumsum(x, -2)", ("x: f32[B, T, 8]",), atol=1e-4),
         Sample("cumsum(x, 1)", ("x: i64[B, 8]",), int_high={"x": 100}),
+        Sample("cumsum(x, 1)", ("x: i32[B, 8]",), int_high={"x": 100}),  # the dtype is kept on every target
     ],
     "topk": [
         Sample("topk(x, 3)"),
