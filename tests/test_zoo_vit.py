@@ -55,6 +55,29 @@ def test_the_reference_state_dict_loads_as_it_is_and_the_logits_match(tiny):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", [
+    {"image_size": 24, "patch_size": 6, "num_channels": 1, "hidden_size": 24, "num_hidden_layers": 1,
+     "num_attention_heads": 2, "intermediate_size": 40, "layer_norm_eps": 0.5, "num_labels": 3},
+    {"image_size": 16, "patch_size": 16, "num_channels": 3, "hidden_size": 16, "num_hidden_layers": 3,
+     "num_attention_heads": 1, "intermediate_size": 16, "num_labels": 2},
+], ids=["one-channel", "one-patch"])
+def test_other_configs_load_and_match(config):
+    """-p reproduces any ViTConfig: channels, patch grid, heads, depth and eps are the config's names
+    (an eps of 0.5 is large enough to show in the logits if any layernorm ignored it)."""
+    torch.manual_seed(1)
+    reference = _reference(**config)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0.0, 0.3)
+    _, model = python_module(compile_graph(SPEC, params=config), "torch")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    images = torch.randn(2, config["num_channels"], config["image_size"], config["image_size"],
+                         generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images), reference(pixel_values=images).logits,
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_triton_and_onnx_agree_with_the_reference(tiny, tmp_path):
     graph, reference = tiny
     images = _images(2, batch=2)
