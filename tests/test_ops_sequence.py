@@ -54,6 +54,9 @@ def _onnx(graph: Graph, model: torch.nn.Module, tmp_path, *inputs: torch.Tensor)
     ("attention(x, 1)", ("x: f32[2, 2*T, 6]",), "f32[2, 2*T, 6]"),
     ("moe(x, 4, 2, 16)", ("x: f32[B, T, 8]",), "f32[B, T, 8]"),
     ("moe(x, 4, 4, 16)", ("x: f32[8]",), "f32[8]"),
+    ("moe(x, 4, 2, 16, expert=\"swiglu\")", ("x: f32[B, T, 8]",), "f32[B, T, 8]"),
+    ("moe(x, 4, 2, 16).router_logits", ("x: f32[B, T, 8]",), "f32[B, T, 4]"),
+    ("moe(x, 3, 1, 4, expert=\"swiglu\", logits=l).router_logits", ("x: f64[B, 8]", "l: f64[B, 3]"), "f64[B, 3]"),
 ])
 def test_inferred_types(tmp_path, expr, inputs, expected):
     assert str(_output(_compile(tmp_path, expr, *inputs)).type) == expected
@@ -73,6 +76,10 @@ def test_inferred_types(tmp_path, expr, inputs, expected):
     ("moe(x, 2, 3, 8)", ("x: f32[B, 8]",), "E0401", ["top_k=3 is more than experts=2"]),
     ("moe(x, 4, 2, 8)", ("x: f32[B, T]",), "E0401", ["feature dim (last) must be a static size", "`x` (f32[B, T])"]),
     ("moe(x, 4, 2, 8)", ("x: i64[B, 8]",), "E0403", ["floating-point", "`x` (i64[B, 8])"]),
+    ("moe(x, 4, 2, 8, logits=l)", ("x: f32[B, 8]", "l: f32[B, 3]"), "E0402",
+     ["router logits `l` (f32[B, 3]) must be shaped as `x` (f32[B, 8])", "experts (4)"]),
+    ("moe(x, 4, 2, 8, expert=\"swiglu\", logits=l)", ("x: f32[B, 8]", "l: f64[B, 4]"), "E0403",
+     ["dtype mismatch", "`l` (f64[B, 4])"]),
 ])
 def test_errors_name_operands_and_shapes(tmp_path, expr, inputs, code, parts):
     err = _error(tmp_path, expr, *inputs)
@@ -83,7 +90,7 @@ def test_errors_name_operands_and_shapes(tmp_path, expr, inputs, code, parts):
 
 @pytest.mark.parametrize("expr,attr", [("attention(x, 0)", "heads"), ("moe(x, 0, 1, 4)", "experts"),
                                        ("moe(x, 2, 1, hidden=-1)", "hidden"), ("embedding(ids, 10, 0)", "dim"),
-                                       ("rmsnorm(x, eps=0)", "eps")])
+                                       ("rmsnorm(x, eps=0)", "eps"), ("moe(x, 2, 1, 4, expert=\"relu\")", "expert")])
 def test_attributes_out_of_range_are_rejected(tmp_path, expr, attr):
     err = _error(tmp_path, expr, "x: f32[B, T, 8]", "ids: i64[B]")
     assert err.code == "E0302" and f"`{attr}`" in err.message, err.message
@@ -96,6 +103,9 @@ def test_attributes_out_of_range_are_rejected(tmp_path, expr, attr):
     ("attention(x, 2)", ("x: f32[B, T, 8]",)),
     ("attention(x, 2, bias=false)", ("x: f32[B, T, 8]",)),
     ("moe(x, 4, 2, 16)", ("x: f32[B, T, 8]",)),
+    ("moe(x, 4, 2, 16, logits=l)", ("x: f32[B, T, 8]", "l: f32[B, T, 4]")),
+    ("moe(x, 4, 2, 16, expert=\"swiglu\")", ("x: f32[B, T, 8]",)),
+    ("moe(x, 4, 2, 16, expert=\"swiglu\", logits=l)", ("x: f32[B, T, 8]", "l: f32[B, T, 4]")),
 ])
 def test_declared_params_are_the_torch_state_dict(tmp_path, expr, inputs):
     """Same keys, shapes and order: the ONNX initializers and parameter counts depend on it."""
@@ -111,6 +121,12 @@ def test_param_shapes(tmp_path):
     graph = _compile(tmp_path, "moe(x, 4, 2, 16)", "x: f32[B, 8]")
     assert {p: s.shape for p, s in _output(graph).params.items()} == {
         "router": (4, 8), "w1": (4, 16, 8), "b1": (4, 16), "w2": (4, 8, 16), "b2": (4, 8)}
+    graph = _compile(tmp_path, "moe(x, 4, 2, 16, expert=\"swiglu\")", "x: f32[B, 8]")
+    assert {p: s.shape for p, s in _output(graph).params.items()} == {
+        "gate.weight": (4, 8), "experts.gate_up_proj": (4, 32, 8), "experts.down_proj": (4, 8, 16)}
+    graph = _compile(tmp_path, "moe(x, 4, 2, 16, expert=\"swiglu\", logits=l)", "x: f32[B, 8]", "l: f32[B, 4]")
+    assert {p: s.shape for p, s in _output(graph).params.items()} == {
+        "gate_up_proj": (4, 32, 8), "down_proj": (4, 8, 16)}
     graph = _compile(tmp_path, "attention(x, 2)", "x: f32[B, T, 8]")
     assert {p: s.shape for p, s in _output(graph).params.items()} == {
         "qkv.weight": (24, 8), "qkv.bias": (24,), "out.weight": (8, 8), "out.bias": (8,)}
@@ -130,6 +146,9 @@ def _flops(graph: Graph) -> object:
     ("attention(x, 2)", ("x: f32[B, T, 8]",), "32*B*T*T + 512*B*T"),
     # per token: router 2*8*4, two experts of 2*(2*8*16)
     ("moe(x, 4, 2, 16)", ("x: f32[B, T, 8]",), "1088*B*T"),
+    # per token: router 2*8*4, two swiglu experts of 3*(2*8*16); no router when the logits are given
+    ("moe(x, 4, 2, 16, expert=\"swiglu\")", ("x: f32[B, T, 8]",), "1600*B*T"),
+    ("moe(x, 4, 2, 16, expert=\"swiglu\", logits=l)", ("x: f32[B, T, 8]", "l: f32[B, T, 4]"), "1536*B*T"),
 ])
 def test_flops(tmp_path, expr, inputs, expected):
     assert str(_flops(_compile(tmp_path, expr, *inputs))) == expected
@@ -222,6 +241,43 @@ def test_moe_matches_its_definition(tmp_path, top_k):
         expected = _reference_moe(x, model.y, top_k)
         torch.testing.assert_close(model(x), expected)
     torch.testing.assert_close(_onnx(graph, model, tmp_path, x), expected)
+
+
+def _reference_swiglu_moe(x, logits, gate_up, down, top_k):
+    """Token by token: the top_k experts' down(silu(gate) * up), weighted by renormalized probabilities."""
+    flat, flat_logits = x.reshape(-1, x.shape[-1]), logits.reshape(-1, logits.shape[-1])
+    out = torch.zeros_like(flat)
+    for i, token in enumerate(flat):
+        top, index = flat_logits[i].softmax(-1).topk(top_k)
+        for p, e in zip(top / top.sum(), index.tolist()):
+            gate, up = (gate_up[e] @ token).chunk(2)
+            out[i] += p * (down[e] @ (F.silu(gate) * up))
+    return out.reshape(x.shape)
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_swiglu_moe_matches_its_definition_and_returns_the_router_logits(tmp_path, routed):
+    spec = tmp_path / "s.nnspec"
+    logits = ", logits=l" if routed else ""
+    spec.write_text(f"""model s() {{
+    input x: f32[B, T, 8]
+    input l: f32[B, T, 4]
+    r = moe(x, 4, 2, 6, expert="swiglu"{logits})
+    output y = r
+    output z = r.router_logits
+}}
+""")
+    graph = compile_graph(spec)
+    _, model = python_module(graph, "torch")
+    x, l = torch.randn(3, 5, 8), torch.randn(3, 5, 4)
+    layer = model.r
+    experts = layer if routed else layer.experts
+    with torch.no_grad():
+        want_logits = l if routed else x @ layer.gate.weight.t()
+        expected = _reference_swiglu_moe(x, want_logits, experts.gate_up_proj, experts.down_proj, 2)
+        y, z = model(x, l)
+    torch.testing.assert_close(y, expected)
+    torch.testing.assert_close(z, want_logits)
 
 
 def test_moe_initializes_like_linear_layers(tmp_path):

@@ -44,7 +44,7 @@ class MergeExpertsArgs(TransformArgs):
 
 def _rewrite(graph: Graph, node: Node, args: MergeExpertsArgs) -> str | None:
     a = node.attrs
-    if args.groups >= a.experts:
+    if args.groups >= a.experts or a.expert != "gelu" or a.routed or a.all_results:  # gelu moe, own router
         return None
     d = node.params["router"].shape[1]
     rank = min(args.rank, a.hidden, d)

@@ -24,5 +24,9 @@ SAMPLES = {
         Sample("moe(x, experts=3, top_k=1, hidden=5)", ("x: f32[B, T, 6]",)),
         Sample("moe(x, 2, 2, 8)", ("x: f32[B, T, 2, 4]",), train=True),
         Sample("moe(x, 4, top_k=3, hidden=4)", ("x: f32[8]",)),
+        Sample("moe(x, 4, 2, 6, expert=\"swiglu\")", ("x: f32[B, T, 8]",)),
+        Sample("moe(x, experts=5, top_k=1, hidden=3, expert=\"swiglu\")", ("x: f32[B, 2, 3, 6]",), train=True),
+        Sample("moe(x, 3, 2, 4, expert=\"swiglu\", logits=l)", ("x: f32[B, T, 6]", "l: f32[B, T, 3]")),
+        Sample("moe(x, 3, 1, 5, logits=l)", ("x: f32[B, 6]", "l: f32[B, 3]")),
     ],
 }
