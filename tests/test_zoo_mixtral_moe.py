@@ -152,3 +152,25 @@ def test_parameter_count_at_mixtral_8x7b():
         reference = MixtralSparseMoeBlock(MixtralConfig())
     assert (reference.experts.num_experts, reference.experts.intermediate_dim, reference.top_k) == (8, 14336, 2)
     assert ours == sum(p.numel() for p in reference.parameters()) == 1_409_318_912
+
+
+def test_the_moe_layer_with_its_own_router_is_a_mixtral_block(tmp_path):
+    """Without `logits=` a swiglu moe layer holds the router itself: the layer is a MixtralSparseMoeBlock
+    (keys gate.weight, experts.*), as the `mlp` of a Mixtral decoder layer would be."""
+    spec = tmp_path / "layer.nnspec"
+    spec.write_text("""model layer() {
+    input x: f32[B, T, 16]
+    r = moe(x, 4, 2, 12, expert="swiglu") as mlp
+    output y = r
+    output router_logits = r.router_logits
+}
+""")
+    reference = _reference()
+    _, model = python_module(compile_graph(spec), "torch")
+    model.mlp.load_state_dict(reference.state_dict(), strict=True)
+    x = _inputs(3, 5)
+    with torch.no_grad():
+        want_y, want_logits = _run_reference(reference, x)
+        y, logits = model.eval()(x)
+    torch.testing.assert_close(y, want_y, rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits.reshape(-1, 4), want_logits, rtol=0, atol=1e-5)
