@@ -86,8 +86,7 @@ def _images(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 3, SMALL["image_size"], SMALL["image_size"], generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.fixture(scope="module")
-def reference() -> ResNet:
+def trained_reference() -> ResNet:
     """A reference as after training: running statistics gathered from batches (not the 0/1 they start
     at), and batchnorm scales and shifts moved off 1/0, so every buffer and parameter is exercised."""
     torch.manual_seed(0)
@@ -100,9 +99,14 @@ def reference() -> ResNet:
                 m.bias.uniform_(-0.2, 0.2)
     model.train()
     with torch.no_grad():
-        for seed in range(3):
-            model(_images(4, 100 + seed))
+        for seed in range(2):
+            model(_images(2, 100 + seed))
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reference() -> ResNet:
+    return trained_reference()
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +138,18 @@ def test_outputs_match_the_reference_and_every_target(small, reference, tmp_path
 
     outputs = outputs_on_every_target(small, [images], reference.state_dict(), tmp_path)
     for target in ("triton", "onnx"):
-        torch.testing.assert_close(outputs[target][0], expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(outputs[target][0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_training_steps_lower_the_loss(small, reference):
     _, model = python_module(small, "torch")
     model.load_state_dict(reference.state_dict(), strict=True)
     model.train()
-    images = _images(4, 2)
-    labels = torch.tensor([0, 3, 5, 7])
+    images = _images(2, 2)
+    labels = torch.tensor([3, 7])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     losses = []
-    for _ in range(4):
+    for _ in range(3):
         loss = nn.functional.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
@@ -156,8 +160,10 @@ def test_training_steps_lower_the_loss(small, reference):
 
 def test_the_published_config_has_resnet18s_parameter_count():
     """The defaults (1000 classes, 224x224) count 11,689,512 parameters, torchvision's resnet18: from the
-    IR without allocating a weight, and in the reference at the same config."""
+    IR without allocating a weight, and in the reference at the same config (on the meta device: no
+    memory either)."""
     graph = compile_graph(SPEC)
     params, _, _ = totals(summarize(graph))
     assert params == 11_689_512
-    assert sum(p.numel() for p in ResNet().parameters()) == params
+    with torch.device("meta"):
+        assert sum(p.numel() for p in ResNet().parameters()) == params
