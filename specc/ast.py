@@ -88,6 +88,15 @@ class Attribute(Expr):
 
 
 @dataclass
+class Named(Expr):
+    """`call as name`: the layer (or block instance) `value` makes is named `name` in its module."""
+
+    value: Expr
+    name: str
+    name_span: Span
+
+
+@dataclass
 class Slice(Expr):
     """`start:end:step` inside an index, each part optional (`:`, `1:`, `::2`)."""
 
@@ -123,10 +132,13 @@ class Call(Expr):
 
 @dataclass
 class Repeat(Expr):
+    """`repeat [i in] N { body } (x)`: `index` names the iteration (0, 1, ...) inside the body."""
+
     count: Expr
     body: Expr
     args: list[Expr]
     kwargs: list[Keyword]
+    index: str | None = None
 
 
 # ------------------------------------------------------------------ statements
@@ -163,6 +175,16 @@ class Return(Stmt):
 
 
 @dataclass
+class Tie(Stmt):
+    """`tie a.weight = b.weight`: parameter `target` is parameter `source` (keys as in the state dict)."""
+
+    target: str
+    target_span: Span
+    source: str
+    source_span: Span
+
+
+@dataclass
 class Columns(Stmt):
     names: list[str]
     value: Expr
@@ -172,9 +194,10 @@ class Columns(Stmt):
 @dataclass
 class Param:
     name: str
-    type: str | None
+    type: str | None  # a parameter type (`int`), or a tensor's dtype (`f32`) when `dims` is given
     default: Expr | None
     span: Span
+    dims: list[Expr] | None = None  # `x: f32[B, T, D]`: a typed tensor parameter of a block
 
 
 @dataclass

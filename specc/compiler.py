@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import ast, limits
+from . import ast, limits, ties
 from .diagnostics import Note, Span, SpeccError, load_source
 from .ir import Graph
 from .lower import Program, lower
@@ -184,7 +184,10 @@ def compile_target(loaded: Loaded, target: Target, params: dict[str, Any] | None
     else:
         graph = lower(loaded.program, target, params)
     graph.source_path = source_path or target.span.source.path
-    return run_pipeline(graph, pipeline, after_each)
+    run_pipeline(graph, pipeline, after_each)
+    if "infer_shapes" in pipeline:  # a tie needs the parameters' shapes (a compression may also have replaced one)
+        ties.check(graph)
+    return graph
 
 
 def _compressed(program: Program, comp: ast.CompressDef, params: dict[str, Any] | None) -> Graph:

@@ -52,10 +52,68 @@ class ParamSpec:
     dtype: str | None = None  # None: the dtype of the op's first operand
 
 
-def param_key(node: str, param: str) -> str:
-    """A parameter's state-dict key: `<node>.<param>`, or just `<node>` for a value that is itself a
-    parameter (`cls = parameter([1, 1, d])` is keyed `cls`), whose ParamSpec is named ""."""
-    return f"{node}.{param}" if param else node
+@dataclass(frozen=True)
+class Scope:
+    """A module instance the generated code nests layers in: a block call (`kind="block"`, `block` names
+    the block, or is None for the body of a `repeat` that is not one block call) or a `repeat`
+    (`kind="list"`, an nn.ModuleList whose children are its iterations, named "0", "1", ...).
+
+    A scope is keyed by its path from the model, e.g. ("layer1", "0"); its segment is the name the
+    spec gave it (the assignment target, or `as "name"`), unique in its parent.
+    """
+
+    kind: str
+    block: str | None
+    span: Span | None
+    arg_names: tuple[tuple[str, str], ...] = ()  # (value, parameter name) for the tensors a block call passes in
+
+
+def param_key(node: "Node", param: str) -> str:
+    """A parameter's state-dict key: `<node key>.<param>`, or just `<node key>` for a value that is
+    itself a parameter (`cls = parameter([1, 1, d])` is keyed `cls`), whose ParamSpec is named "".
+    The node key is hierarchical: `layer1.0.conv1` for `conv1` in the first iteration of `layer1`."""
+    return f"{node.key}.{param}" if param else node.key
+
+
+def attribute_name(name: str) -> bool:
+    """Whether generated code can spell a layer named `name` as `self.<name>` (else `self["<name>"]`)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def identifier_base(hint: str) -> str:
+    """`hint` made a Python identifier that generated code can use for a value or a layer."""
+    base = hint if _WORD.fullmatch(hint) else "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+    if base[0].isdigit():
+        base = "v_" + base
+    elif base[0] == "_":  # generated modules keep their own helpers (`_fused`, `_constrain`) under `_` names
+        base = "v" + base
+    return base + "_" if base in RESERVED else base
+
+
+class Exact(str):
+    """A name the spec gave with `as` (`conv2d(...) as "0"`): taken as it is, not made an identifier.
+    Generated code reaches such a layer as `self["0"]` (its class is then an nn.ModuleDict)."""
+
+
+class _Names:
+    """Names taken in one namespace, handing out `base`, `base_1`, `base_2`, ... in O(1) each."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self._suffix: dict[str, int] = {}
+
+    def take(self, hint: str) -> str:
+        if isinstance(hint, Exact):  # the spec checked it is free (`as` names one layer per scope)
+            self.taken.add(str(hint))
+            return str(hint)
+        base = identifier_base(hint)
+        name, i = base, self._suffix.get(base, 1)
+        while name in self.taken:
+            name = f"{base}_{i}"
+            i += 1
+        self._suffix[base] = i
+        self.taken.add(name)
+        return name
 
 
 @dataclass
@@ -69,6 +127,13 @@ class Node:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     group: str | None = None  # fusion group, set by the fusion passes (an anchor's group is its epilogue)
     call_sites: tuple[tuple[str, Span], ...] = ()  # (block, call span) for values inlined from blocks, outermost first
+    scope: tuple[str, ...] = ()  # the module instance holding this value (see `Scope`); () is the model
+    local: str = ""  # its name inside that instance: attribute and variable name in generated code
+
+    @property
+    def key(self) -> str:
+        """The module path of the layer this node is, as in torch's state dict: `layer1.0.conv1`."""
+        return ".".join(self.scope + (self.local,))
 
 
 def explicit_attrs(attrs: BaseModel) -> dict[str, object]:
@@ -103,6 +168,9 @@ class Graph:
         self.plan: list = []  # for a compressed model: what each stage did to each layer (transforms.LayerPlan)
         self._order = 0
         self._suffix: dict[str, int] = {}  # base name -> the next numbered suffix `fresh_name` tries
+        self.scopes: dict[tuple[str, ...], Scope] = {}  # module instances by path (see `Scope`)
+        self.ties: list = []  # ast.Tie statements: parameters shared under two keys (see specc/ties.py)
+        self._locals: dict[tuple[str, ...], _Names] = {}  # each scope's taken local names
         self.max_nodes = limits.value("nodes")
 
     # ---------------------------------------------------------------- building
@@ -111,13 +179,7 @@ class Graph:
         number to try is kept per base, so n values with one hint cost O(n), not O(n^2). Every name
         below it is taken (nodes are not renamed, and `remove_node` forgets the numbers), so the
         names are exactly those of trying from 1."""
-        base = hint if _WORD.fullmatch(hint) else "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
-        if base[0].isdigit():
-            base = "v_" + base
-        elif base[0] == "_":  # generated modules keep their own helpers (`_fused`, `_constrain`) under `_` names
-            base = "v" + base
-        if base in RESERVED:
-            base += "_"
+        base = identifier_base(hint)
         name, i = base, self._suffix.get(base, 1)
         if name in self.nx:
             name = f"{base}_{i}"
@@ -127,13 +189,33 @@ class Graph:
             self._suffix[base] = i + 1
         return name
 
+    def names_in(self, scope: tuple[str, ...]) -> "_Names":
+        """The local names taken in a scope: its values' and its child scopes' (they share the module's
+        attributes, `self.conv1` and `self.layer1`)."""
+        return self._locals.setdefault(scope, _Names())
+
+    def add_scope(self, parent: tuple[str, ...], hint: str, scope: Scope) -> tuple[str, ...]:
+        """A child scope of `parent` named after `hint` (made unique there); returns its path. The
+        children of a `list` scope are named by their index instead (see `add_item`)."""
+        path = parent + (self.names_in(parent).take(hint),)
+        self.scopes[path] = scope
+        return path
+
+    def add_item(self, parent: tuple[str, ...], index: int, scope: Scope) -> tuple[str, ...]:
+        """Iteration `index` of the `list` scope `parent`."""
+        path = parent + (str(index),)
+        self.scopes[path] = scope
+        return path
+
     def add_node(self, op: str, operands: list[str], attrs: BaseModel, span: Span | None,
                  name_hint: str, arg_spans: list[Span | None] | None = None,
-                 call_sites: tuple[tuple[str, Span], ...] = ()) -> str:
+                 call_sites: tuple[tuple[str, Span], ...] = (), scope: tuple[str, ...] = ()) -> str:
         if len(self.nx) >= self.max_nodes:  # checked per node: inlined blocks can double the graph at each level
             raise limits.exceeded("nodes", f"more than {self.max_nodes:,}", span, "this model")
-        name = self.fresh_name(name_hint)
-        node = Node(name, op, attrs, span, list(arg_spans or [None] * len(operands)), call_sites=call_sites)
+        local = self.names_in(scope).take(name_hint)
+        name = self.fresh_name("_".join(scope + (local,)))
+        node = Node(name, op, attrs, span, list(arg_spans or [None] * len(operands)), call_sites=call_sites,
+                    scope=scope, local=local)
         # operands are kept in order on the node as well as as edges: passes read them constantly
         self.nx.add_node(name, node=node, order=self._order, operands=tuple(operands))
         self._order += 1
@@ -177,7 +259,7 @@ class Graph:
                 extra += " (anchor)"
             params = ""
             if node.params:
-                params = "  params{" + ", ".join(f"{param_key(node.name, k)}: {list(p.shape)}"
+                params = "  params{" + ", ".join(f"{param_key(node, k)}: {list(p.shape)}"
                                                  for k, p in node.params.items()) + "}"
             where = f"  // {node.span.source.path.split('/')[-1]}:{node.span.line}" if node.span else ""
             lines.append(f"  %{node.name} = {node.op}({args}){ty}{params}{extra}{where}")

@@ -12,6 +12,7 @@ Blocks are inlined at each call (their values named after the call site), and
 from __future__ import annotations
 
 import difflib
+import keyword
 import math
 import operator
 import re
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from . import ast, limits, ops
 from .diagnostics import Note, Span, SpeccError
-from .ir import Graph
+from .ir import RESERVED, Exact, Graph, Scope, attribute_name
 from .ops.operators import COMPARISONS
 from .passes.infer_shapes import node_type
 from .types import DTYPES, MAX_INT, Dim, Sym, check_dim, dim_add, dim_div, dim_mul
@@ -161,7 +162,7 @@ class _Lowerer:
         self.defn = model
         self.graph = Graph(model.name)
         self.env: dict[str, Any] = {}
-        self.prefix = ""  # prepended to value names inside an inlined block
+        self.scope: tuple[str, ...] = ()  # the module instance values are made in (see ir.Scope)
         self.placeholder: Any = None  # the value of `_` inside a `repeat` body
         # the blocks being inlined, outermost first (a tuple, shared by every node made inside them), and their names
         self.call_sites: tuple[tuple[str, Span], ...] = ()
@@ -195,6 +196,9 @@ class _Lowerer:
     def _bind_params(self, defn: ast.Definition, given: dict[str, tuple[Any, Span | None]]) -> None:
         """Bind a definition's parameters in `self.env`: given values, else defaults (which may use earlier ones)."""
         for p in defn.params:
+            if p.dims is not None:
+                self._bind_tensor_param(defn, p, given)
+                continue
             if p.type is not None and p.type not in PARAM_TYPES:
                 raise SpeccError("E0208", f"unknown parameter type `{p.type}`", p.span,
                                  help=f"use one of {', '.join(PARAM_TYPES)}")
@@ -214,18 +218,53 @@ class _Lowerer:
                                  span or p.span)
             self.env[p.name] = float(value) if p.type == "float" else value
 
+    def _bind_tensor_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]]) -> None:
+        """`x: f32[B, T, D]`: the argument must be a tensor of that dtype and rank; each dim name binds to the
+        caller's dim (so the block's reshapes say `[B, T, heads, -1]` whatever the caller calls them), and
+        each number or name already bound must equal it."""
+        if defn.kind != "block":
+            raise SpeccError("E0208", "only a block's parameters can be tensors; a model declares `input`s", p.span)
+        if p.name not in given:
+            raise SpeccError("E0209", f"tensor parameter `{p.name}` of block `{defn.name}` needs a value", p.span,
+                             help="pass it in the call")
+        value, span = given[p.name]
+        if not isinstance(value, TensorRef):
+            raise SpeccError("E0210", f"parameter `{p.name}` is declared a tensor but its value is {_kind(value)}",
+                             span or p.span)
+        t = self._infer(value.node)
+        if p.type not in DTYPES:
+            raise SpeccError("E0212", f"unknown dtype `{p.type}`", p.span,
+                             help=_did_you_mean(p.type, DTYPES) or f"use one of {', '.join(DTYPES)}")
+        if t.dtype != p.type or t.rank != len(p.dims):
+            raise SpeccError("E0210", f"parameter `{p.name}` of block `{defn.name}` is declared "
+                                      f"{p.type}[{len(p.dims)} dims], but this is {t}", span or p.span)
+        self.env[p.name] = value
+        for expr, dim in zip(p.dims, t.shape):
+            if isinstance(expr, ast.Name) and expr.id not in self.env and expr.id not in _BUILTINS:
+                self.env[expr.id] = dim  # the caller's dim, a number or a symbol
+                continue
+            declared = self._dim(expr)
+            if declared != dim:
+                raise SpeccError("E0210", f"parameter `{p.name}` of block `{defn.name}` is declared with dim "
+                                          f"{declared} where this tensor has {dim} ({t})", span or p.span)
+
     # ------------------------------------------------------------ statements
     def _statement(self, stmt: ast.Stmt) -> None:
         if isinstance(stmt, ast.Input):
             self._input(stmt)
         elif isinstance(stmt, ast.Assign):
-            hint = self.prefix + stmt.targets[0]
+            hint = stmt.targets[0]
             for name, value in zip(stmt.targets, self._unpack(stmt.targets, self._expr(stmt.value, hint), stmt)):
                 self.env[name] = value
         elif isinstance(stmt, ast.Output):
             self._output(stmt)
         elif isinstance(stmt, ast.Columns):
             self._columns(stmt)
+        elif isinstance(stmt, ast.Tie):
+            if self.scope or self.call_sites:
+                raise SpeccError("E0211", "`tie` belongs in the model (its keys are the model's state-dict keys)",
+                                 stmt.span)
+            self.graph.ties.append(stmt)
         elif isinstance(stmt, ast.Return):
             raise SpeccError("E0211", "`return` belongs in a `block`; a model declares `output`s", stmt.span)
         else:
@@ -242,13 +281,13 @@ class _Lowerer:
             with limits.at(expr.span):
                 check_dim(dim)
         attrs = ops.get("input").attrs(dtype=stmt.dtype, shape=shape)
-        name = self.graph.add_node("input", [], attrs, stmt.span, stmt.name)
+        name = self._add("input", [], attrs, stmt.span, stmt.name)
         self.graph.inputs.append(name)
         self.input_names.add(stmt.name)
         self.env[stmt.name] = TensorRef(name)
 
     def _columns(self, stmt: ast.Columns) -> None:
-        value = self._expr(stmt.value, self.prefix + "columns")
+        value = self._expr(stmt.value, "columns")
         if not isinstance(value, TensorRef):
             raise SpeccError("E0701", f"`columns` names the last dim of a tensor, got {_kind(value)}", stmt.value.span)
         t = self._infer(value.node)
@@ -318,6 +357,8 @@ class _Lowerer:
                     out = dim_mul(a, b) if expr.op == "*" else dim_add(a, b, 1 if expr.op == "+" else -1)
             return out
         value = self._const(expr)
+        if isinstance(value, Sym):  # a dim bound by a typed tensor parameter
+            return value
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SpeccError("E0215", f"a dim must be a non-negative int or a symbol, got {value!r}", expr.span)
         return value
@@ -356,7 +397,7 @@ class _Lowerer:
         if isinstance(expr, ast.Neg):
             value = self._expr(expr.operand, _child_hint(hint, expr.operand))
             if isinstance(value, TensorRef):
-                return TensorRef(self.graph.add_node("neg", [value.node], ops.get("neg").attrs(), expr.span, hint,
+                return TensorRef(self._add("neg", [value.node], ops.get("neg").attrs(), expr.span, hint,
                                                      [expr.operand.span], self.call_sites))
             if not _is_number(value):
                 raise SpeccError("E0216", f"cannot negate {_kind(value)}", expr.span)
@@ -387,6 +428,8 @@ class _Lowerer:
             return self._call(expr, hint)
         if isinstance(expr, ast.Repeat):
             return self._repeat(expr, hint)
+        if isinstance(expr, ast.Named):
+            return self._named(expr)
         assert isinstance(expr, ast.Attribute), expr
         return self._attribute(expr, hint)
 
@@ -433,7 +476,7 @@ class _Lowerer:
                 attrs = {"number": value, "number_first": i == 0}
             else:
                 raise SpeccError("E0216", f"cannot compare a tensor with {_kind(value)}", side.span)
-        return TensorRef(self.graph.add_node(opname, operands, ops.get(opname).attrs(**attrs), expr.span, hint,
+        return TensorRef(self._add(opname, operands, ops.get(opname).attrs(**attrs), expr.span, hint,
                                              spans, self.call_sites))
 
     def _where(self, call: ast.Call, hint: str) -> TensorRef:
@@ -462,7 +505,7 @@ class _Lowerer:
                                  args[slot].span)
         if len(operands) == 1:
             raise SpeccError("E0304", "where() needs a tensor for `a` or `b`", call.span)
-        return TensorRef(self.graph.add_node("where", operands, ops.get("where").attrs(**attrs), call.span, hint,
+        return TensorRef(self._add("where", operands, ops.get("where").attrs(**attrs), call.span, hint,
                                              spans, self.call_sites))
 
     def _index(self, expr: ast.Index, hint: str) -> TensorRef:
@@ -497,7 +540,7 @@ class _Lowerer:
         node = value.node
         for i, (opname, attrs) in enumerate(steps):
             name = hint if i == len(steps) - 1 else f"{hint}_{opname}"
-            node = self.graph.add_node(opname, [node], ops.get(opname).attrs(**attrs), expr.span, name,
+            node = self._add(opname, [node], ops.get(opname).attrs(**attrs), expr.span, name,
                                        [expr.value.span], self.call_sites)
         return TensorRef(node)
 
@@ -517,6 +560,26 @@ class _Lowerer:
         raise SpeccError("E0225", f"{_kind(value)} has no part named `{expr.name}`", expr.span,
                          help=_did_you_mean(expr.name, names) or (f"its parts: {', '.join(names)}" if names else None))
 
+    def _named(self, expr: ast.Named) -> Any:
+        """`call as name`: the layer or block instance the call makes takes exactly this name in its scope."""
+        name = expr.name
+        if not isinstance(expr.value, (ast.Call, ast.Repeat)):
+            raise SpeccError("E0230", "`as` names what a call makes (a layer, or a block instance); this is not "
+                                      "a call", expr.value.span)
+        if not (name.isidentifier() or (name.isdigit() and str(int(name)) == name)):
+            raise SpeccError("E0231", f"`{name}` cannot name a layer: use a name (letters, digits, `_`) or an "
+                                      "index (`0`, `1`, ...)", expr.name_span)
+        if name in RESERVED and not keyword.iskeyword(name):
+            raise SpeccError("E0231", f"`{name}` cannot name a layer: nn.Module uses that name", expr.name_span,
+                             help="pick another name")
+        if not attribute_name(name) and isinstance(expr.value, ast.Call) and expr.value.func in ("parameter", "arange"):
+            raise SpeccError("E0231", f"`{name}` cannot name a {expr.value.func}: a tensor's name must be an "
+                                      "identifier that is not a Python keyword", expr.name_span)
+        if name in self.graph.names_in(self.scope).taken:
+            raise SpeccError("E0231", f"`{name}` already names a value or layer here", expr.name_span,
+                             help="each name is one layer in its block (or model)")
+        return self._expr(expr.value, Exact(name))
+
     def _repeat(self, expr: ast.Repeat, hint: str) -> Any:
         count = self._const(expr.count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
@@ -525,13 +588,32 @@ class _Lowerer:
             raise SpeccError("E0226", "`repeat N { ... } (x)` takes exactly one initial value", expr.span)
         limits.check("nodes", count, expr.count.span, "this `repeat`")  # before unrolling, not after
         value = self._expr(expr.args[0], _child_hint(hint, expr.args[0]))
-        saved = self.placeholder
+        body = expr.body
+        one_block = (isinstance(body, ast.Call) and body.constraints is None and body.func in self.program.definitions
+                     and ops.get(body.func) is None)
+        saved = (self.placeholder, self.scope)
+        items = self.graph.add_scope(self.scope, hint, Scope("list", None, expr.span))
+        had_index = expr.index in self.env if expr.index else False
+        outer_index = self.env.get(expr.index) if expr.index else None
         try:
             for i in range(count):
                 self.placeholder = value
-                value = self._expr(expr.body, f"{hint}_{i}")
+                if expr.index:
+                    self.env[expr.index] = i
+                if one_block:  # each iteration is the block's instance: `layer1.0`, `layer1.1`, ...
+                    value = self._call_block(body, "out", self.graph.add_item(items, i, Scope("block", None, None)))
+                else:  # each iteration is an instance of the body, which the generated code makes a class
+                    self.scope = self.graph.add_item(items, i, Scope("block", None, body.span, ((value.node, "x"),)
+                                                                     if isinstance(value, TensorRef) else ()))
+                    self.graph.names_in(self.scope).taken.add("x")
+                    value = self._expr(body, "out")
+                    self.scope = saved[1]
         finally:
-            self.placeholder = saved
+            self.placeholder, self.scope = saved
+            if expr.index and had_index:
+                self.env[expr.index] = outer_index
+            elif expr.index:
+                self.env.pop(expr.index, None)
         return value
 
     def _split(self, call: ast.Call, hint: str) -> Results:
@@ -568,7 +650,7 @@ class _Lowerer:
         parts, start = [], 0
         for i, n in enumerate(sizes):
             attrs = slice_attrs(dim=dim, start=start, end=start + n)
-            parts.append(TensorRef(self.graph.add_node("slice", [x.node], attrs, call.span, f"{hint}_{i}",
+            parts.append(TensorRef(self._add("slice", [x.node], attrs, call.span, f"{hint}_{i}",
                                                        [args["x"].span], self.call_sites)))
             start += n
         return Results(tuple(parts), (None,) * len(parts))
@@ -657,8 +739,16 @@ class _Lowerer:
                 node.type = node_type(self.graph, node)
         return self.graph.node(name).type
 
-    def _call_block(self, call: ast.Call, hint: str) -> Any:
-        """Inline a block: bind its parameters, lower its body in a fresh scope, return its results."""
+    def _add(self, op: str, operands: list[str], attrs: Any, span: Span | None, hint: str,
+             arg_spans: list[Span | None] | None = None, call_sites: tuple[tuple[str, Span], ...] = ()) -> str:
+        """A node in the current scope, named after `hint` there (see `_child_hint`)."""
+        return self.graph.add_node(op, operands, attrs, span, hint, arg_spans, call_sites, scope=self.scope)
+
+    def _call_block(self, call: ast.Call, hint: str, path: tuple[str, ...] | None = None) -> Any:
+        """Inline a block: bind its parameters, lower its body in a fresh scope, return its results.
+
+        Its values live in a child scope of the current one, named after `hint` (or at `path`, for an
+        iteration of `repeat`): generated code makes the call an instance of the block's module class."""
         block = self.program.definitions[call.func]
         if block.kind != "block":
             raise SpeccError("E0227", f"`{call.func}` is a model; only blocks can be called", call.func_span)
@@ -684,8 +774,16 @@ class _Lowerer:
                 raise SpeccError("E0301", f"block `{block.name}` got parameter `{kw.name}` twice", kw.span)
             given[kw.name] = (self._expr(kw.value, _child_hint(hint, kw.value)), kw.span)
 
-        saved = (self.env, self.prefix, self.placeholder)
-        self.env, self.prefix, self.placeholder = {}, f"{hint}_", None
+        saved = (self.env, self.scope, self.placeholder)
+        arg_names = tuple((v.node, name) for name, (v, _) in given.items() if isinstance(v, TensorRef))
+        scope = Scope("block", block.name, call.span, arg_names)
+        if path is None:
+            path = self.graph.add_scope(self.scope, hint, scope)
+        else:
+            self.graph.scopes[path] = scope
+        for _, name in arg_names:  # its tensor parameters are its forward's arguments: no value inside takes their names
+            self.graph.names_in(path).taken.add(name)
+        self.env, self.scope, self.placeholder = {}, path, None
         self.call_sites += ((block.name, call.span),)
         self.active.add(block.name)
         try:
@@ -694,7 +792,7 @@ class _Lowerer:
         except SpeccError as err:
             raise err.with_note(Note(f"in block `{block.name}`, called here", call.span)) from None
         finally:
-            self.env, self.prefix, self.placeholder = saved
+            self.env, self.scope, self.placeholder = saved
             self.call_sites = self.call_sites[:-1]
             self.active.discard(block.name)
 
@@ -708,7 +806,7 @@ class _Lowerer:
                 raise SpeccError("E0211", f"{what} is not allowed in a block (blocks take parameters and `return`)",
                                  stmt.span)
             self._statement(stmt)
-        values = [self._expr(v, hint if len(last.values) == 1 else f"{hint}_{i}") for i, v in enumerate(last.values)]
+        values = [self._expr(v, "out" if len(last.values) == 1 else f"out_{i}") for i, v in enumerate(last.values)]
         if len(values) == 1:
             return values[0]
         names = tuple(v.id if isinstance(v, ast.Name) else None for v in last.values)
@@ -748,7 +846,7 @@ class _Lowerer:
                 raise SpeccError("E0216", f"cannot apply `{op}` to a tensor and {_kind(value)}", spans[i])
         opname = _TENSOR_OPS[op]
         attrs = ops.get(opname).attrs(scalar=scalar, scalar_first=scalar_first)
-        return TensorRef(self.graph.add_node(opname, operands, attrs, expr.span, hint, arg_spans,
+        return TensorRef(self._add(opname, operands, attrs, expr.span, hint, arg_spans,
                                              self.call_sites))
 
     def _call(self, call: ast.Call, hint: str, extra: dict[str, Any] | None = None) -> TensorRef:
@@ -818,7 +916,7 @@ class _Lowerer:
             validated = ops.build_attrs(opdef.attrs, attrs)
         except ValidationError as exc:
             raise _attr_error(call, opdef, exc, bound) from None
-        result = TensorRef(self.graph.add_node(opdef.name, operands, validated, call.span, hint, arg_spans,
+        result = TensorRef(self._add(opdef.name, operands, validated, call.span, hint, arg_spans,
                                                self.call_sites))
         if opdef.results:
             return self._op_results(opdef, result.node, call, hint)
@@ -827,7 +925,7 @@ class _Lowerer:
     def _op_results(self, opdef: ops.OpDef, node: str, call: ast.Call, hint: str) -> OpResults:
         """A `result` node per result of an op that has several (see `OpDef.results`)."""
         result_attrs = ops.get("result").attrs
-        refs = tuple(TensorRef(self.graph.add_node("result", [node], result_attrs(index=i, name=name), call.span,
+        refs = tuple(TensorRef(self._add("result", [node], result_attrs(index=i, name=name), call.span,
                                                    f"{hint}_{name}", [call.span], self.call_sites))
                      for i, name in enumerate(opdef.results))
         self.multi_result_nodes.append(node)
@@ -892,7 +990,7 @@ class _Lowerer:
         slices, start = [], 0
         slice_attrs = ops.get("slice").attrs
         for name, size in zip(names, sizes):
-            node = self.graph.add_node("slice", [result.node], slice_attrs(dim=-1, start=start, end=start + size),
+            node = self._add("slice", [result.node], slice_attrs(dim=-1, start=start, end=start + size),
                                        call.span, f"{hint}_{name}", [call.span], self.call_sites)
             slices.append(TensorRef(node))
             start += size
@@ -914,16 +1012,19 @@ def _column_names(value: Any) -> Any:
 
 
 def _child_hint(hint: str, expr: ast.Expr) -> str:
-    """Names for values nested in an assignment: `h = relu(linear(x))` gives `h` and `h_linear`."""
+    """Names for values nested in an assignment: the target and the op, so they stay short however deep:
+    `h = relu(batchnorm(conv2d(x)))` gives `h`, `h_batchnorm` and `h_conv2d` (then `h_conv2d_1`, ...).
+    A hint is `target.op`; `Graph.add_node` spells the dot `_`."""
+    root = hint.split(".", 1)[0]
     if isinstance(expr, ast.Call):
-        return f"{hint}_{expr.func}"
+        return f"{root}.{expr.func}"
     if isinstance(expr, ast.BinOp) and expr.op in _TENSOR_OPS:
-        return f"{hint}_{_TENSOR_OPS[expr.op]}"
+        return f"{root}.{_TENSOR_OPS[expr.op]}"
     if isinstance(expr, ast.Compare):
-        return f"{hint}_{COMPARISONS[expr.op]}"
+        return f"{root}.{COMPARISONS[expr.op]}"
     if isinstance(expr, ast.Index):
-        return f"{hint}_index"
-    return f"{hint}_neg" if isinstance(expr, ast.Neg) else hint
+        return f"{root}.index"
+    return f"{root}.neg" if isinstance(expr, ast.Neg) else hint
 
 
 def _did_you_mean(name: str, candidates) -> str | None:

@@ -155,6 +155,8 @@ class _Builder(Transformer_NonRecursive):
         return list(items)
 
     def param(self, meta, name, type_, default):
+        if isinstance(type_, tuple):  # a tensor type: (dtype, its span, dims)
+            return ast.Param(str(name), type_[0], default, self.sp(meta), type_[2])
         return ast.Param(str(name), str(type_) if type_ is not None else None, default, self.sp(meta))
 
     @v_args(meta=True, inline=False)
@@ -185,6 +187,15 @@ class _Builder(Transformer_NonRecursive):
 
     def return_stmt(self, meta, values):
         return ast.Return(self.sp(meta), values)
+
+    def tie_stmt(self, meta, target, source):
+        return ast.Tie(self.sp(meta), target[0], target[1], source[0], source[1])
+
+    @v_args(meta=True, inline=False)
+    def tie_key(self, meta, items):
+        if len(items) == 1 and items[0].type == "STRING":
+            return items[0][1:-1], _tok_span(self.src, items[0])
+        return ".".join(str(t) for t in items), self.sp(meta)
 
     @v_args(meta=True, inline=False)
     def columns_stmt(self, meta, items):
@@ -251,13 +262,17 @@ class _Builder(Transformer_NonRecursive):
     def attribute(self, meta, value, name):
         return ast.Attribute(self.sp(meta), value, str(name))
 
+    def named(self, meta, value, name):
+        text = name[1:-1] if name.type == "STRING" else str(name)
+        return ast.Named(self.sp(meta), value, text, _tok_span(self.src, name))
+
     def call(self, meta, name, arguments, constraints):
         args, kwargs = arguments or ([], [])
         return ast.Call(self.sp(meta), str(name), _tok_span(self.src, name), args, kwargs, constraints)
 
-    def repeat(self, meta, count, body, arguments):
+    def repeat(self, meta, index, count, body, arguments):
         args, kwargs = arguments or ([], [])
-        return ast.Repeat(self.sp(meta), count, body, args, kwargs)
+        return ast.Repeat(self.sp(meta), count, body, args, kwargs, str(index) if index is not None else None)
 
     @v_args(meta=True, inline=False)
     def arguments(self, meta, items):

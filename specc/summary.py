@@ -1,7 +1,7 @@
 """Per-layer accounting: parameters, weight bytes and FLOPs of a compiled graph.
 
 Parameter counts are those of the generated torch module's `parameters()`
-(buffers excluded); bytes count parameters and buffers at their dtype. FLOPs
+(buffers excluded; a tied parameter once); bytes count parameters and buffers at their dtype. FLOPs
 come from each op's `flops` function (a multiply-add is 2), or one per output
 element when an op declares none; they may be symbolic in the batch dims.
 """
@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from math import prod
 
 from . import ops
-from .ir import Graph
+from .ir import Graph, param_key
+from .ties import tied_targets
 from .types import DTYPES, Dim, TensorType, dim_add
 
 
 @dataclass
 class LayerRow:
-    name: str
+    name: str  # the layer's state-dict path (`layer1.0.conv1`)
     op: str
     type: TensorType
     params: int
@@ -28,16 +29,18 @@ class LayerRow:
 
 def summarize(graph: Graph) -> list[LayerRow]:
     rows = []
+    tied = tied_targets(graph)
     for node in graph.nodes():
         if node.op == "input":
             continue
         opdef = ops.get(node.op)
         ctx = ops.InferContext(graph, node)
         flops = opdef.flops(ctx) if opdef.flops else node.type.numel()
-        params = sum(prod(p.shape) for p in node.params.values() if p.trainable)
+        own = {k: p for k, p in node.params.items() if param_key(node, k) not in tied}  # a tied one is counted once
+        params = sum(prod(p.shape) for p in own.values() if p.trainable)
         weight_bytes = sum(prod(p.shape) * DTYPES[p.dtype or (ctx.types[0].dtype if ctx.types else "f32")][2]
-                           for p in node.params.values())
-        rows.append(LayerRow(node.name, node.op, node.type, params, weight_bytes, flops))
+                           for p in own.values())
+        rows.append(LayerRow(node.key, node.op, node.type, params, weight_bytes, flops))
     return rows
 
 

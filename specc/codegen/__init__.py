@@ -44,6 +44,12 @@ class NodeView:
     arg_types: list[TensorType]
     params: dict[str, ParamSpec]
     where: str  # "file:line", raw spec text: spell it through the `comment` filter
+    attr: str = ""  # how its class reaches the node's layer: `self.conv1`, or `self["0"]` for a name like that
+    local: str = ""  # the layer's name in its class (`conv1`, `0`): a state-dict key segment
+
+    def __post_init__(self) -> None:
+        self.local = self.local or self.name
+        self.attr = self.attr or f"self.{self.name}"
 
 
 @dataclass

@@ -222,7 +222,7 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
     from onnx import numpy_helper
 
     # a parameter op's tensor is the value itself: its param name is empty and its key the node's name
-    expected = {param_key(node.name, p): (node, p, spec)
+    expected = {param_key(node, p): (node, p, spec)
                 for node in graph.nodes() for p, spec in node.params.items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -260,7 +260,7 @@ def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]
     value = value_names(graph)
     tensors = []
     for node in nodes:
-        for name, tensor in getattr(module, node.name).export_weights().items():
+        for name, tensor in module.get_submodule(node.key).export_weights().items():
             key = initializer_name(value(node.name), name)
             if key in used:
                 tensors.append(numpy_helper.from_array(tensor.detach().cpu().numpy(), key))

@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from ..escape import py_float
-from ..ir import Graph, Node
+from ..escape import comment, py_float, py_string
+from ..ir import Graph, Node, attribute_name
 from ..types import DTYPES, dim_value
-from . import Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
+from . import _MODULE_NAMES, Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
+from ..ties import tie_lines
+from .modules import ModuleTree
 
 TARGET = "torch"
 
@@ -29,8 +31,11 @@ def view(graph: Graph, node: Node) -> NodeView:
     return node_view(graph, node, lambda name: name, _scalar)
 
 
-def module_context(graph: Graph) -> dict[str, Any]:
-    """What both Python targets' module templates need: signature, I/O docs, layers, statements.
+def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
+                   render_step: Callable[[str, Mapping[str, str]], tuple[str, str]] | None = None) -> dict[str, Any]:
+    """What both Python targets' module templates need: I/O docs, helpers, and the classes (the
+    model's last), from `modules.ModuleTree`. By default each node is one forward statement in
+    torch; the triton target passes its own `step_of` and `render_step` for its fused groups.
 
     `helpers` are module-level functions that op templates define in a `helpers`
     macro (e.g. attention's reshaping), emitted once per distinct text the model's nodes need.
@@ -41,16 +46,37 @@ def module_context(graph: Graph) -> dict[str, Any]:
     helpers: dict[str, None] = {}  # each distinct text once (an op may need several, e.g. attention's variants)
     for v in nodes:
         helpers.setdefault(op("helpers", v), None)
+    name = class_name(graph.name)
+    tree = ModuleTree(graph, step_of or (lambda n: n), set(_MODULE_NAMES) | {name})
+    model = tree.build((), render_step or (lambda step, var: torch_step(graph, step, var)))
+    model.name = name
+    model.init += tie_lines(graph)
     return {
         "model": graph.name,
-        "class_name": class_name(graph.name),
+        "class_name": name,
         "source": Path(graph.source_path or "spec").name,
         "constants": graph.constants,
         "inputs": [(n, graph.node(n).type) for n in graph.inputs],
         "outputs": [(out, value, graph.node(value).type) for out, value in graph.outputs.items()],
         "nodes": nodes,
+        "classes": tree.classes + [model],
         "helpers": [code for code in helpers if code],
     }
+
+
+def scoped_view(graph: Graph, node: Node, var: Mapping[str, str]) -> NodeView:
+    """A node as its scope's class sees it: its local name, its operands by the names they have there."""
+    v = node_view(graph, node, var.__getitem__, _scalar)
+    v.name, v.local = var[node.name], node.local
+    v.attr = f"self.{node.local}" if attribute_name(node.local) else f"self[{py_string(node.local)}]"
+    return v
+
+
+def torch_step(graph: Graph, name: str, var: Mapping[str, str]) -> tuple[str, str]:
+    """A node's `__init__` line (or "") and forward statement in its scope's class."""
+    op = environment(TARGET).globals["op"]
+    v = scoped_view(graph, graph.node(name), var)
+    return op("init", v), f"{v.name} = {op('forward', v)}  # {comment(str(v.type) + '  ' + v.where)}"
 
 
 def emit(graph: Graph) -> Artifact:

@@ -1,7 +1,8 @@
 """Common-subexpression elimination: a value computed twice is computed once.
 
 Blocks and `repeat` are inlined into one graph, so a spec that reads `transpose(weight_hh, 0, 1)` in
-every unrolled step would otherwise transpose the same tensor once per step.
+every unrolled step would otherwise transpose the same tensor once per step. Copies in different
+module instances merge into the innermost scope holding both, which passes the value in.
 """
 
 from __future__ import annotations
@@ -64,11 +65,26 @@ def eliminate_common_subexpressions(graph: Graph) -> None:
         if kept is None:
             bucket.append(name)
             continue
+        _hoist(graph, graph.node(kept), node.scope)
         _replace_uses(graph, name, kept)
         for out in outputs_of.pop(name, ()):
             graph.outputs[out] = kept
             outputs_of.setdefault(kept, []).append(out)
         graph.remove_node(name)
+
+
+def _hoist(graph: Graph, kept: Node, other: tuple[str, ...]) -> None:
+    """Move the surviving node to the innermost scope holding both copies (a value two iterations of a
+    `repeat` compute from the same outside operands is computed once, before them, and passed in). Its
+    operands are the copies' common operands, so each is visible there already."""
+    common = 0
+    while common < min(len(kept.scope), len(other)) and kept.scope[common] == other[common]:
+        common += 1
+    while common and graph.scopes[kept.scope[:common]].kind == "list":  # a ModuleList has no forward of its own
+        common -= 1
+    if common < len(kept.scope):
+        kept.scope = kept.scope[:common]
+        kept.local = graph.names_in(kept.scope).take(kept.local)
 
 
 def _replace_uses(graph: Graph, old: str, new: str) -> None:

@@ -47,7 +47,8 @@ def fuse_elementwise(graph: Graph) -> None:
             for operand in operands:
                 other = group_of.get(operand)
                 if (other is None or other is group or other.exited
-                        or graph.node(operand).type.shape != node.type.shape):
+                        or graph.node(operand).type.shape != node.type.shape
+                        or graph.node(operand).scope != node.scope):  # a group stays in one module's forward
                     continue
                 group = _merge(group, other, group_of)
             group_of[name] = group

@@ -48,6 +48,7 @@ def fuse_epilogues(graph: Graph) -> None:
         for operand in candidates:
             node = graph.node(operand)
             if (node.op in EPILOGUE_ANCHORS and node.group is None and node.type.shape == shape
+                    and node.scope == graph.node(names[0]).scope  # a group stays in one module's forward
                     and node.type.dtype in EPILOGUE_DTYPES and operand not in outputs):
                 if operand not in reader_groups:
                     reader_groups[operand] = {group_of.get(u) for u in graph.nx.successors(operand)}

@@ -10,6 +10,8 @@
   4. `where` keeps layers for which the predicate, evaluated over the layer's
      attributes (e.g. `out_features`) and facts (`in_features`, `params`), is true;
   5. only layers whose op the transform can rewrite are kept.
+A layer's name here is either its IR name (`layer1_0_conv1`) or its state-dict path (`layer1.0.conv1`),
+so `"layer1.*"` selects every layer under `layer1`.
 Each step that leaves nothing is an error pointing at the selector.
 """
 
@@ -34,7 +36,7 @@ def _match(graph: Graph, selector: ast.Expr) -> list[str]:
     if isinstance(selector, ast.Name):
         if ops.get(selector.id) is not None:
             return [n.name for n in layers if n.op == selector.id]
-        return [n.name for n in layers if n.name == selector.id]
+        return [n.name for n in layers if selector.id in (n.name, n.key)]
     assert isinstance(selector, ast.String)
     text = selector.value
     if text.startswith("re:"):
@@ -42,10 +44,10 @@ def _match(graph: Graph, selector: ast.Expr) -> list[str]:
             pattern = re.compile(text[3:])
         except re.error as exc:
             raise SpeccError("E0804", f"invalid regex: {exc}", selector.span) from None
-        return [n.name for n in layers if pattern.fullmatch(n.name)]
+        return [n.name for n in layers if pattern.fullmatch(n.name) or pattern.fullmatch(n.key)]
     if any(c in text for c in "*?["):
-        return [n.name for n in layers if fnmatch.fnmatchcase(n.name, text)]
-    return [n.name for n in layers if n.name == text]
+        return [n.name for n in layers if fnmatch.fnmatchcase(n.name, text) or fnmatch.fnmatchcase(n.key, text)]
+    return [n.name for n in layers if text in (n.name, n.key)]
 
 
 def facts(node: Node) -> dict[str, Any]:

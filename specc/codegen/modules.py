@@ -1,0 +1,253 @@
+"""The module tree of a generated Python model: one `nn.Module` class per block, like hand-written torch code.
+
+Lowering inlines blocks into one graph but records, on every node, the scope it was made in: the path
+of module instances from the model (`("layer1", "0")` is the first iteration of `layer1 = repeat ...`,
+see `ir.Scope`). Here each scope becomes an instance of a class whose `forward` computes the scope's
+own values and calls its child scopes; a `repeat` becomes an `nn.ModuleList`, run by a `for` loop
+where each iteration feeds the next. Instances whose code is the same text share one class (every
+iteration of a `repeat`, every call of a block with the same arguments); a block whose calls differ
+(say, one with a projection shortcut) gets one class per variant: `BasicBlock`, `BasicBlock2`.
+
+A scope's forward takes the values its subtree reads from outside it, ordered by first use, and
+returns the values read outside it, in graph order, so equal instances get equal signatures. Names
+inside a class are the scope's local names (`Node.local`); arguments take the block's parameter
+names where the call passed a tensor. Both Python targets build on this: a "step" of a scope's own is
+whatever the backend schedules as one statement (a node, or for triton a fused group).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import networkx as nx
+
+from ..ir import RESERVED, Graph, _Names, attribute_name
+from ..escape import py_string
+
+Path = tuple[str, ...]
+
+
+@dataclass
+class ClassView:
+    """One generated class: its `__init__` lines and `forward` steps, in the backend's own step type."""
+
+    name: str
+    block: str | None
+    inputs: list[str]
+    outputs: list[str]
+    init: list[str]
+    steps: list[str]  # forward statements (a loop is several lines)
+    text: str = ""  # what instances compare to share the class
+    container: bool = False  # holds a layer whose name is not an attribute (`0`): an nn.ModuleDict, `self["0"]`
+
+
+@dataclass
+class _ScopeIO:
+    inputs: dict[str, tuple[int, int]] = field(default_factory=dict)  # value -> (first user's order, operand index)
+    outputs: dict[str, int] = field(default_factory=dict)  # value -> its order
+
+
+def _attr(name: str) -> str:
+    return f"self.{name}" if attribute_name(name) else f"self[{py_string(name)}]"
+
+
+def camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+class ModuleTree:
+    """Builds the classes of a graph's scopes. `step_of` maps a node to the backend step it belongs to
+    (itself, or its fusion group); `render_step(step, var)` gives a step's init line (or "") and its
+    forward statement, with values spelled `var[value]`."""
+
+    def __init__(self, graph: Graph, step_of: Callable[[str], str], reserved: set[str]) -> None:
+        self.graph = graph
+        self.step_of = step_of
+        self.order = {name: i for i, name in enumerate(graph.topo_order())}
+        self.io: dict[Path, _ScopeIO] = {}
+        self.members: dict[Path, list[str]] = {}  # scope -> every node in its subtree, in order
+        self.class_names: dict[str, str] = {}  # class text -> name
+        self.taken = set(reserved)
+        self.classes: list[ClassView] = []
+        self._collect()
+
+    # ------------------------------------------------------------ analysis
+    def _collect(self) -> None:
+        """For every scope: its subtree's nodes, and the values crossing its boundary (O(edges x depth))."""
+        g = self.graph
+        outputs = set(g.outputs.values())
+        for name in g.topo_order():
+            scope = g.node(name).scope
+            for depth in range(len(scope) + 1):
+                self.members.setdefault(scope[:depth], []).append(name)
+            for i, operand in enumerate(g.operands(name)):
+                source = g.node(operand).scope
+                for depth in range(1, len(scope) + 1):
+                    path = scope[:depth]
+                    if source[:depth] != path:
+                        io = self.io.setdefault(path, _ScopeIO())
+                        io.inputs.setdefault(operand, (self.order[name], i))
+            for user in g.users(name):
+                target = g.node(user).scope
+                for depth in range(1, len(scope) + 1):
+                    if target[:depth] != scope[:depth]:
+                        self.io.setdefault(scope[:depth], _ScopeIO()).outputs[name] = self.order[name]
+            if name in outputs:
+                for depth in range(1, len(scope) + 1):
+                    self.io.setdefault(scope[:depth], _ScopeIO()).outputs[name] = self.order[name]
+
+    def inputs_of(self, path: Path) -> list[str]:
+        io = self.io.get(path, _ScopeIO())
+        return sorted(io.inputs, key=io.inputs.__getitem__)
+
+    def outputs_of(self, path: Path) -> list[str]:
+        io = self.io.get(path, _ScopeIO())
+        return sorted(io.outputs, key=io.outputs.__getitem__)
+
+    def _unit(self, path: Path, name: str, loops: set[Path]) -> tuple:
+        """What a node of `path`'s subtree is, seen from `path`: one of its steps, or a child it calls."""
+        scope = self.graph.node(name).scope
+        if scope == path:
+            return ("step", self.step_of(name))
+        child = scope[:len(path) + 1]
+        if self.graph.scopes[child].kind == "list" and child not in loops:
+            return ("call", scope[:len(path) + 2])
+        return ("call", child)
+
+    def _loopable(self, path: Path) -> bool:
+        """Whether a `repeat` runs as a loop: each iteration has one output, which only the next reads
+        (at the same argument position), and every other argument is the same value in each iteration."""
+        items = self._items(path)
+        if not items:
+            return False
+        outs = [self.outputs_of(p) for p in items]
+        if any(len(o) != 1 for o in outs) or self.outputs_of(path) != outs[-1]:
+            return False
+        ins = [self.inputs_of(p) for p in items]
+        if len(set(map(len, ins))) != 1:
+            return False
+        if len(items) == 1:
+            return True
+        chained = [ins[i].index(outs[i - 1][0]) if outs[i - 1][0] in ins[i] else -1 for i in range(1, len(items))]
+        if chained[0] < 0 or any(c != chained[0] for c in chained):
+            return False
+        c = chained[0]
+        shared = [x[:c] + x[c + 1:] for x in ins]
+        return all(s == shared[0] for s in shared)
+
+    def _items(self, path: Path) -> list[Path]:
+        n = 0
+        while path + (str(n),) in self.graph.scopes and path + (str(n),) in self.members:
+            n += 1
+        return [path + (str(i),) for i in range(n)]
+
+    # ------------------------------------------------------------ building
+    def build(self, path: Path, render_step: Callable) -> ClassView:
+        """The class of scope `path` (and, first, of every scope below it)."""
+        g = self.graph
+        names = _Names()
+        names.taken = set(g.names_in(path).taken)
+        var: dict[str, str] = {}
+        inputs = []
+        given = dict(g.scopes[path].arg_names) if path in g.scopes else {}
+        for value in (self.inputs_of(path) if path else g.inputs):
+            hint = given.get(value) or g.node(value).local
+            name = hint if (hint in given.values() or not path) else names.take(hint)
+            names.taken.add(name)
+            var[value] = name
+            inputs.append(name)
+        for name in self.members.get(path, []):
+            node = g.node(name)
+            if node.scope == path:  # a layer named like `0` or `forward` keeps that name as a layer only
+                var[name] = node.local if node.local.isidentifier() and node.local not in RESERVED \
+                    else names.take(node.local)
+        loops = {p for p in g.scopes if p[:-1] == path and g.scopes[p].kind == "list" and self._loopable(p)}
+        units: dict[tuple, int] = {}
+        deps = nx.DiGraph()
+        for name in self.members.get(path, []):
+            if name in g.inputs:
+                continue
+            unit = self._unit(path, name, loops)
+            units.setdefault(unit, len(units))
+            deps.add_node(unit)
+            for operand in g.operands(name):
+                if operand in g.inputs or g.node(operand).scope[:len(path)] != path:
+                    continue  # an argument of this forward: there from the start
+                other = self._unit(path, operand, loops)
+                if other != unit:
+                    deps.add_edge(other, unit)
+        try:
+            schedule = list(nx.lexicographical_topological_sort(deps, key=lambda u: units[u]))
+        except nx.NetworkXUnfeasible:
+            raise RuntimeError(f"the values of scope `{'.'.join(path) or 'model'}` are interleaved with "
+                               "another scope's in a cycle; a pass mixed scopes") from None
+        init: list[str] = []
+        steps: list[str] = []
+        for kind, key in schedule:
+            line, code = render_step(key, var) if kind == "step" else self._call(key, path, loops, names, var,
+                                                                                 render_step)
+            if line:
+                init.append(line)
+            steps.append(code)
+        outputs = [var[v] for v in (self.outputs_of(path) if path else g.outputs.values())]
+        scope = g.scopes.get(path)
+        container = any(not attribute_name(n) for n in g.names_in(path).taken)
+        return ClassView("", scope.block if scope else None, inputs, outputs, init, steps, container=container)
+
+    def _call(self, key: Path, parent: Path, loops: set[Path], names: _Names, var: dict[str, str],
+              render_step: Callable) -> tuple[str, str]:
+        """The init line and forward statement that run child scope `key` (a block, a loop, or one
+        iteration of an unrolled `repeat`)."""
+        g = self.graph
+        if key in loops:
+            items = self._items(key)
+            classes = [self._class_of(p, render_step) for p in items]
+            args = [var[v] for v in self.inputs_of(items[0])]
+            chained = self.inputs_of(items[1]).index(self.outputs_of(items[0])[0]) if len(items) > 1 else 0
+            out = key[-1] if key[-1].isidentifier() and key[-1] not in RESERVED else names.take(key[-1])
+            layer = names.take("layer")
+            var[self.outputs_of(key)[0]] = out
+            listing = (f"nn.ModuleList([{classes[0]}() for _ in range({len(items)})])" if len(set(classes)) == 1
+                       else "nn.ModuleList([" + ", ".join(f"{c}()" for c in classes) + "])")
+            args[chained] = out
+            code = (f"{out} = {var[self.inputs_of(items[0])[chained]]}\n"
+                    f"for {layer} in {_attr(key[-1])}:\n    {out} = {layer}({', '.join(args)})")
+            return f"{_attr(key[-1])} = {listing}", code
+        cls = self._class_of(key, render_step)
+        args = ", ".join(var[v] for v in self.inputs_of(key))
+        produced = self.outputs_of(key)
+        unrolled = key[:-1] != parent
+        seg = f"{key[-2]}_{key[-1]}" if unrolled else key[-1]
+        if len(produced) == 1 and not unrolled and seg.isidentifier() and seg not in RESERVED:
+            outs = [seg]  # a child's attribute name is free as a variable: `h = self.h(x)`
+        else:
+            outs = [names.take(seg if len(produced) == 1 else f"{seg}_{g.node(v).local}") for v in produced]
+        var.update(zip(produced, outs))
+        targets = ", ".join(outs)
+        if unrolled:  # an iteration of a `repeat` that does not run as a loop: `self.layers[2](x)`
+            line = ""
+            if key[-1] == "0":
+                classes = [self._class_of(p, render_step) for p in self._items(key[:-1])]
+                line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(f"{c}()" for c in classes) + "])"
+            return line, f"{targets} = {_attr(key[-2])}[{key[-1]}]({args})"
+        return f"{_attr(key[-1])} = {cls}()", f"{targets} = {_attr(key[-1])}({args})"
+
+    def _class_of(self, path: Path, render_step: Callable) -> str:
+        """The class name for scope `path`, building its class (shared with equal instances) if new."""
+        view = self.build(path, render_step)
+        view.text = repr((view.block, view.inputs, view.outputs, view.init, view.steps))
+        if view.text in self.class_names:
+            return self.class_names[view.text]
+        scope = self.graph.scopes[path]
+        base = camel(scope.block) if scope.block else camel(path[-2] if path[-1].isdigit() else path[-1]) + "Layer"
+        base = base if base and base[0].isalpha() else "Block" + base
+        name, i = base, 2
+        while name in self.taken:
+            name, i = f"{base}{i}", i + 1
+        self.taken.add(name)
+        self.class_names[view.text] = name
+        view.name = name
+        self.classes.append(view)
+        return name
