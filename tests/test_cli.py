@@ -23,10 +23,10 @@ _HASH_ALL = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 from specc.codegen import backends
-from targets import compile_graph, spec_models
+from targets import compile_spec, spec_models
 for spec, model in spec_models():
     for target in ("torch", "triton", "onnx"):
-        data = backends()[target].emit(compile_graph(spec, model)).data
+        data = backends()[target].emit(compile_spec(spec, model)).data
         print(spec.name, model, target, hashlib.sha256(data).hexdigest())
 """
 

@@ -35,11 +35,11 @@ def rewritten(tmp_path: Path, stages: str) -> list[str]:
 
 
 @pytest.mark.parametrize("selector,layers", [
-    ("on linear", ["g_linear", "h_linear", "logits", "logits_add_linear"]),
+    ("on linear", ["g_linear", "h_linear", "logits", "logits_linear"]),
     ('on "h_linear"', ["h_linear"]),
-    ('on "*_add_*"', ["logits_add_linear"]),
+    ('on "logits_*"', ["logits_linear"]),
     ('on "re:(h|g)_linear"', ["g_linear", "h_linear"]),
-    ('on linear except "re:.*add.*"', ["g_linear", "h_linear", "logits"]),
+    ('on linear except "re:logits_.*"', ["g_linear", "h_linear", "logits"]),
     ("lowrank_keeps_dense", None),
     ("on linear where out_features >= 100", ["h_linear"]),
     ("on linear where in_features == 128 and out_features < 100", None),

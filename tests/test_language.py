@@ -43,7 +43,9 @@ def test_repeat_unrolls_the_block_depth_times(tmp_path):
     g = compile_graph(model(tmp_path, "    input x: f32[B, T, width]\n"
                                       "    output y = repeat depth { residual(_, width) } (x)\n"))
     linears = [n.name for n in g.nodes() if n.op == "linear"]
-    assert linears == ["y_0_h_linear", "y_0_linear", "y_1_h_linear", "y_1_linear", "y_2_h_linear", "y_2_linear"]
+    assert linears == ["y_0_h_linear", "y_0_out_linear", "y_1_h_linear", "y_1_out_linear", "y_2_h_linear",
+                       "y_2_out_linear"]
+    assert [n.key for n in g.nodes() if n.op == "linear"][:2] == ["y.0.h_linear", "y.0.out_linear"]
     assert g.node(g.outputs["y"]).type.shape[-1] == 8
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from specc.codegen import backends
-from targets import as_tuple, compile_graph, example_inputs, python_module, run_onnx, spec_models
+from targets import as_tuple, compile_spec, example_inputs, python_module, run_onnx, spec_models
 
 RTOL = ATOL = 1e-5
 CASES = spec_models()
@@ -21,7 +21,7 @@ IDS = [f"{spec.stem}:{model}" for spec, model in CASES]
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
 def compiled(request, tmp_path_factory):
     spec, model = request.param
-    graph = compile_graph(spec, model)
+    graph = compile_spec(spec, model)
     _, reference = python_module(graph, "torch")
     torch.manual_seed(0)
     reference.eval()

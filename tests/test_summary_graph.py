@@ -9,20 +9,23 @@ import sys
 import pytest
 
 from specc.summary import summarize, totals
-from targets import ROOT, compile_graph, python_module, spec_models
+from targets import ROOT, compile_graph, compile_spec, python_module, spec_models
 
 
 @pytest.mark.parametrize("spec,model", spec_models(), ids=[f"{s.stem}:{m}" for s, m in spec_models()])
 def test_parameter_counts_equal_torch(spec, model):
-    graph = compile_graph(spec, model)
+    graph = compile_spec(spec, model)
     _, module = python_module(graph, "torch")
     rows = summarize(graph)
     n_params, n_bytes, _ = totals(rows)
     assert n_params == sum(p.numel() for p in module.parameters())
     state_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     assert n_bytes == state_bytes
-    for row in rows:  # per layer too
-        layer = getattr(module, row.name, None)
+    for row in rows:  # per layer too, by state-dict path
+        try:
+            layer = module.get_submodule(row.name)
+        except AttributeError:  # not a module: a parameter value, or a layer with no parameters
+            layer = None
         if layer is not None:
             assert row.params == sum(p.numel() for p in layer.parameters()), row.name
 
