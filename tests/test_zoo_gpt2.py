@@ -94,3 +94,21 @@ def test_training_steps_lower_the_loss():
         optimizer.step()
         losses.append(loss.item())
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+
+
+def test_lm_head_is_the_token_embedding(tiny):
+    """The tie makes lm_head.weight the very parameter transformer.wte.weight (as transformers ties them):
+    counted once, and a training step moves both uses together."""
+    _, reference, model = tiny
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    assert list(model.state_dict()) == list(reference.state_dict())  # both keys, as transformers saves them
+
+
+def test_the_published_config_has_gpt2_smalls_parameter_count():
+    """The spec's defaults are GPT-2 small: counted from the IR (the tied head counted once), and from
+    GPT2LMHeadModel built on the meta device; neither allocates weights."""
+    params, _, _ = totals(summarize(compile_graph(SPEC)))
+    with torch.device("meta"):
+        reference = transformers.GPT2LMHeadModel(_config())
+    assert params == sum(p.numel() for p in reference.parameters()) == 124_439_808
