@@ -66,6 +66,10 @@ class Scope:
     block: str | None
     span: Span | None
     arg_names: tuple[tuple[str, str], ...] = ()  # (value, parameter name) for the tensors a block call passes in
+    # the block's number parameters and the dims its typed tensor parameters bound, by name, in order:
+    # what generated code may make constructor arguments of a class several instances share
+    sizes: tuple[tuple[str, int | float], ...] = ()
+    size_dims: tuple[str, ...] = ()  # which of `sizes` are dims (a number parameter is preferred where both fit)
 
 
 def param_key(node: "Node", param: str) -> str:

@@ -16,7 +16,7 @@ import keyword
 import math
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from pydantic import ValidationError
@@ -788,6 +788,13 @@ class _Lowerer:
         self.active.add(block.name)
         try:
             self._bind_params(block, given)
+            sizes: dict[str, Any] = {}  # number parameters and typed tensors' dims, in declaration order
+            for p in block.params:
+                names = [d.id for d in p.dims if isinstance(d, ast.Name)] if p.dims is not None else [p.name]
+                sizes.update((name, self.env[name]) for name in names if _is_number(self.env.get(name)))
+            dims = tuple(d.id for p in block.params for d in (p.dims or []) if isinstance(d, ast.Name))
+            self.graph.scopes[path] = replace(self.graph.scopes[path], sizes=tuple(sizes.items()),
+                                              size_dims=tuple(n for n in sizes if n in dims))
             return self._block_body(block, hint)
         except SpeccError as err:
             raise err.with_note(Note(f"in block `{block.name}`, called here", call.span)) from None

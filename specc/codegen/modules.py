@@ -24,7 +24,7 @@ from typing import Callable
 import networkx as nx
 
 from ..ir import RESERVED, Graph, _Names, attribute_name
-from ..escape import py_string
+from ..escape import py_float, py_string
 
 Path = tuple[str, ...]
 
@@ -41,6 +41,7 @@ class ClassView:
     steps: list[str]  # forward statements (a loop is several lines)
     text: str = ""  # what instances compare to share the class
     container: bool = False  # holds a layer whose name is not an attribute (`0`): an nn.ModuleDict, `self["0"]`
+    args: list[tuple[str, str]] = field(default_factory=list)  # constructor arguments (name, type): sizes
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ModuleTree:
         self.order = {name: i for i, name in enumerate(graph.topo_order())}
         self.io: dict[Path, _ScopeIO] = {}
         self.members: dict[Path, list[str]] = {}  # scope -> every node in its subtree, in order
-        self.class_names: dict[str, str] = {}  # class text -> name
+        self.instance: dict[Path, str] = {}  # block scope -> how its parent constructs it: `BasicBlock(planes=64)`
         self.taken = set(reserved)
         self.classes: list[ClassView] = []
         self._collect()
@@ -203,19 +204,18 @@ class ModuleTree:
         g = self.graph
         if key in loops:
             items = self._items(key)
-            classes = [self._class_of(p, render_step) for p in items]
+            classes = [self.instance[p] for p in items]
             args = [var[v] for v in self.inputs_of(items[0])]
             chained = self.inputs_of(items[1]).index(self.outputs_of(items[0])[0]) if len(items) > 1 else 0
             out = key[-1] if key[-1].isidentifier() and key[-1] not in RESERVED else names.take(key[-1])
-            layer = names.take("layer")
+            layer = var.setdefault(_LOOP, names.take("layer"))  # one loop variable per forward
             var[self.outputs_of(key)[0]] = out
-            listing = (f"nn.ModuleList([{classes[0]}() for _ in range({len(items)})])" if len(set(classes)) == 1
-                       else "nn.ModuleList([" + ", ".join(f"{c}()" for c in classes) + "])")
+            listing = (f"nn.ModuleList([{classes[0]} for _ in range({len(items)})])" if len(set(classes)) == 1
+                       else "nn.ModuleList([" + ", ".join(classes) + "])")
             args[chained] = out
             code = (f"{out} = {var[self.inputs_of(items[0])[chained]]}\n"
                     f"for {layer} in {_attr(key[-1])}:\n    {out} = {layer}({', '.join(args)})")
             return f"{_attr(key[-1])} = {listing}", code
-        cls = self._class_of(key, render_step)
         args = ", ".join(var[v] for v in self.inputs_of(key))
         produced = self.outputs_of(key)
         unrolled = key[:-1] != parent
@@ -229,17 +229,89 @@ class ModuleTree:
         if unrolled:  # an iteration of a `repeat` that does not run as a loop: `self.layers[2](x)`
             line = ""
             if key[-1] == "0":
-                classes = [self._class_of(p, render_step) for p in self._items(key[:-1])]
-                line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(f"{c}()" for c in classes) + "])"
+                classes = [self.instance[p] for p in self._items(key[:-1])]
+                line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(classes) + "])"
             return line, f"{targets} = {_attr(key[-2])}[{key[-1]}]({args})"
-        return f"{_attr(key[-1])} = {cls}()", f"{targets} = {_attr(key[-1])}({args})"
+        return f"{_attr(key[-1])} = {self.instance[key]}", f"{targets} = {_attr(key[-1])}({args})"
 
-    def _class_of(self, path: Path, render_step: Callable) -> str:
-        """The class name for scope `path`, building its class (shared with equal instances) if new."""
-        view = self.build(path, render_step)
-        view.text = repr((view.block, view.inputs, view.outputs, view.init, view.steps))
-        if view.text in self.class_names:
-            return self.class_names[view.text]
+    def build_all(self, render_step: Callable) -> ClassView:
+        """Every scope's class, deepest first (a class's `__init__` constructs its children's), then the
+        model's, which is returned (the others are in `classes`)."""
+        g = self.graph
+        blocks = [p for p in g.scopes if g.scopes[p].kind == "block" and p in self.members]
+        for depth in sorted({len(p) for p in blocks}, reverse=True):
+            self._name_classes({p: self.build(p, render_step) for p in blocks if len(p) == depth})
+        return self.build((), render_step)
+
+    def _name_classes(self, views: dict[Path, ClassView]) -> None:
+        """Name the classes of one depth's scopes and set how each instance is constructed. Equal code is
+        one class. Instances of one block whose code differs only in numbers that are the block's own
+        sizes (its number parameters, the dims its typed tensor parameters bound) are one class taking
+        those sizes as constructor arguments: `BasicBlock(inplanes=64, planes=128, stride=2)`."""
+        by_text: dict[str, list[Path]] = {}
+        for path, view in views.items():
+            view.text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container))
+            by_text.setdefault(view.text, []).append(path)
+        groups: dict[tuple, list[str]] = {}
+        for text, paths in by_text.items():
+            view = views[paths[0]]
+            shape = (view.block, tuple(view.inputs), tuple(view.outputs), view.container,
+                     tuple(_NUMBER.sub("#", _split(line)[0]) for line in view.init + view.steps))
+            groups.setdefault(shape, []).append(text)
+        for texts in groups.values():
+            variants = [(views[by_text[t][0]], by_text[t]) for t in texts]
+            merged = self._merge(variants) if len(texts) > 1 else None
+            if merged is not None:
+                view, arguments = merged
+                self._add_class(view, variants[0][1][0])
+                self.instance.update((p, f"{view.name}({args})") for p, args in arguments.items())
+                continue
+            for view, paths in variants:
+                self._add_class(view, paths[0])
+                self.instance.update((p, f"{view.name}()") for p in paths)
+
+    def _merge(self, variants: list[tuple[ClassView, list[Path]]]) -> tuple[ClassView, dict[Path, str]] | None:
+        """One class for code variants that differ only in numbers, where each differing number is one
+        size parameter's value in every instance; None where one is not."""
+        g = self.graph
+        every = [p for _, paths in variants for p in paths]
+        sizes = {p: dict(g.scopes[p].sizes) for p in every}
+        declared = [name for name, _ in g.scopes[every[0]].sizes]
+        usable = sorted((name for name in declared if attribute_name(name) and name not in RESERVED
+                         and all(name in sizes[p] and name not in g.names_in(p).taken for p in every)),
+                        key=lambda n: n in g.scopes[every[0]].size_dims)  # parameters before dims
+        first = variants[0][0]
+        n_init = len(first.init)
+        lines = [view.init + view.steps for view, _ in variants]
+        used: list[str] = []
+        merged = []
+        for i, line in enumerate(lines[0]):
+            code, comment = _split(line)
+            numbers = [[float(m.group(0)) for m in _NUMBER.finditer(_split(v[i])[0])] for v in lines]
+            edits = []
+            for k, match in enumerate(_NUMBER.finditer(code)):
+                if len({values[k] for values in numbers}) == 1:
+                    continue  # the same in every variant: a constant of the block
+                name = next((n for n in usable if all(sizes[p][n] == numbers[j][k]
+                                                      for j, (_, paths) in enumerate(variants) for p in paths)), None)
+                if name is None:
+                    return None
+                used.append(name)
+                edits.append((match.start(), match.end(), f"self.{name}" if i >= n_init else name))
+            for start, end, text in reversed(edits):
+                code = code[:start] + text + code[end:]
+            if comment and any(_split(v[i])[1] != comment for v in lines):
+                comment = comment.split("  ")[-1]  # the types differ between instances: keep where it is from
+            merged.append(code + (f"  # {comment}" if comment else ""))
+        order = [name for name in declared if name in used]
+        stored = [name for name in order if any(f"self.{name}" in line for line in merged[n_init:])]
+        args = [(name, "float" if isinstance(sizes[every[0]][name], float) else "int") for name in order]
+        view = ClassView("", first.block, first.inputs, first.outputs,
+                         [f"self.{name} = {name}" for name in stored] + merged[:n_init], merged[n_init:],
+                         container=first.container, args=args)
+        return view, {p: ", ".join(f"{name}={_number(sizes[p][name])}" for name in order) for p in every}
+
+    def _add_class(self, view: ClassView, path: Path) -> None:
         scope = self.graph.scopes[path]
         base = camel(scope.block) if scope.block else camel(path[-2] if path[-1].isdigit() else path[-1]) + "Layer"
         base = base if base and base[0].isalpha() else "Block" + base
@@ -247,7 +319,22 @@ class ModuleTree:
         while name in self.taken:
             name, i = f"{base}{i}", i + 1
         self.taken.add(name)
-        self.class_names[view.text] = name
         view.name = name
         self.classes.append(view)
-        return name
+
+
+# A number in generated code that may be a size: not part of a name, an index (`[0]`) or a string.
+_NUMBER = re.compile(r"(?<![\w.\"'\[])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.\"'])")
+
+
+_LOOP = " loop"  # the key of a forward's loop variable among its value names (no IR name has a space)
+
+
+def _split(line: str) -> tuple[str, str]:
+    """A statement and its trailing comment (`# f32[B, 64]  spec.nnspec:3`)."""
+    code, sep, comment = line.partition("  # ")
+    return code, comment
+
+
+def _number(value: int | float) -> str:
+    return py_float(value) if isinstance(value, float) else str(value)

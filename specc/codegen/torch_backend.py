@@ -48,7 +48,7 @@ def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
         helpers.setdefault(op("helpers", v), None)
     name = class_name(graph.name)
     tree = ModuleTree(graph, step_of or (lambda n: n), set(_MODULE_NAMES) | {name})
-    model = tree.build((), render_step or (lambda step, var: torch_step(graph, step, var)))
+    model = tree.build_all(render_step or (lambda step, var: torch_step(graph, step, var)))
     model.name = name
     model.init += tie_lines(graph)
     return {
