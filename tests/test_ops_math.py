@@ -113,3 +113,21 @@ def test_arange_follows_the_module_and_stays_out_of_the_state_dict(tmp_path):
         assert not model.state_dict(), target
         assert [b.dtype for b in model.buffers()] == [torch.float32]
         assert model.double()(torch.zeros(2, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_whole_numbers_keep_an_int_tensor_int_on_every_target(tmp_path):
+    """`ids * 2 - 1` on i64 stays i64 (torch would make `ids * 2.0` a float tensor; ONNX needs an int
+    constant); a fraction, or a division, on an int tensor is a located error."""
+    spec = tmp_path / "ints.nnspec"
+    spec.write_text("model ints() {\n    input ids: i64[B, T]\n    output y = 3 - ids * 2\n}\n")
+    graph = compile_graph(spec)
+    ids = torch.arange(12, dtype=torch.int64).reshape(3, 4)
+    got = outputs_on_every_target(graph, [ids], None, tmp_path)
+    for target, (y,) in got.items():
+        assert y.dtype == torch.int64, target
+        assert torch.equal(y, 3 - ids * 2), target
+    for body, words in [("ids * 0.5", "cannot meet the number 0.5"), ("ids / 2", "division needs floating-point")]:
+        spec.write_text(f"model ints() {{\n    input ids: i64[B, T]\n    output y = {body}\n}}\n")
+        with pytest.raises(SpeccError) as info:
+            compile_graph(spec)
+        assert words in str(info.value) and info.value.span.line == 3

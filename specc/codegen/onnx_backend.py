@@ -19,6 +19,7 @@ from ..escape import identifier, py_float
 from ..ir import Graph, param_key
 from ..types import DTYPES, TensorType
 from . import Artifact, Backend, environment, node_view, register_backend, render
+from .torch_backend import scalar_text
 
 TARGET = "onnx"
 # Pinned to what the installed onnxruntime loads (see ../shared/README.md).
@@ -93,7 +94,7 @@ def onnx_text(graph: Graph) -> tuple[str, list[tuple[str, str]]]:
         lines = []
         if getattr(node.attrs, "scalar", None) is not None:
             lines.append(f"{view.name}__scalar = Constant <value = {DTYPES[node.type.dtype][1]} "
-                         f"{{{py_float(node.attrs.scalar)}}}> ()")
+                         f"{{{scalar_text(node)}}}> ()")
         lines.append(environment(TARGET).globals["op"]("nodes", view))
         chunks.append((name, "\n".join(lines)))
     for out, v in outputs.items():

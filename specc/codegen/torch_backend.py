@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..escape import comment, py_float, py_string
 from ..ir import Graph, Node, attribute_name
-from ..types import DTYPES, dim_value
+from ..types import DTYPES, FLOAT_DTYPES, dim_value
 from . import _MODULE_NAMES, Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
 from ..ties import tie_lines
 from .modules import ModuleTree
@@ -23,12 +23,17 @@ from .modules import ModuleTree
 TARGET = "torch"
 
 
-def _scalar(node: Node) -> str:
+def scalar_text(node: Node) -> str:
+    """The number of `x * 2` as the code spells it: an int for an int tensor (so torch keeps its dtype;
+    shape inference refuses a fraction there), a float otherwise."""
+    if node.type.dtype not in FLOAT_DTYPES:
+        return str(int(node.attrs.scalar))
     return py_float(node.attrs.scalar)
 
 
+
 def view(graph: Graph, node: Node) -> NodeView:
-    return node_view(graph, node, lambda name: name, _scalar)
+    return node_view(graph, node, lambda name: name, scalar_text)
 
 
 def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
@@ -66,7 +71,7 @@ def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
 
 def scoped_view(graph: Graph, node: Node, var: Mapping[str, str]) -> NodeView:
     """A node as its scope's class sees it: its local name, its operands by the names they have there."""
-    v = node_view(graph, node, var.__getitem__, _scalar)
+    v = node_view(graph, node, var.__getitem__, scalar_text)
     v.name, v.local = var[node.name], node.local
     v.attr = f"self.{node.local}" if attribute_name(node.local) else f"self[{py_string(node.local)}]"
     return v

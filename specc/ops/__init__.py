@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..diagnostics import Note, SpeccError
 from ..ir import Graph, Node, ParamSpec
-from ..types import Dim, TensorType, dim_str
+from ..types import FLOAT_DTYPES, Dim, TensorType, dim_str
 
 
 class OpAttrs(BaseModel):
@@ -230,3 +230,13 @@ def float_input(ctx: InferContext, i: int = 0) -> TensorType:
     if t.dtype not in ("f32", "f64", "f16", "bf16"):
         raise ctx.error(f"expects a floating-point tensor, got {ctx.describe(i)}", "E0403")
     return t
+
+
+def check_number(ctx: InferContext, i: int, number: int | float | None) -> None:
+    """Operand `i` meets a number (`x * 2`, `x < 0.5`). A bool tensor meets none; an int tensor only a
+    whole one: the ONNX target casts the number to the tensor's type, which would silently truncate 0.5."""
+    if number is not None and ctx.types[i].dtype == "bool":
+        raise ctx.error(f"{ctx.describe(i)} is a bool tensor, so it cannot meet the number {number!r}", "E0403")
+    if isinstance(number, float) and ctx.types[i].dtype not in FLOAT_DTYPES and not number.is_integer():
+        raise ctx.error(f"{ctx.describe(i)} is not floating-point, so it cannot meet the number {number!r}",
+                        "E0403")

@@ -11,7 +11,7 @@ output's float dtype, so the triton target runs them through the torch templates
 from __future__ import annotations
 
 from ..types import FLOAT_DTYPES, Dim, TensorType, dim_str
-from . import InferContext, NoAttrs, OpAttrs, OpDef, broadcast, float_input, register, same_dtype
+from . import InferContext, NoAttrs, check_number, OpAttrs, OpDef, broadcast, float_input, register, same_dtype
 from .binary import _infer as binary_infer
 
 
@@ -46,21 +46,11 @@ class CompareAttrs(OpAttrs):
     number_first: bool = False  # `0.5 < x`: the number is the left operand
 
 
-def _check_number(ctx: InferContext, i: int, number: int | float | None) -> None:
-    """An int tensor meets a number only if it is an int: the ONNX target casts the number to the
-    tensor's type, which would silently truncate 0.5."""
-    if number is not None and ctx.types[i].dtype == "bool":
-        raise ctx.error(f"{ctx.describe(i)} is a bool tensor, so it cannot meet the number {number!r}", "E0403")
-    if isinstance(number, float) and ctx.types[i].dtype not in FLOAT_DTYPES and not number.is_integer():
-        raise ctx.error(f"{ctx.describe(i)} is not floating-point, so it cannot meet the number {number!r}",
-                        "E0403")
-
-
 def _infer_compare(ctx: InferContext) -> TensorType:
     if len(ctx.types) == 1:
         if ctx.attrs.number is None:
             raise ctx.error("needs two operands, or one and a number")
-        _check_number(ctx, 0, ctx.attrs.number)
+        check_number(ctx, 0, ctx.attrs.number)
         return TensorType("bool", ctx.types[0].shape)
     if ctx.attrs.number is not None:
         raise ctx.error("takes two tensors or one tensor and a number, not both")
@@ -108,7 +98,7 @@ def _infer_where(ctx: InferContext) -> TensorType:
     if len(values) == 2:
         same_dtype(ctx, 1, 2)
     for number in (a.a_number, a.b_number):
-        _check_number(ctx, 1, number)
+        check_number(ctx, 1, number)
     return TensorType(ctx.types[1].dtype, _broadcast_shapes(ctx, [0] + values))
 
 
