@@ -260,7 +260,7 @@ class ModuleTree:
             groups.setdefault(shape, []).append(text)
         for texts in groups.values():
             variants = [(views[by_text[t][0]], by_text[t]) for t in texts]
-            merged = self._merge(variants) if len(texts) > 1 else None
+            merged = self._merge(variants)
             if merged is not None:
                 view, arguments = merged
                 self._add_class(view, variants[0][1][0])
@@ -272,7 +272,10 @@ class ModuleTree:
 
     def _merge(self, variants: list[tuple[ClassView, list[Path]]]) -> tuple[ClassView, dict[Path, str]] | None:
         """One class for code variants that differ only in numbers, where each differing number is one
-        size parameter's value in every instance; None where one is not."""
+        size parameter's value in every instance; None where one is not. Numbers that are the same in
+        every instance become a size too where exactly one size has that value (not 0 or 1) and the
+        line builds a layer or reshapes: `nn.Linear(hidden_size, intermediate_size)`,
+        `x.reshape(x.shape[0], self.T, self.heads, -1)`."""
         g = self.graph
         every = [p for _, paths in variants for p in paths]
         sizes = {p: dict(g.scopes[p].sizes) for p in every}
@@ -289,13 +292,18 @@ class ModuleTree:
             code, comment = _split(line)
             numbers = [[float(m.group(0)) for m in _NUMBER.finditer(_split(v[i])[0])] for v in lines]
             edits = []
+            sized = i < n_init or any(call in code for call in _SIZED_CALLS)
             for k, match in enumerate(_NUMBER.finditer(code)):
-                if len({values[k] for values in numbers}) == 1:
-                    continue  # the same in every variant: a constant of the block
-                name = next((n for n in usable if all(sizes[p][n] == numbers[j][k]
-                                                      for j, (_, paths) in enumerate(variants) for p in paths)), None)
-                if name is None:
-                    return None
+                fits = [n for n in usable if all(sizes[p][n] == numbers[j][k]
+                                                 for j, (_, paths) in enumerate(variants) for p in paths)]
+                if len({values[k] for values in numbers}) > 1:  # differs between variants: must be a size
+                    if not fits:
+                        return None
+                    name = fits[0]
+                elif sized and len(fits) == 1 and numbers[0][k] not in (0, 1):
+                    name = fits[0]  # the same everywhere, and only one size has its value: spell it by name
+                else:
+                    continue  # a constant of the block
                 used.append(name)
                 edits.append((match.start(), match.end(), f"self.{name}" if i >= n_init else name))
             for start, end, text in reversed(edits):
@@ -326,6 +334,10 @@ class ModuleTree:
 # A number in generated code that may be a size: not part of a name, an index (`[0]`) or a string.
 _NUMBER = re.compile(r"(?<![\w.\"'\[])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.\"'])")
 
+
+# forward calls whose numbers are sizes (in other calls a number equal to a size, such as a permutation's
+# `2`, is a coincidence)
+_SIZED_CALLS = (".reshape(", ".view(", ".expand(")
 
 _LOOP = " loop"  # the key of a forward's loop variable among its value names (no IR name has a space)
 
