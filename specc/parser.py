@@ -152,7 +152,19 @@ class _Builder(Transformer_NonRecursive):
 
     @v_args(meta=True, inline=False)
     def params(self, meta, items):
+        """The parameters, each name once: a second `hidden` would silently shadow the first (the
+        lowering binds parameters by name), dropping an argument and changing the model's sizes."""
+        seen: dict[str, ast.Param] = {}
+        for p in items:
+            first = seen.setdefault(p.name, p)
+            if first is not p:
+                raise SpeccError("E0203", f"parameter `{p.name}` is declared twice", self._param_name(p),
+                                 help="give each parameter its own name").with_note(
+                    Note("first declared here", self._param_name(first)))
         return list(items)
+
+    def _param_name(self, p: ast.Param) -> Span:
+        return Span(self.src, p.span.line, p.span.col, p.span.line, p.span.col + len(p.name))
 
     def param(self, meta, name, type_, default):
         if isinstance(type_, tuple):  # a tensor type: (dtype, its span, dims)
