@@ -479,3 +479,43 @@ def test_the_same_name_in_two_instances_of_a_block_is_fine(tmp_path):
                              "model m() {\n    input x: f32[N, 4]\n    a = b(x)\n    output y = b(a) as fc\n}\n")
     _, model = python_module(graph, "torch")
     assert set(model.state_dict()) == {"a.fc.weight", "a.fc.bias", "fc.fc.weight", "fc.fc.bias"}
+
+
+NESTED = """block stage(x, d: int) {
+    return repeat j in 2 { linear(_, d) as fc } (x) as blocks
+}
+model m() {
+    input x: f32[B, 3]
+    h = repeat i in 2 { stage(_, 4 + i) } (x) as "0"
+    output y = repeat 2 { repeat 2 { relu(_) } (_) } (h) as deep
+}
+"""
+
+
+def test_nested_repeats_nest_their_keys_and_loops(tmp_path):
+    graph = _graph(tmp_path, NESTED)
+    shapes = {**_linear_keys("0.0.blocks.0.fc", 4, 3), **_linear_keys("0.0.blocks.1.fc", 4, 4),
+              **_linear_keys("0.1.blocks.0.fc", 5, 4), **_linear_keys("0.1.blocks.1.fc", 5, 5)}
+    for target in ("torch", "triton"):
+        source = _source(graph, target)
+        assert re.search(r"self\['0'\] = nn\.ModuleList\(\[", source)
+        assert re.search(r"for \w+ in self\['0'\]:", source)
+        assert re.search(r"for \w+ in self\.blocks:", source)
+        _, model = python_module(graph, target)
+        assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes, target
+    state = _random_state(shapes)
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(10))
+    h = x
+    for i in range(2):
+        for j in range(2):
+            h = _lin(h, state, f"0.{i}.blocks.{j}.fc")
+    _check_every_target(graph, [x], state, tmp_path, F.relu(h))
+
+
+def test_the_triton_module_has_the_same_classes_and_keys(keys_graph):
+    """Both Python targets build on one module tree: a torch checkpoint loads into either."""
+    source = _source(keys_graph, "triton")
+    assert "class Outer(" in source and "class M(nn.ModuleDict):" in source
+    assert re.search(r"for \w+ in self\.layers:", source)
+    _, model = python_module(keys_graph, "triton")
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == KEYS_SHAPES
