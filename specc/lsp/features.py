@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from lsprotocol import types as lsp
 
@@ -161,20 +161,92 @@ def _renamable(analysis: Analysis, line: int, col: int) -> Occurrence | None:
     return occ
 
 
-def rename(analysis: Analysis, pos: Positions, line: int, col: int, new_name: str) -> lsp.WorkspaceEdit | None:
-    """Rename a value, parameter, dim, block or model in the document and the files it imports
-    (not in files that import it). Raises ValueError for a name the language cannot use."""
+def rename(analysis: Analysis, pos: Positions, line: int, col: int, new_name: str,
+           others: Mapping[str, Analysis] | None = None) -> lsp.WorkspaceEdit | None:
+    """Rename a value, parameter, dim, block or model in the document, the files it imports and the
+    open documents (`others`, by uri) that read the file declaring it. Raises ValueError, with the
+    reason, for a name the language cannot use or one that would change what the spec means."""
     occ = _renamable(analysis, line, col)
     if occ is None:
         return None
-    if not _name_pattern().fullmatch(new_name) or new_name.upper() in keywords() or new_name in BUILTINS:
-        raise ValueError(f"`{new_name}` cannot be a name in a spec")
+    if new_name == occ.name:
+        return None
+    if not _name_pattern().fullmatch(new_name) or new_name.upper() in keywords():
+        raise ValueError(f"`{new_name}` cannot be a name in a spec: it is not an identifier"
+                         if not _name_pattern().fullmatch(new_name) else
+                         f"`{new_name}` cannot be a name in a spec: it is a keyword")
+    if new_name in BUILTINS:
+        raise ValueError(f"`{new_name}` cannot be a name in a spec: it is a built-in constant")
+    readers = _readers(analysis, pos, occ, others or {})
+    _check_free(readers, occ, new_name)
     changes: dict[str, list[lsp.TextEdit]] = {}
-    for other in _all_occurrences(analysis, imports=True):
-        hit = pos.range(other.span) if other.symbol == occ.symbol else None
-        if hit is not None and all(e.range != hit[1] for e in changes.get(hit[0], [])):
-            changes.setdefault(hit[0], []).append(lsp.TextEdit(range=hit[1], new_text=new_name))
+    for reader, rpos in readers:
+        for other in _all_occurrences(reader, imports=True):
+            if other.symbol != occ.symbol:
+                continue
+            hit = _edit_range(reader, rpos, other.span, readers)
+            if hit is not None and all(e.range != hit[1] for e in changes.get(hit[0], [])):
+                changes.setdefault(hit[0], []).append(lsp.TextEdit(range=hit[1], new_text=new_name))
     return lsp.WorkspaceEdit(changes=changes) if changes else None
+
+
+def _readers(analysis: Analysis, pos: Positions, occ: Occurrence,
+             others: Mapping[str, Analysis]) -> list[tuple[Analysis, Positions]]:
+    """The document and the other open documents that read the file declaring what `occ` names
+    (a document importing a block sees its calls and keyword arguments change with it)."""
+    decl = _declaration(analysis, occ)
+    where = analysis.locate(decl[0]) if decl is not None else None
+    readers = [(analysis, pos)]
+    if where is None:
+        return readers
+    home = str(Path(where[0]).resolve())
+    for uri, other in others.items():
+        if uri == pos.uri or other is analysis:
+            continue
+        if any(str(Path(p).resolve()) == home for p in other.files):
+            readers.append((other, Positions(other, uri, pos.units)))
+    return readers
+
+
+def _edit_range(reader: Analysis, rpos: Positions, span: Span,
+                readers: list[tuple[Analysis, Positions]]) -> tuple[str, lsp.Range] | None:
+    """(uri, range) of a span, the uri being the open document's own for a file the editor has open
+    (so two documents that read one file edit it under one uri, once)."""
+    hit = rpos.range(span)
+    where = reader.locate(span)
+    if hit is None or where is None:
+        return None
+    path = str(Path(where[0]).resolve())
+    for other, opos in readers:
+        if str(Path(other.path).resolve()) == path:
+            return opos.uri, hit[1]
+    return hit
+
+
+def _check_free(readers: list[tuple[Analysis, Positions]], occ: Occurrence, new_name: str) -> None:
+    """Raise ValueError if `new_name` is taken where `occ`'s symbol lives: by a name of the same
+    definition (a parameter, value, input, output, column, repeat index or dim), or, for a model or
+    block, by an op or another definition (the call would silently mean the other thing)."""
+    assert occ.symbol is not None
+    if occ.symbol[0] == "def":
+        if ops.get(new_name) is not None:
+            raise ValueError(f"`{new_name}` is an op: calls to `{occ.name}` would call the op instead")
+        for reader, _ in readers:
+            if new_name in reader.definitions:
+                d = reader.definitions[new_name]
+                raise ValueError(f"`{new_name}` is already the name of {d.kind} `{new_name}`")
+            for parsed in reader.files.values():
+                module = parsed.module or parsed.partial
+                if module is not None and any(c.name == new_name for c in module.compressions):
+                    raise ValueError(f"`{new_name}` is already the name of a compression")
+        return
+    taken = ("local", occ.symbol[1], new_name)
+    for reader, _ in readers:
+        for other in _all_occurrences(reader, imports=True):
+            if other.symbol == taken and other.kind != "kwarg":
+                what = {"param": "a parameter", "dim": "a dimension"}.get(other.kind, "a value")
+                raise ValueError(f"`{new_name}` is already {what} in {occ.symbol[1]}: "
+                                 f"renaming `{occ.name}` to it would change what the spec computes")
 
 
 def prepare_rename(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.Range | None:

@@ -62,6 +62,7 @@ class _Builder:
         self.out: list[Occurrence] = []
         self.defn: ast.Definition | ast.CompressDef | None = None
         self.bindings: dict[str, list[Occurrence]] = {}
+        self.indices: dict[str, Occurrence] = {}  # the indices of the repeats around the expression being walked
         self.stmt = -1
 
     def lexemes(self, span: Span) -> list[Lexeme]:
@@ -129,6 +130,9 @@ class _Builder:
     # ------------------------------------------------------------- expressions
     def use(self, span: Span, name: str) -> None:
         assert self.defn is not None
+        if name in self.indices:  # a repeat's index, inside its body
+            self.add(span, name, "value", ("local", self.defn.name, name)).target = self.indices[name]
+            return
         earlier = [b for b in self.bindings.get(name, []) if b.stmt < self.stmt or b.kind == "param"]
         if name in BUILTINS and not earlier:
             self.add(span, name, "builtin")
@@ -149,12 +153,39 @@ class _Builder:
                 self.expr(kw.value)
             for c in e.constraints or []:
                 self.expr(c)
+        elif isinstance(e, ast.Repeat) and e.index is not None:
+            self.repeat(e)
         elif isinstance(e, ast.Attribute):
             self.expr(e.value)
             self.add(Span(e.span.source, e.span.end_line, e.span.end_col - len(e.name), e.span.end_line,
                           e.span.end_col), e.name, "part")
         else:
             self.walk(e)
+
+    def repeat(self, e: ast.Repeat) -> None:
+        """`repeat i in N { body } (x)`: `i` is declared here and means the iteration inside the body
+        only (so renaming it renames its uses there, and a rename to `i` elsewhere sees it taken)."""
+        assert self.defn is not None
+        self.expr(e.count)
+        head = self.lexemes(e.span)[1:2]  # after `repeat`
+        index = None
+        if head and head[0].text == e.index:
+            index = self.add(_lexeme_span(self.chunk, head[0]), e.index, "value", ("local", self.defn.name, e.index),
+                             True, e)
+        outer = self.indices.get(e.index)
+        if index is not None:
+            self.indices[e.index] = index
+        try:
+            self.expr(e.body)
+        finally:
+            if outer is None:
+                self.indices.pop(e.index, None)
+            else:
+                self.indices[e.index] = outer
+        for a in e.args:
+            self.expr(a)
+        for kw in e.kwargs:
+            self.expr(kw.value)
 
     def walk(self, node: Any) -> None:
         for child in _children(node):

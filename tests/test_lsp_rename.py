@@ -1,0 +1,136 @@
+"""Rename that cannot change what a spec means, and hover, completion and unopened documents
+answering usefully (issue 13, "wrong or unsafe behavior"), driven as tests/test_lsp.py drives
+`specc lsp`: the server in a subprocess, pytest-lsp's client.
+
+A rename to a name already bound in the definition (`shortcut` -> `h` in resnet drops most of its
+parameters and still compiles), to an op (`basic` -> `relu`), to another definition, a keyword or a
+non-identifier is refused with a message; a rename of a block updates the open documents that import it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from specc import compiler
+from specc.diagnostics import SpeccError
+from test_lsp import ROOT, Doc, make_client
+
+served = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
+    server_command=[sys.executable, "-m", "specc.cli", "lsp"], client_factory=make_client))
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(lsp.InitializeParams(capabilities=client_capabilities("visual-studio-code"),
+                                                             root_uri=ROOT.as_uri()))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def rename(doc: Doc, needle: str, new_name: str, nth: int = 0) -> lsp.WorkspaceEdit | None:
+    return await doc.client.text_document_rename_async(lsp.RenameParams(
+        text_document=doc.ident(), position=doc.at(needle, nth=nth), new_name=new_name))
+
+
+async def refused(doc: Doc, needle: str, new_name: str, nth: int = 0) -> str:
+    """The message of the error a rename is answered with (fails if the rename is accepted)."""
+    with pytest.raises(Exception) as info:
+        await rename(doc, needle, new_name, nth)
+    return str(info.value)
+
+
+def apply(text: str, edits: list[lsp.TextEdit]) -> str:
+    lines = text.split("\n")
+    for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        assert e.range.start.line == e.range.end.line
+        line = lines[e.range.start.line]
+        lines[e.range.start.line] = line[:e.range.start.character] + e.new_text + line[e.range.end.character:]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ rename
+@served
+async def test_rename_refuses_a_name_bound_in_the_same_definition(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "resnet.nnspec")
+    await doc.open()
+    message = await refused(doc, "shortcut", "h")  # a value of `basic`
+    assert "`h` is already a value in basic" in message
+    assert "already a parameter in basic" in await refused(doc, "shortcut", "stride")
+    assert "already a dimension in resnet" in await refused(doc, "image: f32", "B")
+    edit = await rename(doc, "shortcut", "skip")  # a free name is fine
+    assert edit is not None and all(doc.text_at(e.range) == "shortcut" for e in edit.changes[doc.uri])
+    doc.close()
+
+    mlp = Doc(client, ROOT / "specs" / "mlp.nnspec")
+    await mlp.open()
+    assert "already a parameter in mlp" in await refused(mlp, "hidden", "classes")
+    assert "already a value in mlp" in await refused(mlp, "logits", "h")
+    assert "already a value in mlp" in await refused(mlp, "x: f32", "h")  # an input
+    mlp.close()
+
+
+@served
+async def test_rename_refuses_ops_definitions_keywords_and_non_names(client: LanguageClient, tmp_path: Path):
+    doc = Doc(client, ROOT / "specs" / "resnet.nnspec")
+    await doc.open()
+    assert "`relu` is an op" in await refused(doc, "basic(", "relu")
+    assert "already the name of model `resnet`" in await refused(doc, "basic(", "resnet")
+    assert "keyword" in await refused(doc, "basic(", "model")
+    assert "not an identifier" in await refused(doc, "basic(", "two words")
+    assert "not an identifier" in await refused(doc, "shortcut", "1x")
+    assert "built-in" in await refused(doc, "shortcut", "true")
+    doc.close()
+
+
+def test_a_parameter_declared_twice_is_an_error(tmp_path: Path):
+    """`hidden` -> `classes` in mlp, had it been accepted, no longer compiles (it used to, silently)."""
+    path = tmp_path / "mlp.nnspec"
+    path.write_text((ROOT / "specs" / "mlp.nnspec").read_text().replace("hidden", "classes"))
+    with pytest.raises(SpeccError) as info:
+        compiler.compile_graph(path)
+    assert info.value.code == "E0203" and info.value.message == "parameter `classes` is declared twice"
+
+
+@served
+async def test_rename_of_a_repeat_index_renames_its_uses(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "resnet18.nnspec")
+    await doc.open()
+    edit = await rename(doc, "i == 0", "k")
+    edits = edit.changes[doc.uri]
+    line = doc.at("i == 0").line
+    # `repeat i in` and its two uses, on each of the three lines (one name in one definition, like `h`)
+    assert sorted(e.range.start.line for e in edits) == [line] * 3 + [line + 1] * 3 + [line + 2] * 3
+    renamed = apply(doc.text, edits)
+    assert "repeat k in 2 { basic_block(_, 128, stride=2 if k == 0 else 1, project=k == 0) }" in renamed
+    assert " i " not in renamed.split("\n")[line + 2]
+    doc.close()
+
+
+@served
+async def test_rename_updates_open_documents_that_import_the_definition(client: LanguageClient, tmp_path: Path):
+    lib = Doc(client, tmp_path / "lib.nnspec", "block widen(x, n: int) {\n    return linear(x, n)\n}\n")
+    lib.path.write_text(lib.text)
+    main = Doc(client, tmp_path / "main.nnspec",
+               'import "lib.nnspec"\n\nmodel m() {\n    input x: f32[B, 4]\n    output y = widen(x, n=8)\n}\n')
+    main.path.write_text(main.text)
+    other = Doc(client, tmp_path / "other.nnspec", "model o() {\n    input x: f32[B, 4]\n    output y = relu(x)\n}\n")
+    assert await lib.open() == [] and await main.open() == [] and await other.open() == []
+    edit = await rename(lib, "widen", "grow")
+    assert set(edit.changes) == {lib.uri, main.uri}
+    assert apply(main.text, edit.changes[main.uri]).count("grow(x, n=8)") == 1
+    assert len(edit.changes[lib.uri]) == 1
+    edit = await rename(lib, "n: int", "width")  # a parameter: the keyword argument in main follows
+    assert "grow" not in apply(main.text, edit.changes[main.uri])
+    assert "widen(x, width=8)" in apply(main.text, edit.changes[main.uri])
+    edit = await rename(main, "widen", "grow")  # from the importer
+    assert set(edit.changes) == {lib.uri, main.uri}
+    # a name the importer already defines is taken
+    assert "already the name of model `m`" in await refused(lib, "widen", "m")
+    for d in (lib, main, other):
+        d.close()
