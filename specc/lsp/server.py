@@ -40,7 +40,7 @@ from pygls.workspace import TextDocument
 from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
-from . import features
+from . import features, navigation
 from .analysis import Analysis, Cancelled, Workspace
 
 T = TypeVar("T")
@@ -524,7 +524,7 @@ def make_server() -> SpeccServer:
         if where is None:
             return None
         try:
-            return features.rename(*where, params.new_name)
+            return features.rename(*where, params.new_name, server.analyses)  # and open importers
         except ValueError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
 
@@ -537,6 +537,59 @@ def make_server() -> SpeccServer:
         if analysis is None:
             return lsp.SemanticTokens(data=[])
         return features.semantic_tokens(analysis, server.positions(uri, analysis))
+
+    def views() -> list[tuple[Analysis, features.Positions]]:
+        """Every open document's newest analysis (for features that look across documents)."""
+        return [(a, server.positions(u, a)) for u, a in list(server.analyses.items()) if server.document(u)]
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT, lsp.InlayHintOptions(resolve_provider=False))
+    @safe(list)
+    async def inlay_hints(params: lsp.InlayHintParams) -> list[lsp.InlayHint]:
+        uri = params.text_document.uri
+        analysis = await server.analysis(uri)
+        if analysis is None:
+            return []
+        return navigation.inlay_hints(analysis, server.positions(uri, analysis), params.range.start.line,
+                                      params.range.end.line)
+
+    @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+    @safe(list)
+    async def references(params: lsp.ReferenceParams) -> list[lsp.Location]:
+        where = await at(params)
+        if where is None:
+            return []
+        return navigation.references(*where, params.context.include_declaration, views())
+
+    @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
+    @safe(list)
+    async def document_highlight(params: lsp.DocumentHighlightParams) -> list[lsp.DocumentHighlight]:
+        where = await at(params)
+        return navigation.document_highlights(*where) if where else []
+
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_LENS, lsp.CodeLensOptions(resolve_provider=False))
+    @safe(list)
+    async def code_lens(params: lsp.CodeLensParams) -> list[lsp.CodeLens]:
+        uri = params.text_document.uri
+        analysis = await server.analysis(uri)
+        return navigation.code_lenses(analysis, server.positions(uri, analysis), views()) if analysis else []
+
+    @server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP,
+                    lsp.SignatureHelpOptions(trigger_characters=["(", ","], retrigger_characters=["="]))
+    @safe(lambda: None)
+    async def signature_help(params: lsp.SignatureHelpParams) -> lsp.SignatureHelp | None:
+        where = await at(params)
+        return navigation.signature_help(*where) if where else None
+
+    @server.feature(lsp.TEXT_DOCUMENT_FOLDING_RANGE)
+    @safe(list)
+    async def folding_range(params: lsp.FoldingRangeParams) -> list[lsp.FoldingRange]:
+        analysis = await server.analysis(params.text_document.uri)
+        return navigation.folding_ranges(analysis) if analysis else []
+
+    @server.feature(lsp.WORKSPACE_SYMBOL)
+    @safe(list)
+    def workspace_symbol(params: lsp.WorkspaceSymbolParams) -> list[lsp.WorkspaceSymbol]:
+        return navigation.workspace_symbols(views(), params.query)
 
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     @safe(list)
