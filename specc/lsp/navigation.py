@@ -12,6 +12,7 @@ documents that read the same files), so it can be asked for on every keystroke.
 from __future__ import annotations
 
 import re
+import weakref
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -56,7 +57,7 @@ def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0,
             names = stmt.targets if isinstance(stmt, ast.Assign) else stmt.names
             if occ.name not in names:
                 continue
-            values = values or _NamedValues(analysis)  # built once, on the first statement in range
+            values = values or _values_of(analysis)  # built on the first statement in range
             types = _types(_parts(values, stmt.value, occ.definition, names.index(occ.name), len(names)))
             if len(types) != 1:
                 continue
@@ -77,6 +78,17 @@ class _NamedValues(_Values):
         while isinstance(expr, ast.Named):
             expr = expr.value
         return super().of(expr, definition, sites, depth)
+
+
+_VALUES: "weakref.WeakKeyDictionary[Analysis, _NamedValues]" = weakref.WeakKeyDictionary()
+
+
+def _values_of(analysis: Analysis) -> _NamedValues:
+    """The value lookup of an analysis, built once (an analysis never changes; the server replaces it)."""
+    values = _VALUES.get(analysis)
+    if values is None:
+        values = _VALUES[analysis] = _NamedValues(analysis)
+    return values
 
 
 def _parts(values: _Values, expr: Any, definition: Any, k: int, n: int) -> list[Any]:
