@@ -167,9 +167,18 @@ async def test_inlay_hints_show_inferred_types(client: LanguageClient, project: 
                      "v: f32[B, 2]", "v, i: i64[B, 2]", "output out: f32[B, 2]"]
     assert all(h.kind == lsp.InlayHintKind.Type for h in hints)
 
-    # lib.nnspec has no model of its own: its analysis compiles nothing, so it has no types to show
+    # lib.nnspec has no model of its own: it shows the types the open importer's model gives its values.
+    # `z` is f32[B, 16] in every call (two calls and a repeat of three); `y` is f32[B, 16] in one call and
+    # f32[B, 4] in the other, so it gets no hint
+    hints = await client.text_document_inlay_hint_async(lsp.InlayHintParams(text_document=lib.ident(), range=whole))
+    lib_lines = lib.text.split("\n")
+    assert [lib_lines[h.position.line][:h.position.character].strip() + h.label for h in hints] == ["z: f32[B, 16]"]
+    main.close()  # no importer open: nothing typed lib's values
+    await asyncio.sleep(0.05)
     hints = await client.text_document_inlay_hint_async(lsp.InlayHintParams(text_document=lib.ident(), range=whole))
     assert not hints
+    main = Doc(client, main.path, MAIN)
+    assert await main.open() == []
 
     # only the requested lines
     part = lsp.Range(start=main.at("b = proj"), end=main.at("e = same"))

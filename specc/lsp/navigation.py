@@ -29,8 +29,8 @@ View = tuple[Analysis, Positions]  # an open document's analysis, with its posit
 
 
 # ------------------------------------------------------------------ inlay hints
-def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0,
-                last_line: int | None = None) -> list[lsp.InlayHint]:
+def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0, last_line: int | None = None,
+                others: Iterable[View] = ()) -> list[lsp.InlayHint]:
     """The inferred type of each value a statement assigns (`h = relu(x)` shows `: f32[B, 256]` after `h`),
     on the lines `first_line`..`last_line` of the document.
 
@@ -39,9 +39,13 @@ def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0,
     all of them have the same type, and *none* when they differ: a hint is read as a fact about the line,
     and a list of types would be noise there; hover lists them with the models they come from. Inputs
     (whose type is written) and statements of models that never compiled get no hint.
+
+    The models of `others` (open documents) that read this document count too, so a file of blocks
+    shows the types its importers' models give them (as long as they read the same text).
     """
     last = last_line if last_line is not None else len(analysis.text)
-    values: _Values | None = None
+    readers = [analysis] + [v[0] for v in _reading(others, _resolved(str(analysis.path))) if v[0] is not analysis]
+    lookups: list[_Values] | None = None
     out: list[lsp.InlayHint] = []
     for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
         if start > last or start + chunk.source.text.count("\n") < first_line or chunk.module is None:
@@ -57,8 +61,9 @@ def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0,
             names = stmt.targets if isinstance(stmt, ast.Assign) else stmt.names
             if occ.name not in names:
                 continue
-            values = values or _values_of(analysis)  # built on the first statement in range
-            types = _types(_parts(values, stmt.value, occ.definition, names.index(occ.name), len(names)))
+            lookups = lookups or [_values_of(a) for a in readers]  # built on the first statement in range
+            types = _types([f for values in lookups
+                            for f in _parts(values, stmt.value, occ.definition, names.index(occ.name), len(names))])
             if len(types) != 1:
                 continue
             where = pos.range(occ.span)

@@ -550,7 +550,7 @@ def make_server() -> SpeccServer:
         if analysis is None:
             return []
         return navigation.inlay_hints(analysis, server.positions(uri, analysis), params.range.start.line,
-                                      params.range.end.line)
+                                      params.range.end.line, views())
 
     @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
     @safe(list)
