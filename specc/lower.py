@@ -216,7 +216,11 @@ class _Lowerer:
                 raise SpeccError("E0210", f"parameter `{p.name}` is declared `{p.type}` but its value is "
                                           f"{_kind(value)}" + ("" if isinstance(value, TensorRef) else f" ({value!r})"),
                                  span or p.span)
-            self.env[p.name] = float(value) if p.type == "float" else value
+            value = float(value) if p.type == "float" else value
+            if p.name in self.env and self.env[p.name] != value:  # bound by an earlier typed tensor's dims
+                raise SpeccError("E0210", f"parameter `{p.name}` is {value!r}, but an earlier tensor parameter's "
+                                          f"dim binds `{p.name}` to {self.env[p.name]}", span or p.span)
+            self.env[p.name] = value
 
     def _bind_tensor_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]]) -> None:
         """`x: f32[B, T, D]`: the argument must be a tensor of that dtype and rank; each dim name binds to the
@@ -577,8 +581,16 @@ class _Lowerer:
                                       "identifier that is not a Python keyword", expr.name_span)
         if name in self.graph.names_in(self.scope).taken:
             raise SpeccError("E0231", f"`{name}` already names a value or layer here", expr.name_span,
-                             help="each name is one layer in its block (or model)")
+                             self._taken_at(name), help="each name is one layer in its block (or model)")
         return self._expr(expr.value, Exact(name))
+
+    def _taken_at(self, name: str) -> list[Note]:
+        """Where `name` was taken in the current scope (a value, or a block instance), for an error note.
+        Searched only when reporting, so it may look at the whole graph."""
+        child = self.graph.scopes.get(self.scope + (name,))
+        spans = [child.span] if child is not None and child.span is not None else []
+        spans += [n.span for n in self.graph.nodes() if n.scope == self.scope and n.local == name and n.span]
+        return [Note(f"`{name}` is taken here", spans[0])] if spans else []
 
     def _repeat(self, expr: ast.Repeat, hint: str) -> Any:
         count = self._const(expr.count)

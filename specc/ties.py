@@ -56,16 +56,14 @@ def tied_targets(graph: Graph) -> set[str]:
 
 
 def attribute_path(key: str) -> str:
-    """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: Python that reaches a module or parameter."""
-    out = "self"
-    for segment in key.split("."):
-        if attribute_name(segment):
-            out += f".{segment}"
-        elif segment.isdigit():
-            out += f"[{segment}]"
-        else:
-            out += f"[{py_string(segment)}]"
-    return out
+    """`transformer.wte.weight` -> `self.transformer.wte.weight`: Python that reaches a parameter from the
+    model. A module path with a segment that is no attribute name (`layers.0`, a layer named `"0"`) is
+    reached with `get_submodule`, which reads ModuleList and ModuleDict children alike."""
+    module, _, name = key.rpartition(".")
+    segments = module.split(".") if module else []
+    if all(attribute_name(s) for s in segments):
+        return "self" + "".join(f".{s}" for s in segments) + f".{name}"
+    return f"self.get_submodule({py_string(module)}).{name}"
 
 
 def tie_lines(graph: Graph) -> list[str]:

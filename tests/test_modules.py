@@ -144,9 +144,6 @@ def test_one_class_per_block_with_nested_instances(keys_graph):
     assert a == named
 
 
-@pytest.mark.xfail(strict=True, reason="modules.ModuleTree names classes one depth at a time, so equal "
-                                       "instances at different depths (a model's `mlp` and the `mlp` inside "
-                                       "`outer` or a repeat) get classes Mlp and Mlp2 with the same code")
 def test_equal_instances_at_different_depths_share_a_class(keys_graph):
     source = _source(keys_graph)
     assert source.count("class Mlp") == 1, re.findall(r"class Mlp\w*", source)
@@ -223,9 +220,6 @@ DEAD = """model m() {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="modules.ModuleTree._call emits `self.layers = nn.ModuleList(...)` only "
-                                       "at iteration 0; when CSE moves iteration 0's values to the parent (its "
-                                       "output equals `a`), the list is never built: AttributeError 'layers'")
 def test_a_repeat_whose_first_iteration_is_shared_with_the_parent_still_runs(tmp_path):
     graph = _graph(tmp_path, HOISTED)
     x = torch.randn(2, 4, generator=torch.Generator().manual_seed(4))
@@ -235,9 +229,6 @@ def test_a_repeat_whose_first_iteration_is_shared_with_the_parent_still_runs(tmp
     _check_every_target(graph, [x], None, tmp_path, h + torch.sigmoid(x) * 2.0)
 
 
-@pytest.mark.xfail(strict=True, reason="modules.ModuleTree: iterations 0 and 1 are dead (each reads `x`, not "
-                                       "`_`), so iteration 2 is called as `self.layers[2]` but no ModuleList "
-                                       "is built (AttributeError 'layers')")
 def test_a_repeat_whose_earlier_iterations_are_unused_still_runs(tmp_path):
     graph = _graph(tmp_path, DEAD)
     _, model = python_module(graph, "torch")
@@ -421,9 +412,6 @@ def test_two_typed_parameters_sharing_a_dim_name_must_agree(tmp_path):
     assert "`y`" in err.message and "8" in err.message and "4" in err.message
 
 
-@pytest.mark.xfail(strict=True, reason="lower._bind_params: a dim name bound by a typed tensor (`d` = 8) is "
-                                       "silently rebound by a later int parameter of the same name (d=4), so "
-                                       "`linear(x, d)` gets 4 while x's dim is 8; with the int first it is E0210")
 def test_an_int_parameter_named_like_a_bound_dim_must_agree_with_it(tmp_path):
     err = _error(tmp_path, "block b(x: f32[B, d], d: int) {\n    return linear(x, d)\n}\n"
                            "model m() {\n    input x: f32[N, 8]\n    output y = b(x, 4)\n}\n")
@@ -466,8 +454,6 @@ def test_a_name_taken_twice_in_one_block_is_e0231_at_the_second(tmp_path):
     assert any("called here" in n.message and n.span.line == 7 for n in err.notes)
 
 
-@pytest.mark.xfail(strict=True, reason="README says E0231 'says where it was taken', but lower._named gives no "
-                                       "note pointing at the first use (line 2 here)")
 def test_a_name_taken_twice_says_where_it_was_taken(tmp_path):
     err = _error(tmp_path, "block b(x) {\n    a = linear(x, 4) as fc\n    return linear(a, 4) as fc\n}\n"
                            "model m() {\n    input x: f32[N, 4]\n    output y = b(x)\n}\n")

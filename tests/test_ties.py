@@ -115,10 +115,6 @@ def test_the_onnx_model_made_from_a_seed_is_tied_too(graph):
     assert tables and all((w == tables[0]).all() for w in tables)
 
 
-@pytest.mark.xfail(strict=True, reason="the onnx backend writes the tied table twice (initializers "
-                                       "transformer_wte__weight and lm_head__weight): GPT-2 small's file carries "
-                                       "its 38.6M-parameter table twice, and a checkpoint whose two keys differ "
-                                       "gives onnx a model torch cannot be")
 def test_the_onnx_model_holds_a_tied_table_once(graph):
     tables = [name for name, w in _initializers(graph).items() if w.shape == (VOCAB, D)]
     assert len(tables) == 1, tables
@@ -193,9 +189,6 @@ def test_ties_between_iterations_of_a_repeat(tmp_path):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m: f"{target}: {m}")
 
 
-@pytest.mark.xfail(strict=True, reason="ties.attribute_path writes an index segment as `[0]`, but a layer named "
-                                       "\"0\" lives in an nn.ModuleDict, whose keys are strings: `self[1][0]` "
-                                       "raises KeyError (it needs `self['1']['0']`)")
 def test_a_tie_to_a_layer_named_like_an_index(tmp_path):
     graph = _graph(tmp_path, """block blk(x) {
     return linear(x, 4) as "0"

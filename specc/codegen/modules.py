@@ -70,6 +70,7 @@ class ModuleTree:
         self.io: dict[Path, _ScopeIO] = {}
         self.members: dict[Path, list[str]] = {}  # scope -> every node in its subtree, in order
         self.instance: dict[Path, str] = {}  # block scope -> how its parent constructs it: `BasicBlock(planes=64)`
+        self.named: dict[str, str] = {}  # a class's code -> its name (equal code at two depths is one class)
         self.taken = set(reserved)
         self.classes: list[ClassView] = []
         self._collect()
@@ -121,7 +122,7 @@ class ModuleTree:
         """Whether a `repeat` runs as a loop: each iteration has one output, which only the next reads
         (at the same argument position), and every other argument is the same value in each iteration."""
         items = self._items(path)
-        if not items:
+        if not items or not self._contiguous(path):
             return False
         outs = [self.outputs_of(p) for p in items]
         if any(len(o) != 1 for o in outs) or self.outputs_of(path) != outs[-1]:
@@ -139,10 +140,14 @@ class ModuleTree:
         return all(s == shared[0] for s in shared)
 
     def _items(self, path: Path) -> list[Path]:
-        n = 0
-        while path + (str(n),) in self.graph.scopes and path + (str(n),) in self.members:
-            n += 1
-        return [path + (str(i),) for i in range(n)]
+        """The iterations of a `repeat` that compute something (passes may have moved or removed the
+        others' values: CSE hoists what an iteration shares with its parent), in order."""
+        return sorted((p for p in self.members if len(p) == len(path) + 1 and p[:-1] == path),
+                      key=lambda p: int(p[-1]))
+
+    def _contiguous(self, path: Path) -> bool:
+        """Whether its iterations are 0, 1, ..., n-1: an nn.ModuleList (else an nn.ModuleDict by index)."""
+        return [int(p[-1]) for p in self._items(path)] == list(range(len(self._items(path))))
 
     # ------------------------------------------------------------ building
     def build(self, path: Path, render_step: Callable) -> ClassView:
@@ -184,18 +189,28 @@ class ModuleTree:
         except nx.NetworkXUnfeasible:
             raise RuntimeError(f"the values of scope `{'.'.join(path) or 'model'}` are interleaved with "
                                "another scope's in a cycle; a pass mixed scopes") from None
-        init: list[str] = []
+        # `__init__` registers layers in the order the spec makes them (so both Python targets list the
+        # same parameters() in the same order), whatever order the backend's steps run in
+        made: dict[tuple, int] = {}  # unit -> when its first layer (else its first value) is made
+        for name in self.members.get(path, []):
+            if name not in g.inputs and (g.node(name).params or g.node(name).op in _BUFFER_OPS):
+                made.setdefault(self._unit(path, name, loops), self.order[name])
+        for name in self.members.get(path, []):
+            if name not in g.inputs:
+                made.setdefault(self._unit(path, name, loops), self.order[name])
+        init: list[tuple[int, str]] = []
         steps: list[str] = []
         for kind, key in schedule:
             line, code = render_step(key, var) if kind == "step" else self._call(key, path, loops, names, var,
                                                                                  render_step)
             if line:
-                init.append(line)
+                init.append((made[(kind, key)], line))
             steps.append(code)
         outputs = [var[v] for v in (self.outputs_of(path) if path else g.outputs.values())]
         scope = g.scopes.get(path)
         container = any(not attribute_name(n) for n in g.names_in(path).taken)
-        return ClassView("", scope.block if scope else None, inputs, outputs, init, steps, container=container)
+        return ClassView("", scope.block if scope else None, inputs, outputs,
+                         [line for _, line in sorted(init, key=lambda item: item[0])], steps, container=container)
 
     def _call(self, key: Path, parent: Path, loops: set[Path], names: _Names, var: dict[str, str],
               render_step: Callable) -> tuple[str, str]:
@@ -227,11 +242,15 @@ class ModuleTree:
         var.update(zip(produced, outs))
         targets = ", ".join(outs)
         if unrolled:  # an iteration of a `repeat` that does not run as a loop: `self.layers[2](x)`
-            line = ""
-            if key[-1] == "0":
-                classes = [self.instance[p] for p in self._items(key[:-1])]
-                line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(classes) + "])"
-            return line, f"{targets} = {_attr(key[-2])}[{key[-1]}]({args})"
+            items, line = self._items(key[:-1]), ""
+            if self._contiguous(key[:-1]):
+                if key == items[0]:
+                    line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(self.instance[p] for p in items) + "])"
+                return line, f"{targets} = {_attr(key[-2])}[{key[-1]}]({args})"
+            if key == items[0]:  # some iterations compute nothing here: keep the others' indices as keys
+                line = (f"{_attr(key[-2])} = nn.ModuleDict({{" + ", ".join(f"{py_string(p[-1])}: {self.instance[p]}"
+                                                                          for p in items) + "})")
+            return line, f"{targets} = {_attr(key[-2])}[{py_string(key[-1])}]({args})"
         return f"{_attr(key[-1])} = {self.instance[key]}", f"{targets} = {_attr(key[-1])}({args})"
 
     def build_all(self, render_step: Callable) -> ClassView:
@@ -263,12 +282,12 @@ class ModuleTree:
             merged = self._merge(variants)
             if merged is not None:
                 view, arguments = merged
-                self._add_class(view, variants[0][1][0])
-                self.instance.update((p, f"{view.name}({args})") for p, args in arguments.items())
+                name = self._add_class(view, variants[0][1][0])
+                self.instance.update((p, f"{name}({args})") for p, args in arguments.items())
                 continue
             for view, paths in variants:
-                self._add_class(view, paths[0])
-                self.instance.update((p, f"{view.name}()") for p in paths)
+                name = self._add_class(view, paths[0])
+                self.instance.update((p, f"{name}()") for p in paths)
 
     def _merge(self, variants: list[tuple[ClassView, list[Path]]]) -> tuple[ClassView, dict[Path, str]] | None:
         """One class for code variants that differ only in numbers, where each differing number is one
@@ -319,7 +338,11 @@ class ModuleTree:
                          container=first.container, args=args)
         return view, {p: ", ".join(f"{name}={_number(sizes[p][name])}" for name in order) for p in every}
 
-    def _add_class(self, view: ClassView, path: Path) -> None:
+    def _add_class(self, view: ClassView, path: Path) -> str:
+        """Name a new class, or return the name of the same code's class made at another depth."""
+        text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container, view.args))
+        if text in self.named:
+            return self.named[text]
         scope = self.graph.scopes[path]
         base = camel(scope.block) if scope.block else camel(path[-2] if path[-1].isdigit() else path[-1]) + "Layer"
         base = base if base and base[0].isalpha() else "Block" + base
@@ -328,7 +351,9 @@ class ModuleTree:
             name, i = f"{base}{i}", i + 1
         self.taken.add(name)
         view.name = name
+        self.named[text] = name
         self.classes.append(view)
+        return name
 
 
 # A number in generated code that may be a size: not part of a name, an index (`[0]`) or a string.
@@ -338,6 +363,9 @@ _NUMBER = re.compile(r"(?<![\w.\"'\[])\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.\"'])
 # forward calls whose numbers are sizes (in other calls a number equal to a size, such as a permutation's
 # `2`, is a coincidence)
 _SIZED_CALLS = (".reshape(", ".view(", ".expand(")
+
+# ops that register a buffer but own no parameter (their init line is placed like a layer's)
+_BUFFER_OPS = frozenset({"arange"})
 
 _LOOP = " loop"  # the key of a forward's loop variable among its value names (no IR name has a space)
 

@@ -19,6 +19,7 @@ from ..escape import identifier, py_float
 from ..ir import Graph, param_key
 from ..types import DTYPES, TensorType
 from . import Artifact, Backend, environment, node_view, register_backend, render
+from ..ties import tied_targets
 from .torch_backend import scalar_text
 
 TARGET = "onnx"
@@ -100,6 +101,11 @@ def onnx_text(graph: Graph) -> tuple[str, list[tuple[str, str]]]:
     for out, v in outputs.items():
         if out != value(v):
             chunks.append((v, f"{_name(out)} = Identity({value(v)})"))
+    owners = {param_key(node, p): (node.name, p) for node in graph.nodes() for p in node.params}
+    ties = [(owners[t.target][0], f"{initializer_name(value(owners[t.target][0]), owners[t.target][1])} = Identity("
+                                  f"{initializer_name(value(owners[t.source][0]), owners[t.source][1])})")
+            for t in graph.ties]  # a tied parameter is its source's initializer, stored once
+    chunks = ties + chunks
     text = render(TARGET, "model.onnxtxt.j2", name=_name(graph.name), ir_version=IR_VERSION, opset=OPSET,
                   inputs=[f"{_onnx_type(graph.node(n).type)} {_name(n)}" for n in graph.inputs],
                   outputs=[f"{_onnx_type(graph.node(v).type)} {_name(out)}" for out, v in outputs.items()],
@@ -232,6 +238,7 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
             [f"unexpected {', '.join(unexpected)}"] if unexpected else [])
         raise SpeccError("E0602", f"weights from {origin} do not match model `{graph.name}`: {'; '.join(parts)}", None)
     value = value_names(graph)
+    tied = tied_targets(graph)
     tensors = []
     for key, (node, param, spec) in expected.items():
         tensor = state[key].detach().cpu()
@@ -239,7 +246,7 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
             raise SpeccError("E0602", f"weight {key} from {origin} has shape {list(tensor.shape)}, "
                                       f"model `{graph.name}` needs {list(spec.shape)}", None)
         name = initializer_name(value(node.name), param)
-        if name in used:
+        if name in used and key not in tied:  # a tied one is its source's tensor (see onnx_text)
             tensors.append(numpy_helper.from_array(tensor.numpy(), name))
     return tensors
 
