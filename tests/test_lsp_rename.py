@@ -134,3 +134,73 @@ async def test_rename_updates_open_documents_that_import_the_definition(client: 
     assert "already the name of model `m`" in await refused(lib, "widen", "m")
     for d in (lib, main, other):
         d.close()
+
+
+# ------------------------------------------------------------------ hover
+@served
+async def test_hover_on_a_value_with_parts_shows_its_type_once_and_its_parts(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "mdbm_mnist.nnspec")
+    await doc.open()
+    text = await doc.hover("q = fixed_point")
+    assert "q: f32[B, 170]\n" in text and "|" not in text  # the state, not the state and each slice of it
+    assert "`q.pixels`: `f32[B, 128]`" in text and "`q.hidden`: `f32[B, 32]`" in text
+    assert "`q.classes`: `f32[B, 10]`" in text
+    text = await doc.hover("q.pixels", 2)
+    assert "q.pixels: f32[B, 128]" in text and "part 1 of 3 of `q`" in text
+    assert "q.classes: f32[B, 10]" in await doc.hover("q.classes", 2)
+    text = await doc.hover("fixed_point")
+    assert "→ `f32[B, 170]`" in text and "`.classes` `f32[B, 10]`" in text and "|" not in text
+    doc.close()
+
+
+@served
+async def test_hover_on_configurations_and_their_arguments(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "mdbm_mnist.nnspec")
+    await doc.open()
+    text = await doc.hover("prox_softmax")
+    assert "prox_softmax(groups)" in text and "configuration for `fixed_point(activation=`" in text
+    assert "mean field" in text  # what fixed_point's documentation says about it
+    text = await doc.hover("mdbm(m=", 5)
+    assert "m: float = 0.05" in text and "configuration `mdbm` (for `fixed_point(weight=`)" in text
+    assert "alpha: float = 1.0" in await doc.hover("alpha=0.5")
+    doc.close()
+
+
+@served
+async def test_hover_on_a_keyword_argument_of_a_block_call(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "resnet.nnspec")
+    await doc.open()
+    text = await doc.hover("stride=2")
+    assert "stride: int = 1" in text and "parameter of block `basic`" in text
+    doc.close()
+
+
+# ------------------------------------------------------------------ completion
+@served
+async def test_completion_leaves_out_arguments_given_by_position(client: LanguageClient, tmp_path: Path):
+    text = ("model m() {\n    input x: f32[B, 4]\n    h = dropout(x, p=0.5)\n    g = dropout(h, \n"
+            "    y = linear(g, 4, \n    output y\n}\n")
+    doc = Doc(client, tmp_path / "d.nnspec", text)
+    await doc.open()
+    items = await doc.complete(doc.at("dropout(h, ", 11))
+    assert "p=" in items and "x=" not in items  # `p=` in the line above is another call's
+    items = await doc.complete(doc.at("linear(g, 4, ", 13))
+    assert "bias=" in items and "x=" not in items and "out_features=" not in items
+    items = await doc.complete(doc.at("dropout(h, ", 8))  # right after `(`: every argument
+    assert {"x=", "p="} <= set(items)
+    doc.close()
+
+
+@served
+async def test_completion_after_a_dot_offers_only_parts(client: LanguageClient, tmp_path: Path):
+    text = ("model m(pixels: int = 4, classes: int = 2) {\n    input x: f32[B, 4]\n"
+            "    q = fixed_point(x, state=[pixels, classes])\n    v, i = topk(x, 2)\n    r = topk(x, 2)\n"
+            "    output y = q.\n}\n")
+    doc = Doc(client, tmp_path / "dot.nnspec", text)
+    await doc.open()
+    assert set(await doc.complete(doc.at("q.", 2))) == {"pixels", "classes"}
+    await doc.change(text.replace("q.\n", "r.\n"))
+    assert set(await doc.complete(doc.at("r.", 2))) == {"values", "indices"}
+    await doc.change(text.replace("q.\n", "x.\n"))
+    assert await doc.complete(doc.at("x.", 2)) == {}  # an input has no parts: nothing can follow
+    doc.close()

@@ -10,6 +10,7 @@ chunks that parse and from the last successful compile of each model.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
@@ -399,7 +400,7 @@ def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
         decl = _declaration(analysis, occ)
         node = decl[1] if decl is not None else None
         if isinstance(node, ast.Param):
-            return _hover_param(analysis, occ, node)
+            return _hover_param(analysis, occ.definition, node)
         expr: Any = None
         found: list[_Found] = []
         if isinstance(node, ast.Input):
@@ -412,17 +413,31 @@ def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
             return _code(f"{occ.name}: column {node.names.index(occ.name)} of the value on the right")
         elif occ.definition is not None and isinstance(occ.definition, ast.Definition):
             expr = _binding(occ.definition, occ.name, occ.span)
-        types = _types(values.of(expr, occ.definition) if expr is not None else found)
+        source = _resolve(occ.definition, node.value) if isinstance(node, (ast.Assign, ast.Output)) \
+            and node.value is not None and len(_targets(node)) == 1 else _resolve(occ.definition, expr)
+        names = _part_names(analysis, source)
+        if expr is not None:
+            found = values.of(expr, occ.definition)
+        types = _types(_one_per_site(found, names))
         lines = [_code(f"{occ.name}: {' | '.join(types)}" if types else occ.name)]
         if len(types) > 1:  # a value of a block called in several places
             lines.append("\n".join(f"- `{t}` in {', '.join(sorted(models))}" for t, models in types.items()))
+        if names:
+            parts = _part_values(analysis, values, source, occ.definition, names)
+            lines.append("parts:\n" + "\n".join(
+                f"- `{occ.name}.{n}`" + (f": `{' | '.join(_types(parts.get(n, [])))}`" if _types(parts.get(n, [])) else "")
+                for n in names if n))
         count = _param_count(_statement_nodes(analysis, occ.definition, node))
         if count:
             lines.append(f"{count:,} parameters")
         return "\n\n".join(lines)
     if occ.kind == "dim":
         return _code(f"{occ.name}: symbolic dim") + "\n\nA dimension known only at run time."
+    if occ.kind == "part":
+        return _hover_part(analysis, values, occ)
     if occ.kind == "kwarg":
+        if occ.config or (isinstance(occ.node, ast.Call) and _is_config(analysis, occ.node)):
+            return _hover_config_kwarg(occ)
         return _hover_kwarg(analysis, occ)
     if occ.kind in ("definition", "base"):
         return _hover_definition(analysis, occ)
@@ -442,6 +457,8 @@ def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
             return ""
         fields = ", ".join(k if v.is_required() else f"{k}={v.default!r}" for k, v in transform.args.model_fields.items())
         return _code(f"{occ.name}({fields})") + f"\n\n{transform.doc}\n\nrewrites: {', '.join(sorted(transform.ops))}"
+    if isinstance(call, ast.Call) and occ.config and _is_config(analysis, call):
+        return _hover_config(occ)
     if _is_block_call(analysis, occ.name):
         block = analysis.definitions[occ.name]
         parts = [_code(_signature(block))]
@@ -451,9 +468,15 @@ def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
             return ""
         parts = [_code(_op_signature(opdef)), opdef.doc]
     found = values.of(call, occ.definition) if isinstance(call, ast.Call) else []
-    types = _types(found)
+    names = _part_names(analysis, call)
+    types = _types(_one_per_site(found, names))
     if types:
         parts.append("→ " + ", ".join(f"`{t}`" for t in types))
+    if names and isinstance(call, ast.Call):
+        by_name = _part_values(analysis, values, call, occ.definition, names)
+        parts.append("parts: " + ", ".join(f"`.{n}`" + (f" `{' | '.join(_types(by_name.get(n, [])))}`"
+                                                          if _types(by_name.get(n, [])) else "")
+                                           for n in names if n))
     if isinstance(call, ast.Call) and _is_block_call(analysis, occ.name):
         count = _param_count(_inlined(analysis, call))
     else:
@@ -464,6 +487,188 @@ def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
     if count:
         parts.append(f"{count:,} parameters")
     return "\n\n".join(parts)
+
+
+def _targets(stmt: Any) -> list[str]:
+    return stmt.targets if isinstance(stmt, ast.Assign) else stmt.names
+
+
+def _resolve(definition: Any, expr: Any, depth: int = 0) -> Any:
+    """The expression a value comes from, through names bound to names (`r = q`)."""
+    while isinstance(expr, ast.Name) and depth < 16:
+        expr, depth = _binding(definition, expr.id, expr.span), depth + 1
+    return expr
+
+
+def _part_names(analysis: Analysis, expr: Any) -> tuple[str, ...]:
+    """The names `.name` picks from the value of an expression ("" for a part without one): an op's
+    results (`lstm`), the items of an op's parts list (`fixed_point(state=[pixels, hidden])`), a
+    block's returned values (`return a, b`)."""
+    if not isinstance(expr, ast.Call):
+        return ()
+    if _is_block_call(analysis, expr.func):
+        block = analysis.definitions[expr.func]
+        last = block.body[-1] if block.body else None
+        if isinstance(last, ast.Return) and len(last.values) > 1:
+            return tuple(v.id if isinstance(v, ast.Name) else "" for v in last.values)
+        return ()
+    opdef = ops.get(expr.func)
+    if opdef is None or _is_config(analysis, expr):
+        return ()
+    if opdef.results:
+        return tuple(opdef.results)
+    if opdef.parts:
+        source = next((kw.value for kw in expr.kwargs if kw.name == opdef.parts), None)
+        items = source.items if isinstance(source, ast.ListExpr) else []
+        return tuple(item.id if isinstance(item, ast.Name) else f"part{i}" for i, item in enumerate(items))
+    return ()
+
+
+def _is_part(f: _Found, names: tuple[str, ...]) -> bool:
+    """A value the lowering made beside an op's own to hold one of its named parts (a slice or result)."""
+    return f.node.op in ("slice", "result") and any(n and f.node.name.endswith(f"_{n}") for n in names)
+
+
+def _one_per_site(found: list[_Found], names: tuple[str, ...] = ()) -> list[_Found]:
+    """The value an expression computes, once per model and inlining: the last of the values made
+    from its source, not counting the ones holding its named parts (`q.pixels`), which hover lists apart."""
+    out: dict[tuple, _Found] = {}
+    for f in found:
+        key = (f.model, tuple(_node_key(s) for _, s in f.node.call_sites))
+        if key not in out or not _is_part(f, names):
+            out[key] = f
+    return list(out.values())
+
+
+def _part_values(analysis: Analysis, values: _Values, expr: ast.Call, definition: Any,
+                 names: tuple[str, ...]) -> dict[str, list[_Found]]:
+    """The values of an expression's named parts, by name."""
+    if _is_block_call(analysis, expr.func):
+        return {n: values.part(expr, definition, k, len(names)) for k, n in enumerate(names) if n}
+    out: dict[str, list[_Found]] = {}
+    for f in values.of(expr, definition):
+        for n in names:
+            if n and f.node.op in ("slice", "result") and f.node.name.endswith(f"_{n}"):
+                out.setdefault(n, []).append(f)
+    return out
+
+
+def _hover_part(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
+    """`q.pixels`: the part's type, and where the part comes from."""
+    attr = occ.node
+    if not isinstance(attr, ast.Attribute):
+        return ""
+    base = _resolve(occ.definition, attr.value)
+    names = _part_names(analysis, base)
+    if occ.name not in names or not isinstance(base, ast.Call):
+        return ""
+    types = _types(_part_values(analysis, values, base, occ.definition, names).get(occ.name, []))
+    owner = _source_text(attr.value.span) if isinstance(attr.value, ast.Name) else base.func + "(...)"
+    lines = [_code(f"{owner}.{occ.name}" + (f": {' | '.join(types)}" if types else ""))]
+    if len(types) > 1:
+        lines.append("\n".join(f"- `{t}` in {', '.join(sorted(models))}" for t, models in types.items()))
+    lines.append(f"part {names.index(occ.name) + 1} of {len(names)} of `{owner}` ({', '.join(f'`{n}`' for n in names if n)})"
+                 f", from `{base.func}`")
+    return "\n\n".join(lines)
+
+
+def _is_config(analysis: Analysis, call: ast.Call) -> bool:
+    """A call the lowering reads as a configuration (`mdbm(m=0.1)`, `relu()` as an argument): no block,
+    and no op or an op given no tensors."""
+    return call.func not in analysis.definitions and (ops.get(call.func) is None or not call.args)
+
+
+def _config_class(config: tuple[tuple[str, str], ...], name: str) -> tuple[Any, str] | None:
+    """(the pydantic class, `op(arg=`) a configuration call `name(...)` at `config` is validated by."""
+    if not config:
+        return None
+    opdef = ops.get(config[0][0])
+    if opdef is None:
+        return None
+    model: Any = opdef.attrs
+    for i, (func, arg) in enumerate(config):
+        if i > 0:
+            model = _member(model, func)
+        info = getattr(model, "model_fields", {}).get(arg) if model is not None else None
+        if info is None:
+            return None
+        model = info.annotation
+    found = _member(model, name)
+    return (found, f"{config[-1][0]}({config[-1][1]}=") if found is not None else None
+
+
+def _member(annotation: Any, kind: str) -> Any:
+    """The pydantic class in a (possibly Annotated, Union or list) annotation whose `kind` is `kind`."""
+    from typing import Literal, get_args, get_origin
+
+    fields = getattr(annotation, "model_fields", None)
+    if isinstance(fields, dict) and "kind" in fields:
+        literal = fields["kind"].annotation
+        return annotation if get_origin(literal) is Literal and kind in get_args(literal) else None
+    for arg in get_args(annotation):
+        hit = _member(arg, kind)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _config_fields(cls: Any) -> list[tuple[str, str]]:
+    """(name, `name: type = default`) of a configuration class's settable fields."""
+    out = []
+    for k, v in cls.model_fields.items():
+        if k == "kind":
+            continue
+        annotation = getattr(v.annotation, "__name__", None) or str(v.annotation).replace("typing.", "")
+        out.append((k, f"{k}: {annotation}" + ("" if v.is_required() else f" = {_default(v.default)}")))
+    return out
+
+
+def _default(value: Any) -> str:
+    return "..." if value is Ellipsis else repr(value)
+
+
+def _op_paragraph(op_name: str, name: str) -> str:
+    """The paragraph of an op's documentation about one of its configurations, if it has one."""
+    opdef = ops.get(op_name)
+    if opdef is None:
+        return ""
+    module = sys.modules.get(opdef.attrs.__module__)  # an op's module documents its configurations
+    for paragraph in (opdef.doc + "\n\n" + (getattr(module, "__doc__", None) or "")).split("\n\n"):
+        if f"`{name}(" in paragraph:
+            return paragraph.strip()
+    return ""
+
+
+def _hover_config(occ: Occurrence) -> str:
+    """`prox_softmax` in `fixed_point(activation=prox_softmax(groups=...))`: the configuration's fields,
+    the argument it sets and what the op's documentation says about it."""
+    hit = _config_class(occ.config, occ.name)
+    if hit is None:
+        return ""
+    cls, where = hit
+    fields = ", ".join(k if v.is_required() else f"{k}={_default(v.default)}"
+                       for k, v in cls.model_fields.items() if k != "kind")
+    lines = [_code(f"{occ.name}({fields})"), f"configuration for `{where}`"]
+    doc = (cls.__doc__ or "").strip()
+    if doc and not doc.startswith(cls.__name__ + "("):
+        lines.append(doc)
+    paragraph = _op_paragraph(occ.config[0][0], occ.name)
+    if paragraph:
+        lines.append(paragraph)
+    return "\n\n".join(lines)
+
+
+def _hover_config_kwarg(occ: Occurrence) -> str:
+    """`m=` in `mdbm(m=0.1)`: the field's declaration in the configuration."""
+    call = occ.node
+    if not isinstance(call, ast.Call):
+        return ""
+    hit = _config_class(occ.config, call.func)
+    if hit is None:
+        return ""
+    cls, where = hit
+    text = dict(_config_fields(cls)).get(occ.name)
+    return _code(text) + f"\n\nargument of configuration `{call.func}` (for `{where}`)" if text else ""
 
 
 def _transforms() -> dict[str, Any]:
@@ -502,9 +707,9 @@ def _source_text(span: Span) -> str:
     return span.source.line(span.line)[span.col - 1:span.end_col - 1]
 
 
-def _hover_param(analysis: Analysis, occ: Occurrence, param: ast.Param) -> str:
+def _hover_param(analysis: Analysis, d: Any, param: ast.Param) -> str:
+    """A parameter's declaration, its value in a model, and the definition it belongs to."""
     lines = [_code(_param_text(param))]
-    d = occ.definition
     if isinstance(d, ast.Definition):
         model = analysis.models.get(d.name) if d.kind == "model" else None
         if model is not None and param.name in model.constants:
@@ -518,7 +723,7 @@ def _hover_kwarg(analysis: Analysis, occ: Occurrence) -> str:
     if _is_block_call(analysis, func):
         for p in analysis.definitions[func].params:
             if p.name == occ.name:
-                return _hover_param(analysis, occ, p)
+                return _hover_param(analysis, analysis.definitions[func], p)
         return ""
     opdef = ops.get(func)
     if opdef is None:
@@ -570,8 +775,10 @@ def completion(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.C
     call = _enclosing_call(tokens)
     if next((t.type for t in tokens if t.type != "_NL"), None) == "COMPRESS":
         return lsp.CompletionList(is_incomplete=False, items=_compress_items(call, last, tokens))
+    if last is not None and last.type == "DOT":  # `q.`: only a part of q can follow
+        return lsp.CompletionList(is_incomplete=False, items=_part_items(analysis, chunk, tokens, rel_line, col))
     if call is not None and last is not None and last.type in ("LPAR", "COMMA"):
-        items += _keyword_arguments(analysis, call, tokens)
+        items += _keyword_arguments(analysis, call, _call_arguments(tokens))
     items += _scope_items(analysis, chunk, rel_line, col)
     items += [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, detail=_op_signature(op),
                                  documentation=op.doc, insert_text=name)
@@ -635,20 +842,72 @@ def _enclosing_call(tokens: list[Lexeme]) -> str | None:
     return None
 
 
-def _keyword_arguments(analysis: Analysis, func: str, tokens: list[Lexeme]) -> list[lsp.CompletionItem]:
-    given = {tokens[i - 1].text for i in range(1, len(tokens)) if tokens[i].type == "EQUAL"}
+def _call_arguments(tokens: list[Lexeme]) -> list[list[Lexeme]]:
+    """The arguments written so far in the call around the cursor (after its `(`, split at its
+    top-level commas), the last one being the one under the cursor."""
+    depth = 0
+    start = 0
+    for i in range(len(tokens) - 1, -1, -1):
+        t = tokens[i].type
+        if t in ("RPAR", "RSQB"):
+            depth += 1
+        elif t in ("LPAR", "LSQB"):
+            if depth == 0:
+                start = i + 1
+                break
+            depth -= 1
+    args: list[list[Lexeme]] = [[]]
+    depth = 0
+    for t in tokens[start:]:
+        if t.type == "COMMA" and depth == 0:
+            args.append([])
+            continue
+        depth += (t.type in ("LPAR", "LSQB", "LBRACE")) - (t.type in ("RPAR", "RSQB", "RBRACE"))
+        if t.type != "_NL":
+            args[-1].append(t)
+    return args
+
+
+def _keyword_arguments(analysis: Analysis, func: str, args: list[list[Lexeme]]) -> list[lsp.CompletionItem]:
+    """`name=` for each argument of the call not given yet, by keyword or by position."""
+    done = args[:-1]
+    given = {a[0].text for a in done if len(a) > 1 and a[0].type == "NAME" and a[1].type == "EQUAL"}
+    positional = sum(1 for a in done if a and not (len(a) > 1 and a[0].type == "NAME" and a[1].type == "EQUAL"))
     if _is_block_call(analysis, func):
         names = [(p.name, p.type or "") for p in analysis.definitions[func].params]
+        order = [n for n, _ in names]
     else:
         opdef = ops.get(func)
         if opdef is None:
             return []
-        names = [(n, "tensor") for n in opdef.operands] + [
-            (k, "" if v.is_required() else f"= {v.default!r}") for k, v in opdef.attrs.model_fields.items()
-            if k not in _HIDDEN_ATTRS]
+        fields = opdef.attrs.model_fields
+        order = [n for n in opdef.slots() if n not in _HIDDEN_ATTRS]  # the order positional arguments fill
+        names = [(n, "tensor" if n not in fields else "" if fields[n].is_required() else f"= {fields[n].default!r}")
+                 for n in order]
+    given |= set(order[:positional])
     return [lsp.CompletionItem(label=f"{n}=", kind=lsp.CompletionItemKind.Property, detail=detail,
                                insert_text=f"{n}=", sort_text=f"0{i:03d}")
             for i, (n, detail) in enumerate(names) if n not in given]
+
+
+def _part_items(analysis: Analysis, chunk: Chunk, tokens: list[Lexeme], line: int,
+                col: int) -> list[lsp.CompletionItem]:
+    """After `q.`: the names of q's parts (none if q has none, as nothing else can follow)."""
+    if len(tokens) < 2 or tokens[-2].type != "NAME":
+        return []
+    name = tokens[-2].text
+    source = chunk if chunk.module is not None else _repaired(chunk, line)
+    if source is None or source.module is None:
+        return []
+    above = [d for d in source.module.definitions if (d.span.line, d.span.col) <= (line, col + 1)]
+    definition = max(above, key=lambda d: (d.span.line, d.span.col), default=None)  # a repaired one ends early
+    if definition is None:
+        return []
+    at = Span(source.source, line, col + 1, line, col + 1)
+    names = _part_names(analysis, _resolve(definition, _binding(definition, name, at)))
+    return [lsp.CompletionItem(label=n, kind=lsp.CompletionItemKind.Field, detail=f"part of `{name}`",
+                               sort_text=f"{i:03d}")
+            for i, n in enumerate(names) if n]
 
 
 def _scope_items(analysis: Analysis, chunk: Chunk, line: int, col: int) -> list[lsp.CompletionItem]:

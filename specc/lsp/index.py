@@ -44,7 +44,11 @@ class Occurrence:
     definition: ast.Definition | ast.CompressDef | None = None
     stmt: int = -1  # index of the statement in its definition's body; -1 for the header
     target: "Occurrence | None" = None
-    node: Any = None  # the syntax node: the Call for calls and keyword args, the statement for declarations
+    node: Any = None  # the syntax node: the Call for calls and keyword args, the statement for declarations,
+    # the Attribute for parts
+    # for a configuration call (`activation=prox_softmax(groups=...)` in a call of op `fixed_point`) and its
+    # keyword arguments: the (call, keyword) pairs from the op down to it, (("fixed_point", "activation"),)
+    config: tuple[tuple[str, str], ...] = ()
 
 
 def _name_span(anchor: Span, name: str) -> Span:
@@ -141,24 +145,29 @@ class _Builder:
         kind = target.kind if target is not None else ("value" if name in self.bindings else "dim")
         self.add(span, name, kind, ("local", self.defn.name, name)).target = target
 
-    def expr(self, e: Any) -> None:
+    def expr(self, e: Any, config: tuple[tuple[str, str], ...] = ()) -> None:
+        """Index an expression; `config` is set for a call in a keyword argument's value (see Occurrence)."""
         if isinstance(e, ast.Name):
             self.use(e.span, e.id)
         elif isinstance(e, ast.Call):
-            self.add(e.func_span, e.func, "call", ("def", e.func), node=e)
+            self.add(e.func_span, e.func, "call", ("def", e.func), node=e).config = config
             for a in e.args:
                 self.expr(a)
             for kw in e.kwargs:
-                self.add(_name_span(kw.span, kw.name), kw.name, "kwarg", ("local", e.func, kw.name), node=e)
-                self.expr(kw.value)
+                self.add(_name_span(kw.span, kw.name), kw.name, "kwarg", ("local", e.func, kw.name),
+                         node=e).config = config
+                self.expr(kw.value, config + ((e.func, kw.name),))
             for c in e.constraints or []:
                 self.expr(c)
+        elif isinstance(e, ast.ListExpr) and config:  # `state=[...]`, or a list of configurations
+            for item in e.items:
+                self.expr(item, config)
         elif isinstance(e, ast.Repeat) and e.index is not None:
             self.repeat(e)
         elif isinstance(e, ast.Attribute):
             self.expr(e.value)
             self.add(Span(e.span.source, e.span.end_line, e.span.end_col - len(e.name), e.span.end_line,
-                          e.span.end_col), e.name, "part")
+                          e.span.end_col), e.name, "part", node=e)
         else:
             self.walk(e)
 
