@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from specc.summary import summarize, totals
+from causal_lm import assert_greedy_decoding_matches_generate, assert_training_lowers_the_loss, tokens
 from targets import ROOT, compile_graph, outputs_on_every_target, python_module
 
 transformers = pytest.importorskip("transformers")
@@ -42,7 +43,7 @@ def tiny():
 
 
 def _tokens(batch: int, length: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, TINY["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(seed))
+    return tokens(TINY["vocab_size"], batch, length, seed)
 
 
 def test_keys_and_shapes_are_transformers(tiny):
@@ -69,34 +70,14 @@ def test_logits_match_on_every_target(tiny, tmp_path):
 
 
 def test_greedy_decoding_matches_generate(tiny):
-    """20 new tokens, re-running the whole sequence each step (the spec has no KV cache), against
-    generate() with its cache: the same tokens."""
     _, reference, model = tiny
-    prompt = _tokens(2, 5, seed=2)
-    with torch.no_grad():
-        expected = reference.generate(prompt, do_sample=False, max_new_tokens=20, attention_mask=torch.ones_like(prompt))
-        ids = prompt
-        for _ in range(20):
-            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert expected.shape == (2, 25)
-    assert torch.equal(ids, expected), (ids, expected)
+    assert_greedy_decoding_matches_generate(reference, model, TINY["vocab_size"])
 
 
 def test_training_steps_lower_the_loss():
     torch.manual_seed(0)
     _, model = python_module(compile_graph(SPEC, params=TINY), "torch")
-    model.train()
-    ids = _tokens(4, 9, seed=3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    losses = []
-    for _ in range(4):
-        logits = model(ids[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, TINY["vocab_size"]), ids[:, 1:].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    assert_training_lowers_the_loss(model, TINY["vocab_size"])
 
 
 def test_the_published_config_has_llama_7bs_parameter_count():
