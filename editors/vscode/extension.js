@@ -1,6 +1,7 @@
 // The nnspec extension: TextMate highlighting (declared in package.json) and an LSP
 // client that starts `specc lsp` (the server does diagnostics, hover, completion,
-// go to definition, rename, document symbols, semantic tokens and formatting).
+// go to definition, references, rename, symbols, inlay hints, code lenses, semantic
+// tokens and formatting).
 // Plain JavaScript: no build step.
 "use strict";
 
@@ -31,7 +32,18 @@ function createClient() {
   return new LanguageClient("specc", "specc language server", serverOptions, clientOptions);
 }
 
+// The server's reference-count code lens runs `specc.showReferences` with (uri, position, locations)
+// as LSP JSON; VS Code's own command wants its types.
+function showReferences(uri, position, locations) {
+  const toPosition = (p) => new vscode.Position(p.line, p.character);
+  const toLocation = (l) =>
+    new vscode.Location(vscode.Uri.parse(l.uri), new vscode.Range(toPosition(l.range.start), toPosition(l.range.end)));
+  return vscode.commands.executeCommand(
+    "editor.action.showReferences", vscode.Uri.parse(uri), toPosition(position), locations.map(toLocation));
+}
+
 async function activate(context) {
+  context.subscriptions.push(vscode.commands.registerCommand("specc.showReferences", showReferences));
   client = createClient();
   context.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration(async (event) => {
