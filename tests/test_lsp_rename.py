@@ -204,3 +204,33 @@ async def test_completion_after_a_dot_offers_only_parts(client: LanguageClient, 
     await doc.change(text.replace("q.\n", "x.\n"))
     assert await doc.complete(doc.at("x.", 2)) == {}  # an input has no parts: nothing can follow
     doc.close()
+
+
+# ------------------------------------------------------------------ unopened documents
+def test_notifications_and_requests_for_an_unopened_document_are_quiet():
+    """A change, save or close of a document never opened, and every request about it, get empty
+    answers: no error message to the user and no traceback in the log (pygls's own handler of a
+    change raised KeyError for a document it does not hold)."""
+    from test_lsp_hardening import Server
+
+    server = Server()
+    server.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}}, timeout=60)
+    server.send("initialized", {}, request=False)
+    position = {"line": 0, "character": 0}
+    for uri in ("file:///nonexistent/dir/missing.nnspec", "untitled:Untitled-1", "file:///tmp/a%20b.nnspec"):
+        ident = {"uri": uri}
+        server.change(uri, "model m() {}\n", 2)
+        server.send("textDocument/didSave", {"textDocument": ident}, request=False)
+        server.close(uri)
+        assert server.request("textDocument/hover", {"textDocument": ident, "position": position})["result"] is None
+        assert server.request("textDocument/prepareRename",
+                              {"textDocument": ident, "position": position})["result"] is None
+        assert server.request("textDocument/rename", {"textDocument": ident, "position": position,
+                                                      "newName": "y"})["result"] is None
+        items = server.request("textDocument/completion", {"textDocument": ident, "position": position})["result"]
+        assert items["items"] == []
+    assert server.logs() == []
+    server.request("shutdown", None)
+    server.send("exit", None, request=False)
+    assert server.process.wait(timeout=10) == 0
+    assert b"Traceback" not in server.stderr, server.stderr.decode(errors="replace")

@@ -423,10 +423,10 @@ def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
         if len(types) > 1:  # a value of a block called in several places
             lines.append("\n".join(f"- `{t}` in {', '.join(sorted(models))}" for t, models in types.items()))
         if names:
-            parts = _part_values(analysis, values, source, occ.definition, names)
-            lines.append("parts:\n" + "\n".join(
-                f"- `{occ.name}.{n}`" + (f": `{' | '.join(_types(parts.get(n, [])))}`" if _types(parts.get(n, [])) else "")
-                for n in names if n))
+            parts = {n: " | ".join(_types(found)) for n, found in
+                     _part_values(analysis, values, source, occ.definition, names).items()}
+            lines.append("parts:\n" + "\n".join(f"- `{occ.name}.{n}`" + (f": `{parts[n]}`" if parts.get(n) else "")
+                                                 for n in names if n))
         count = _param_count(_statement_nodes(analysis, occ.definition, node))
         if count:
             lines.append(f"{count:,} parameters")
@@ -567,8 +567,8 @@ def _hover_part(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
     lines = [_code(f"{owner}.{occ.name}" + (f": {' | '.join(types)}" if types else ""))]
     if len(types) > 1:
         lines.append("\n".join(f"- `{t}` in {', '.join(sorted(models))}" for t, models in types.items()))
-    lines.append(f"part {names.index(occ.name) + 1} of {len(names)} of `{owner}` ({', '.join(f'`{n}`' for n in names if n)})"
-                 f", from `{base.func}`")
+    listed = ", ".join(f"`{n}`" for n in names if n)
+    lines.append(f"part {names.index(occ.name) + 1} of {len(names)} of `{owner}` ({listed}), from `{base.func}`")
     return "\n\n".join(lines)
 
 
