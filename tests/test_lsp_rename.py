@@ -109,6 +109,7 @@ async def test_rename_of_a_repeat_index_renames_its_uses(client: LanguageClient)
     renamed = apply(doc.text, edits)
     assert "repeat k in 2 { basic_block(_, 128, stride=2 if k == 0 else 1, project=k == 0) }" in renamed
     assert " i " not in renamed.split("\n")[line + 2]
+    assert "i: int" in await doc.hover("i == 0") and "i: int" in await doc.hover("i in 2")
     doc.close()
 
 
@@ -150,6 +151,10 @@ async def test_hover_on_a_value_with_parts_shows_its_type_once_and_its_parts(cli
     assert "q.classes: f32[B, 10]" in await doc.hover("q.classes", 2)
     text = await doc.hover("fixed_point")
     assert "→ `f32[B, 170]`" in text and "`.classes` `f32[B, 10]`" in text and "|" not in text
+    assert "image: f32[B, 128]" in await doc.hover("image = q")  # a value that is a part
+    symbols = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=doc.ident()))
+    details = {c.name: c.detail for s in symbols for c in s.children or []}
+    assert details["q"] == "f32[B, 170]" and details["image"] == "output f32[B, 128]"
     doc.close()
 
 

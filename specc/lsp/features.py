@@ -296,7 +296,13 @@ class _Values:
             if isinstance(last, ast.Return) and len(last.values) == 1:
                 return _last_per_site(self.of(last.values[0], block, sites + (expr.span,), depth + 1))
             return []
-        found = self.by_span.get(_node_key(getattr(expr, "span", None)) or (), [])
+        if isinstance(expr, ast.Attribute):  # `q.pixels`: the part of q's value with that name
+            base = _resolve(definition, expr.value)
+            names = _part_names(self.analysis, base)
+            found = _part_values(self.analysis, self, base, definition, names).get(expr.name, []) \
+                if expr.name in names and isinstance(base, ast.Call) else []
+        else:
+            found = self.by_span.get(_node_key(getattr(expr, "span", None)) or (), [])
         return [f for f in found if all(any(_same(s, site) for _, s in f.node.call_sites) for site in sites)]
 
     def part(self, expr: Any, definition: Any, k: int, n: int) -> list[_Found]:
@@ -401,6 +407,8 @@ def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
         node = decl[1] if decl is not None else None
         if isinstance(node, ast.Param):
             return _hover_param(analysis, occ.definition, node)
+        if isinstance(node, ast.Repeat):
+            return _code(f"{occ.name}: int") + "\n\nthe iteration of `repeat` (0, 1, ...), inside its body"
         expr: Any = None
         found: list[_Found] = []
         if isinstance(node, ast.Input):
@@ -988,7 +996,8 @@ def _children_symbols(analysis: Analysis, pos: Positions, d: ast.Definition) -> 
             kind, detail = lsp.SymbolKind.Property, (node.type or "")
         else:
             expr = _InputRef(node.span) if isinstance(node, ast.Input) else getattr(node, "value", None)
-            types = _types(values.of(expr, d)) if expr is not None else {}
+            names = _part_names(analysis, _resolve(d, expr))
+            types = _types(_one_per_site(values.of(expr, d), names)) if expr is not None else {}
             kind = lsp.SymbolKind.Field if isinstance(node, (ast.Input, ast.Output)) else lsp.SymbolKind.Variable
             detail = " | ".join(types)
             if isinstance(node, (ast.Input, ast.Output)):
