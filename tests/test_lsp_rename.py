@@ -82,6 +82,11 @@ async def test_rename_refuses_ops_definitions_keywords_and_non_names(client: Lan
     assert "`relu` is an op" in await refused(doc, "basic(", "relu")
     assert "already the name of model `resnet`" in await refused(doc, "basic(", "resnet")
     assert "keyword" in await refused(doc, "basic(", "model")
+    mdbm = Doc(client, tmp_path / "mdbm.nnspec", (ROOT / "specs" / "mdbm_mnist.nnspec").read_text()
+               + "\nblock extra(x) {\n    return x\n}\n")
+    await mdbm.open()  # `weight=mdbm(m=0.1)` would call a block named mdbm
+    assert "`mdbm(...)` is already called" in await refused(mdbm, "extra", "mdbm")
+    mdbm.close()
     assert "not an identifier" in await refused(doc, "basic(", "two words")
     assert "not an identifier" in await refused(doc, "shortcut", "1x")
     assert "built-in" in await refused(doc, "shortcut", "true")

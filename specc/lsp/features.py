@@ -240,6 +240,11 @@ def _check_free(readers: list[tuple[Analysis, Positions]], occ: Occurrence, new_
                 module = parsed.module or parsed.partial
                 if module is not None and any(c.name == new_name for c in module.compressions):
                     raise ValueError(f"`{new_name}` is already the name of a compression")
+            called = next((o for o in _all_occurrences(reader, imports=True)
+                           if o.kind == "call" and o.name == new_name), None)
+            if called is not None:  # a configuration (`weight=mdbm(m=0.1)`) would become a call of the block
+                raise ValueError(f"`{new_name}(...)` is already called in the spec: those calls would call "
+                                 f"`{occ.name}` instead")
         return
     taken = ("local", occ.symbol[1], new_name)
     for reader, _ in readers:
