@@ -383,19 +383,79 @@ def _load_tensors(path: Path, what: str):
         raise SpeccError("E0601", f"cannot load {what} from {path}: {exc}", None) from None
 
 
+FMT_LINE_WIDTH = 120  # specc.fmt.LINE_WIDTH (not imported here: the CLI imports fmt only when it runs)
+
+
 @app.command("fmt")
-def fmt_cmd(file: Path = FileArg,
-            check: bool = typer.Option(False, "--check", help="Write nothing; print the diff and exit 1 if the "
-                                                               "file is not formatted.")) -> None:
-    """Format a spec canonically (comments kept), rewriting the file atomically."""
+def fmt_cmd(files: list[Path] = typer.Argument(..., show_default=False, metavar="PATH...",
+                                               help="Spec files, directories (their *.nnspec files, "
+                                                    "recursively), or - for standard input."),
+            check: bool = typer.Option(False, "--check", help="Write nothing; print the diff of every file that "
+                                                               "would change and exit 1 if any would."),
+            line_width: int = typer.Option(FMT_LINE_WIDTH, "--line-width", min=1,
+                                           help="Wrap lines wider than this at commas inside brackets."),
+            stdin_filename: Optional[str] = typer.Option(None, "--stdin-filename",
+                                                          help="The path to show in messages about standard "
+                                                               "input.")) -> None:
+    """Format specs canonically (comments kept), rewriting each file atomically; - formats standard input
+    to standard output.
+
+    Every file is processed even if some fail: each error is reported where it is, and the exit status is
+    the worst outcome (3 a bug in specc, 2 a file could not be read or written, 1 a syntax error or, with
+    --check, a file that would change, 0 all formatted).
+    """
 
     def action() -> None:
-        from .fmt import format_file
+        from .fmt import format_file, format_stdin, spec_files
 
-        if not format_file(file, check=check) and check:
-            raise typer.Exit(EXIT_SPEC_ERROR)
+        paths = spec_files([p for p in files if str(p) != "-"])
+        jobs = [lambda path=path: format_file(path, check=check, line_width=line_width) for path in paths]
+        if any(str(p) == "-" for p in files):
+            jobs.insert(0, lambda: format_stdin(check, line_width, stdin_filename or "<stdin>"))
+        worst = changed = unchanged = failed = 0
+        for job in jobs:
+            status, same = _fmt_one(job)
+            if status:
+                failed += 1
+            elif same:
+                unchanged += 1
+            else:
+                changed += 1
+                status = EXIT_SPEC_ERROR if check else 0
+            worst = _worse(worst, status)
+        if len(jobs) > 1:
+            verb = "would be reformatted" if check else "reformatted"
+            print(f"{changed} file{'s' * (changed != 1)} {verb}, {unchanged} left unchanged"
+                  + (f", {failed} failed" if failed else ""), file=sys.stderr)
+        if worst:
+            raise typer.Exit(worst)
 
     _run(action)
+
+
+def _fmt_one(job) -> tuple[int, bool]:
+    """Run one `specc fmt` job (it returns whether its input was already formatted): (0, that), or
+    (the exit status of its failure, False) with the error reported, so that the next file is still
+    formatted: 1 a syntax error, 2 a file error, 3 a bug in specc."""
+    try:
+        return 0, job()
+    except SpeccError as err:
+        _report(err)
+        return (EXIT_USAGE if err.code in USAGE_ERROR_CODES else EXIT_SPEC_ERROR), False
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as exc:  # a bug in specc: say so, and go on with the other files
+        if os.environ.get("SPECC_TRACEBACK"):
+            traceback.print_exc()
+        print(f"internal compiler error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in specc; rerun with SPECC_TRACEBACK=1 and report it.", file=sys.stderr)
+        return EXIT_INTERNAL, False
+
+
+def _worse(a: int, b: int) -> int:
+    """The worse of two `specc fmt` exit statuses: a bug, then a file error, then a spec error."""
+    rank = {0: 0, EXIT_SPEC_ERROR: 1, EXIT_USAGE: 2, EXIT_INTERNAL: 3}
+    return max(a, b, key=rank.__getitem__)
 
 
 @app.command("lsp")

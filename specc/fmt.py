@@ -15,11 +15,23 @@ rewrites the whitespace around them:
 - blank lines: at most one in a row, none at the start or end of the file,
   after `{` or before `}`; exactly one before a top-level `model`, `block`,
   `compress` (and an `import` after other items), above its leading comments;
-- comments: text kept (trailing blanks dropped); a comment on a line of code
-  stays at its column when the code leaves room, so aligned comments stay aligned.
+- comments: text kept (trailing blanks dropped); a comment after code is set
+  off by exactly two spaces (as black does for `#`), so the output never depends
+  on how the input happened to align it;
+- long lines: a line whose code (indent included, a trailing comment not
+  counted: it cannot be shortened) is wider than `line_width` is broken after a
+  comma inside `( )` or `[ ]`, where a line break means nothing to the parser;
+  the rest continues one level deeper, by the indentation rule above. The
+  outermost comma that keeps the line within the width is chosen (the last of
+  them), or the first comma if none does; this repeats until every line fits or
+  has no comma left to break at. Lines are never joined;
+- line endings: a file whose first line ends in CRLF is written with CRLF
+  throughout, any other with LF.
 
 `format_text` checks its own output: the same tokens in the same order, or it
-raises. It is idempotent: `format_text(format_text(x)) == format_text(x)`.
+raises. It is idempotent: `format_text(format_text(x)) == format_text(x)`: the
+layout keeps line breaks and only re-derives blanks, and wrapping stops at a
+fixed point, so formatted output offers nothing further to break.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import difflib
+import os
 import sys
 from copy import copy
 from functools import lru_cache
@@ -37,11 +50,14 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerThread
 
 from . import ast
-from .diagnostics import SourceFile, load_source
+from .diagnostics import SourceFile, SpeccError, load_source
 from .escape import printable
 from .parser import lark_parser, parse
 
 INDENT = "    "
+# Wider than 100 because the shipped specs were written to this width (model headers and calls with
+# many size parameters run to ~115 columns) and every shipped spec is a fixed point of `specc fmt`.
+LINE_WIDTH = 120
 
 
 class Lexeme(NamedTuple):
@@ -120,6 +136,9 @@ class _Line:
     blank_before: int = 0  # blank lines above it in the input
     indent: int = 0
     text: str = ""  # the formatted code, without indent and comment
+    cols: list[int] = dataclasses.field(default_factory=list)  # each token's column in `text` (0-based)
+    # tokens after which a line break is allowed: (nesting depth, index) of each comma inside ( ) or [ ]
+    breaks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -168,6 +187,7 @@ def _layout(text: str) -> list[_Line]:
     prev: Lexeme | None = None
     before: Lexeme | None = None
     stmt_indent = 0
+    parens = 0  # open ( and [, as the parser counts them: line breaks inside them are not statement ends
     for line in lines:
         # indent: a line starting with closers lines up with the line that opened the outermost of them
         leading = 0
@@ -180,10 +200,17 @@ def _layout(text: str) -> list[_Line]:
         if not stack or stack[-1].kind == "body":
             stmt_indent = line.indent
         parts: list[str] = []
+        column = 0
         for i, tok in enumerate(line.tokens):
             if i and _spaced(prev, before, tok, stack):
                 parts.append(" ")
+                column += 1
+            line.cols.append(column)
             parts.append(tok.text)
+            column += len(tok.text)
+            if tok.type == "COMMA" and parens > 0:
+                line.breaks.append((len(stack), i))
+            parens = max(parens + (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB")), 0)
             if tok.type in _OPENERS:
                 if tok.type == "LBRACE":
                     stack.append(_Open("body", stmt_indent, stmt_indent + 1))
@@ -238,10 +265,24 @@ def _blank_lines(lines: list[_Line]) -> list[int]:
     return blanks
 
 
-def format_text(text: str, path: str = "<text>") -> str:
-    """The canonical form of a spec. Raises `SpeccError` if it does not parse."""
+def format_text(text: str, path: str = "<text>", line_width: int = LINE_WIDTH) -> str:
+    """The canonical form of a spec. Raises `SpeccError` if it does not parse.
+
+    `line_width` is the width long lines are wrapped to (see the module's docstring). The result
+    keeps the text's line endings: CRLF if its first line ends in CRLF (editors on Windows send
+    such buffers to the language server's formatting, which calls this), LF otherwise.
+    """
     parse(SourceFile(path, text))  # only well-formed specs are formatted
-    lines = _layout(text)
+    newline = "\r\n" if _crlf(text) else "\n"
+    work = text
+    while True:
+        lines = _layout(work)
+        cuts = _wrap_points(lines, line_width)
+        if not cuts:
+            break
+        # a line break right after each chosen comma; the next layout indents what follows
+        for offset in sorted(cuts, reverse=True):
+            work = work[:offset] + "\n" + work[offset:]
     blanks = _blank_lines(lines)
     out: list[str] = []
     for ln, blank in zip(lines, blanks):
@@ -249,16 +290,42 @@ def format_text(text: str, path: str = "<text>") -> str:
         code = INDENT * ln.indent + ln.text
         if ln.comment is not None:
             comment = ln.comment.text.rstrip()
-            if ln.text:
-                column = max(ln.comment.col - 1, len(code) + 2)
-                code = code.ljust(column) + comment
-            else:
-                code = INDENT * ln.indent + comment
+            code = code + "  " + comment if ln.text else INDENT * ln.indent + comment
         out.append(code.rstrip())
-    result = "\n".join(out) + "\n" if out else ""
+    result = newline.join(out) + newline if out else ""
     if _significant(text) != _significant(result):
         raise RuntimeError("specc fmt would change the tokens of this file (a bug in specc.fmt)")
     return result
+
+
+def _crlf(text: str) -> bool:
+    """Whether the text's first line ends in CRLF (its line-ending style, as black decides it)."""
+    end = text.find("\n")
+    return end > 0 and text[end - 1] == "\r"
+
+
+def _wrap_points(lines: list[_Line], width: int) -> list[int]:
+    """Where to break the lines wider than `width`: the offset (in the laid-out text) just after one
+    comma of each such line that has a comma to break at, not its last token and not before a closer
+    (a break there would shorten nothing). The outermost comma that keeps the line within the width
+    (the last of them), else the first comma: breaking there leaves the least on the long line."""
+    cuts: list[int] = []
+    for ln in lines:
+        base = len(INDENT) * ln.indent
+        if not ln.text or base + len(ln.text) <= width:
+            continue
+        options = [(depth, i) for depth, i in ln.breaks
+                   if i + 1 < len(ln.tokens) and ln.tokens[i + 1].type not in _CLOSERS]
+        if not options:
+            continue
+        fitting = [(depth, i) for depth, i in options if base + ln.cols[i] + 1 <= width]
+        if fitting:
+            outer = min(depth for depth, _ in fitting)
+            index = max(i for depth, i in fitting if depth == outer)
+        else:
+            index = options[0][1]
+        cuts.append(ln.tokens[index].end_offset)
+    return cuts
 
 
 def _significant(text: str) -> list[tuple[str, str]]:
@@ -291,7 +358,7 @@ def diff(old: str, new: str, path: str) -> str:
                                         f"{path} (formatted)"))
 
 
-def format_file(path: Path, check: bool = False) -> bool:
+def format_file(path: Path, check: bool = False, line_width: int = LINE_WIDTH) -> bool:
     """Format one file in place (atomically), or with `check` only print the diff.
 
     Returns whether the file was already formatted. Syntax errors raise `SpeccError`.
@@ -299,13 +366,91 @@ def format_file(path: Path, check: bool = False) -> bool:
     from .output import write_atomic
 
     source = load_source(path)
-    formatted = format_text(source.text, str(path))
+    formatted = format_text(source.text, str(path), line_width)
     if formatted == source.text:
         return True
     if check:
-        sys.stdout.write("\n".join(printable(line) for line in diff(source.text, formatted, str(path)).split("\n")))
+        _print_diff(source.text, formatted, str(path))
+        print(f"would reformat {printable(str(path))}", file=sys.stderr)
     else:
         # a symlinked spec stays a link: the file it points to is rewritten
         write_atomic(Path(path), formatted.encode("utf-8"), follow_symlink=True)
         print(f"reformatted {printable(str(path))}", file=sys.stderr)
     return False
+
+
+def format_stdin(check: bool = False, line_width: int = LINE_WIDTH, name: str = "<stdin>") -> bool:
+    """`specc fmt -`: format the spec on standard input to standard output (byte for byte, so CRLF
+    stays CRLF), or with `check` print only the diff. `name` is the path shown in messages.
+
+    Returns whether the input was already formatted. Syntax errors raise `SpeccError` and print nothing
+    to standard output, so an editor piping a buffer through never receives half a file.
+    """
+    text = read_stdin(name)
+    formatted = format_text(text, name, line_width)
+    if check:
+        if formatted != text:
+            _print_diff(text, formatted, name)
+            print(f"would reformat {printable(name)}", file=sys.stderr)
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(formatted.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    return formatted == text
+
+
+def read_stdin(name: str = "<stdin>") -> str:
+    """Standard input as a spec's text, under the same rules as a spec file (`read_text`): at most
+    `file_bytes` bytes, UTF-8 (a byte-order mark dropped); anything else is `SpeccError("E0001")`."""
+    from . import limits
+
+    limit = limits.value("file_bytes")
+    try:
+        data = sys.stdin.buffer.read(limit + 1)
+    except OSError as exc:
+        raise SpeccError("E0001", f"cannot read spec file {printable(name)}: "
+                                  f"{(exc.strerror or str(exc)).lower()}", None) from None
+    if len(data) > limit:
+        raise limits.exceeded("file_bytes", len(data), None, what=f"spec file {printable(name)}")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpeccError("E0001", f"cannot read spec file {printable(name)}: not UTF-8 text "
+                                  f"(invalid byte 0x{data[exc.start]:02x} at line {line})", None) from None
+
+
+def _print_diff(old: str, new: str, path: str) -> None:
+    sys.stdout.write("\n".join(printable(line) for line in diff(old, new, path).split("\n")))
+
+
+SKIPPED_DIRECTORIES = frozenset({"node_modules", "__pycache__", "venv"})
+
+
+def spec_files(paths: list[Path]) -> list[Path]:
+    """The files `specc fmt PATH...` formats, in order, each once: a file as named (whatever its
+    suffix), a directory's `*.nnspec` files recursively in sorted order, as black and ruff walk.
+    A walk skips hidden directories (`.git`, `.venv`), `node_modules`, `__pycache__` and `venv`, and
+    does not follow symbolic links to directories (a link back up would never end). A path that
+    does not exist is kept: formatting it reports the error."""
+    out: list[Path] = []
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+
+    for path in paths:
+        if not path.is_dir():
+            add(path)
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRECTORIES)
+            for name in sorted(files):
+                if name.endswith(".nnspec") and not name.startswith("."):
+                    add(Path(root) / name)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specc.diagnostics import SourceFile, SpeccError
-from specc.fmt import format_text, lex, syntax_shape
+from specc.fmt import LINE_WIDTH, format_text, lex, syntax_shape
 from specc.parser import parse
 from test_parser import EXAMPLE
 
@@ -28,9 +29,9 @@ def comments(text: str) -> list[str]:
     return [t.text.rstrip() for t in lex(text) if t.type == "COMMENT"]
 
 
-def assert_canonical(text: str) -> str:
-    once = format_text(text)
-    assert format_text(once) == once, "not idempotent"
+def assert_canonical(text: str, line_width: int = LINE_WIDTH) -> str:
+    once = format_text(text, line_width=line_width)
+    assert format_text(once, line_width=line_width) == once, "not idempotent"
     assert shape(once) == shape(text), "the syntax tree changed"
     assert comments(once) == comments(text), "comments changed"
     assert all(line == line.rstrip() and "\t" not in line[:len(line) - len(line.lstrip())]
@@ -106,8 +107,8 @@ model encoder(width: int = 256, depth: int = 6) {
         a,
         b,
     )
-    output y = layernorm(h)                  // aligned
-    output z = dropout(z, p=0.1)             // comments
+    output y = layernorm(h)  // aligned
+    output z = dropout(z, p=0.1)  // comments
 }
 
 compress small = encoder {
@@ -213,7 +214,8 @@ def item() -> st.SearchStrategy[list[str]]:
         lambda t: [t[0], "(", "rank", "=", "8", ")", "on", t[1]] + (["except", '"x*"'] if t[2] else [])
         + ["where", "out_features", ">=", "128"])
     return st.one_of(
-        st.tuples(st.sampled_from(["model", "block"]), NAMES, st.lists(param, max_size=3), body).map(
+        st.tuples(st.sampled_from(["model", "block"]), NAMES, st.lists(param, max_size=3, unique_by=lambda p: p[0]),
+                  body).map(
             lambda t: [t[0], t[1], "("] + _commas(t[2]) + [")", "{"] + t[3] + ["}"]),
         st.just(["import", '"lib.nnspec"']),
         st.tuples(NAMES, NAMES, st.lists(stage, min_size=1, max_size=2)).map(
@@ -258,10 +260,10 @@ def random_specs(draw) -> str:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(random_specs())
-def test_random_specs(text: str):
+@given(random_specs(), st.sampled_from([LINE_WIDTH, 60, 30, 12]))
+def test_random_specs(text: str, line_width: int):
     parse(SourceFile("t.nnspec", text))  # the generator makes valid specs only
-    assert_canonical(text)
+    assert_canonical(text, line_width)
 
 
 # ----------------------------------------------------------------- the command
@@ -293,3 +295,95 @@ def test_fmt_errors(tmp_path: Path):
     assert result.returncode == 1 and "error[E0100]" in result.stderr
     assert broken.read_text() == "model m( {\n}\n"
     assert specc("fmt", str(tmp_path / "missing.nnspec")).returncode == 2
+
+
+# ----------------------------------------------------- layout-independent output
+_SPACEABLE = frozenset({"LPAR", "RPAR", "LSQB", "RSQB", "COMMA", "LBRACE", "RBRACE", "EQUAL"})
+
+
+def scramble(text: str, rng: random.Random, crlf: bool = False) -> str:
+    """`text` with its horizontal whitespace laid out at random: every run of blanks replaced, blanks added
+    next to brackets, commas and `=`, random indentation, trailing blanks; line breaks kept (the formatter
+    keeps them), as CRLF if asked."""
+    out: list[str] = []
+    prev = None
+    for tok in lex(text):
+        if tok.type == "WS":
+            out.append(rng.choice([" ", "  ", "\t", "     "]))
+        elif tok.type == "_NL":
+            for _ in range(tok.text.count("\n")):
+                out.append(rng.choice(["", " ", "\t "]) + ("\r\n" if crlf else "\n") + rng.choice(["", "  ", "\t", "       "]))
+        else:
+            if prev is not None and prev.type not in ("WS", "_NL") and (
+                    prev.type in _SPACEABLE or tok.type in _SPACEABLE) and rng.random() < 0.5:
+                out.append(rng.choice([" ", "\t"]))
+            out.append(tok.text)
+        prev = tok
+    return "".join(out)
+
+
+def _significant(text: str) -> list[tuple[str, str]]:
+    return [(t.type, t.text.rstrip()) for t in lex(text) if t.type not in ("WS", "_NL")]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
+def test_scrambled_specs_format_like_the_original(spec: Path):
+    text = spec.read_text()
+    canonical = format_text(text)
+    rng = random.Random(spec.stem)
+    for i in range(4):
+        messy = scramble(text, rng, crlf=i % 2 == 1)
+        assert messy != text and _significant(messy) == _significant(text)
+        expected = canonical.replace("\n", "\r\n") if i % 2 else canonical
+        assert format_text(messy) == expected
+
+
+def test_every_spec_is_a_fixed_point():
+    changed = [spec.name for spec in SPECS if format_text(spec.read_text()) != spec.read_text()]
+    assert not changed, f"run `specc fmt specs/`: {changed}"
+
+
+def test_trailing_comments_are_two_spaces_after_the_code():
+    text = "model m() {\n    input x: f32[B]// a\n    output y = relu(x)                 // b\n}\n"
+    assert format_text(text) == "model m() {\n    input x: f32[B]  // a\n    output y = relu(x)  // b\n}\n"
+
+
+# --------------------------------------------------------------- line endings
+def test_crlf_stays_crlf_and_lf_stays_lf():
+    lf = format_text(MESSY)
+    crlf = format_text(MESSY.replace("\n", "\r\n"))
+    assert crlf == lf.replace("\n", "\r\n")
+    assert format_text(crlf) == crlf and "\r\r" not in crlf
+    # the first line decides: a mixed file is written with its first line's ending throughout
+    assert format_text("model m() {\n    input x: f32[B]\r\n}\r\n") == "model m() {\n    input x: f32[B]\n}\n"
+    assert format_text("// c\r\nmodel m() {\n}\n") == "// c\r\nmodel m() {\r\n}\r\n"
+
+
+# ------------------------------------------------------------------- wrapping
+LONG = ("model m(width: int = 256, depth: int = 6) {\n    input x: f32[B, width]\n"
+        "    y = linear(concat([relu(x), gelu(x), tanh(x)], dim=-1), width, bias=false)  // the mix\n"
+        "    output z = layernorm(y, eps=1e-5)\n}\n")
+
+
+def test_long_lines_wrap_at_the_outermost_comma_that_fits():
+    assert format_text(LONG) == LONG  # fits in the default width
+    assert format_text(LONG, line_width=40) == (
+        "model m(width: int = 256,\n    depth: int = 6) {\n    input x: f32[B, width]\n"
+        "    y = linear(concat([relu(x), gelu(x),\n        tanh(x)], dim=-1), width,\n        bias=false)  // the mix\n"
+        "    output z = layernorm(y, eps=1e-5)\n}\n")
+    assert format_text(LONG, line_width=60) == (
+        "model m(width: int = 256, depth: int = 6) {\n    input x: f32[B, width]\n"
+        "    y = linear(concat([relu(x), gelu(x), tanh(x)], dim=-1),\n        width, bias=false)  // the mix\n"
+        "    output z = layernorm(y, eps=1e-5)\n}\n")
+
+
+def test_a_line_with_no_comma_to_break_at_stays_long():
+    text = "model m() {\n    input x: f32[B]\n    output y = relu(relu(relu(relu(x))))\n}\n"
+    assert format_text(text, line_width=10) == text
+
+
+@pytest.mark.parametrize("width", [80, 50, 20])
+def test_every_spec_wraps_canonically(width: int):
+    for spec in SPECS:
+        once = assert_canonical(spec.read_text(), width)
+        assert format_text(once.replace("\n", "\r\n"), line_width=width) == once.replace("\n", "\r\n")
