@@ -267,8 +267,8 @@ def test_random_specs(text: str, line_width: int):
 
 
 # ----------------------------------------------------------------- the command
-def specc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "specc.cli", *args], capture_output=True, text=True)
+def specc(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "specc.cli", *args], capture_output=True, text=True, input=input)
 
 
 def test_fmt_check_and_rewrite(tmp_path: Path):
@@ -387,3 +387,52 @@ def test_every_spec_wraps_canonically(width: int):
     for spec in SPECS:
         once = assert_canonical(spec.read_text(), width)
         assert format_text(once.replace("\n", "\r\n"), line_width=width) == once.replace("\n", "\r\n")
+
+
+def test_fmt_stdin_to_stdout():
+    result = specc("fmt", "-", input=MESSY)
+    assert (result.returncode, result.stdout) == (0, CANONICAL), result.stderr
+    crlf = subprocess.run([sys.executable, "-m", "specc.cli", "fmt", "-"], capture_output=True,
+                          input=MESSY.replace("\n", "\r\n").encode())
+    assert crlf.stdout == CANONICAL.replace("\n", "\r\n").encode()
+    result = specc("fmt", "-", "--check", input=MESSY)
+    assert result.returncode == 1 and "+    output y = layernorm(h)  // aligned" in result.stdout
+    assert specc("fmt", "-", "--check", input=CANONICAL).returncode == 0
+    result = specc("fmt", "-", "--stdin-filename", "mine.nnspec", input="model m( {\n}\n")
+    assert (result.returncode, result.stdout) == (1, "")  # nothing half-formatted on stdout
+    assert "mine.nnspec:1:10: error[E0100]" in result.stderr
+
+
+def test_fmt_several_files_and_directories(tmp_path: Path):
+    (tmp_path / "sub" / ".git").mkdir(parents=True)
+    files = {"a.nnspec": MESSY, "sub/b.nnspec": MESSY.replace("\n", "\r\n"), "sub/ok.nnspec": CANONICAL,
+             "sub/broken.nnspec": "model m( {\n}\n", "sub/.git/c.nnspec": MESSY, "sub/notes.txt": MESSY}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode())
+    result = specc("fmt", "--check", str(tmp_path))
+    assert result.returncode == 1
+    # every file that would change is reported, the broken one located, the others still checked
+    assert "would reformat " + str(tmp_path / "a.nnspec") in result.stderr
+    assert "would reformat " + str(tmp_path / "sub" / "b.nnspec") in result.stderr
+    assert "broken.nnspec:1:10: error[E0100]" in result.stderr
+    assert "2 files would be reformatted, 1 left unchanged, 1 failed" in result.stderr
+    assert all((tmp_path / name).read_bytes() == text.encode() for name, text in files.items())
+
+    result = specc("fmt", str(tmp_path / "a.nnspec"), str(tmp_path / "sub"), str(tmp_path / "missing.nnspec"))
+    assert result.returncode == 2  # the worst: a file that cannot be read
+    assert "missing.nnspec: no such file" in result.stderr and "broken.nnspec:1:10" in result.stderr
+    assert (tmp_path / "a.nnspec").read_text() == CANONICAL
+    assert (tmp_path / "sub" / "b.nnspec").read_bytes() == CANONICAL.replace("\n", "\r\n").encode()
+    assert (tmp_path / "sub" / ".git" / "c.nnspec").read_text() == MESSY  # hidden directories are skipped
+    assert (tmp_path / "sub" / "notes.txt").read_text() == MESSY  # only *.nnspec in a directory
+    assert specc("fmt", "--check", str(tmp_path / "a.nnspec"), str(tmp_path / "sub" / "b.nnspec")).returncode == 0
+
+
+def test_fmt_line_width(tmp_path: Path):
+    spec = tmp_path / "long.nnspec"
+    spec.write_text(LONG)
+    assert specc("fmt", "--check", str(spec)).returncode == 0
+    assert specc("fmt", "--line-width", "60", str(spec)).returncode == 0
+    assert spec.read_text() == format_text(LONG, line_width=60) != LONG
+    result = specc("fmt", "--line-width", "0", str(spec))
+    assert result.returncode == 2 and "--line-width" in result.stderr
