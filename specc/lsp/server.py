@@ -40,7 +40,7 @@ from pygls.workspace import TextDocument
 from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
-from . import features, navigation
+from . import actions, features, navigation
 from .analysis import Analysis, Cancelled, Workspace
 
 T = TypeVar("T")
@@ -164,9 +164,13 @@ def _pump(stream: BinaryIO, loop: asyncio.AbstractEventLoop, chunks: asyncio.Que
 
 
 class _QuietDeserializeErrors(logging.Filter):
-    """pygls logs a traceback for every message it cannot deserialize; the server answers those itself."""
+    """pygls logs a traceback for every message it cannot deserialize, and for every error response a
+    handler raises; the server answers the first itself, and the second are deliberate answers (a
+    refused rename says why to the user), not failures."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], JsonRpcInvalidParams):
+            return False
         return not record.getMessage().startswith("Unable to deserialize message")
 
 
@@ -254,6 +258,9 @@ class SpeccServer(LanguageServer):
                 error = JsonRpcInvalidParams(f"invalid parameters for {method}")
                 self.protocol._send_response(data["id"], error=error.to_response_error())
             return
+        if isinstance(message, lsp.DidChangeTextDocumentNotification) \
+                and self.document(message.params.text_document.uri) is None:
+            return  # a change to a document never opened: pygls's own handler would raise KeyError
         try:
             self.protocol.handle_message(message)
         except Exception as exc:
@@ -460,6 +467,32 @@ def make_server() -> SpeccServer:
         pos = server.positions(uri, analysis)
         line, col = pos.from_client(params.position)
         return analysis, pos, line, col
+
+    @server.feature(lsp.INITIALIZED)
+    @safe(lambda: None)
+    async def initialized(params: lsp.InitializedParams) -> None:
+        """Ask the editor to report changes to .nnspec files on disk (see `watched_files_changed`)."""
+        watched = server.client_capabilities.workspace and server.client_capabilities.workspace.did_change_watched_files
+        if watched and watched.dynamic_registration:
+            await server.client_register_capability_async(lsp.RegistrationParams(registrations=[lsp.Registration(
+                id="specc-watch-specs", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
+                    watchers=[lsp.FileSystemWatcher(glob_pattern="**/*.nnspec")]))]))
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    @safe(lambda: None)
+    def watched_files_changed(params: lsp.DidChangeWatchedFilesParams) -> None:
+        """A spec changed on disk (saved by another program, a git checkout): re-check the open documents
+        that import it. An open document itself is not re-read: the editor's buffer is what it shows."""
+        for change in params.changes:
+            server.schedule_dependents(change.uri)
+
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+    @safe(lambda: [])
+    def code_action(params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        document = server.document(params.text_document.uri)
+        return actions.quick_fixes(document, params.context.diagnostics) if document is not None else []
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     @safe(lambda: None)
