@@ -387,7 +387,7 @@ FMT_LINE_WIDTH = 120  # specc.fmt.LINE_WIDTH (not imported here: the CLI imports
 
 
 @app.command("fmt")
-def fmt_cmd(files: list[Path] = typer.Argument(..., show_default=False, metavar="PATH...",
+def fmt_cmd(files: list[Path] = typer.Argument(..., show_default=False, metavar="PATH",
                                                help="Spec files, directories (their *.nnspec files, "
                                                     "recursively), or - for standard input."),
             check: bool = typer.Option(False, "--check", help="Write nothing; print the diff of every file that "
