@@ -42,9 +42,14 @@ def make_client() -> LanguageClient:
         ls.diagnostics[params.uri] = params.diagnostics
         ls.published.append(params)  # type: ignore[attr-defined]
 
+    def register(ls: LanguageClient, params: lsp.RegistrationParams) -> None:
+        ls.registrations.extend(params.registrations)  # type: ignore[attr-defined]
+
     client = LanguageClient(converter_factory=default_converter)
     client.published = []  # type: ignore[attr-defined]
-    register_lsp_features(client, {**DEFAULT_CLIENT_FEATURES, lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: record})
+    client.registrations = []  # type: ignore[attr-defined]
+    register_lsp_features(client, {**DEFAULT_CLIENT_FEATURES, lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: record,
+                                   lsp.CLIENT_REGISTER_CAPABILITY: register})
     return client
 
 
@@ -217,6 +222,42 @@ async def test_imports_resolve_next_to_the_document_and_use_open_buffers(client:
     main.close()
 
 
+@served
+async def test_an_import_changed_on_disk_rechecks_its_importers(client: LanguageClient, tmp_path: Path):
+    """The server registers a watcher for .nnspec files; when the editor reports one changed on disk,
+    the open documents that import it get fresh diagnostics (not stale ones until their next edit)."""
+    deadline = time.monotonic() + 30  # the server registers the watcher once initialized, asynchronously
+    while not client.registrations and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    (watch,) = [r for r in client.registrations if r.method == lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+    assert [w["globPattern"] for w in watch.register_options["watchers"]] == ["**/*.nnspec"]
+    lib = tmp_path / "lib.nnspec"
+    lib.write_text("block widen(x, n: int) {\n    return linear(x, n)\n}\n")
+    main = Doc(client, tmp_path / "main.nnspec",
+               'import "lib.nnspec"\n\nmodel m() {\n    input x: f32[B, 4]\n    output y = widen(x, 4) + x\n}\n')
+    assert await main.open() == []
+    lib.write_text("block widen(x, n: int) {\n    return linear(x, 2 * n)\n}\n")  # another program saves it
+    client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(
+        changes=[lsp.FileEvent(uri=lib.as_uri(), type=lsp.FileChangeType.Changed)]))
+    (d,) = await main.diagnostics(main.version)
+    assert d.code == "E0402"  # f32[B, 8] + f32[B, 4]
+    main.close()
+
+
+@served
+async def test_did_you_mean_is_a_quick_fix(client: LanguageClient, tmp_path: Path):
+    """An error that suggests a name offers a code action writing it in place of the misspelled one."""
+    doc = Doc(client, tmp_path / "typo.nnspec", "model m() {\n    input x: f32[B, 4]\n    output y = relux(x)\n}\n")
+    (d,) = await doc.open()
+    assert d.code == "E0201"
+    (action,) = await client.text_document_code_action_async(lsp.CodeActionParams(
+        text_document=doc.ident(), range=d.range, context=lsp.CodeActionContext(diagnostics=[d])))
+    assert action.kind == lsp.CodeActionKind.QuickFix and "relu" in action.title
+    (edit,) = action.edit.changes[doc.uri]
+    assert doc.text_at(edit.range) == "relux" and edit.new_text == "relu"
+    doc.close()
+
+
 # ------------------------------------------------------------------ hover
 @served
 async def test_hover(client: LanguageClient):
@@ -375,7 +416,7 @@ async def test_formatting(client: LanguageClient, tmp_path: Path):
     (edit,) = await client.text_document_formatting_async(lsp.DocumentFormattingParams(
         text_document=doc.ident(), options=options))
     assert edit.new_text == format_text(messy) and edit.range.start == lsp.Position(line=0, character=0)
-    assert "    output y = relu(x)     // keep me\n" in edit.new_text  # the comment keeps its column
+    assert "    output y = relu(x)  // keep me\n" in edit.new_text  # two spaces before a trailing comment, as the CLI
     await doc.change(edit.new_text)
     assert not await client.text_document_formatting_async(lsp.DocumentFormattingParams(
         text_document=doc.ident(), options=options))
