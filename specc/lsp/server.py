@@ -8,7 +8,11 @@ Analysis never runs on the event loop. Edits are debounced and each document's
 analysis runs on one worker thread; an analysis that a newer edit made stale is
 cancelled between models, and its diagnostics are never published. Requests
 answer from the newest finished analysis, waiting briefly for one in flight, so
-a slow document delays nothing else. The transport (`Framer`) replaces pygls's
+a slow document delays nothing else. The requests that read a whole document
+(outline, formatting, semantic tokens, inlay hints, folding, code lenses) are
+computed on a thread of their own, neither on the event loop (where they would
+hold back the publication of diagnostics) nor on the analysis worker (where
+the next analysis would queue behind them). The transport (`Framer`) replaces pygls's
 reader: it bounds message sizes and resynchronizes after truncated or malformed
 messages instead of losing the stream.
 """
@@ -41,7 +45,7 @@ from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
 from . import actions, features, navigation
-from .analysis import Analysis, Cancelled, Workspace
+from .analysis import Analysis, Cancelled, Workspace, warm_up
 
 T = TypeVar("T")
 
@@ -178,9 +182,9 @@ class _QuietDeserializeErrors(logging.Filter):
 class _Worker:
     """One daemon thread that runs jobs in order (a daemon, so a stuck job never keeps the process alive)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "specc-analysis") -> None:
         self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="specc-analysis", daemon=True).start()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -198,6 +202,18 @@ class _Worker:
                 future.set_exception(exc)
 
 
+class _Requests:
+    """One daemon thread that answers the requests that read a whole document, in order."""
+
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None  # started on the first request
+
+    async def run(self, job: Callable[[], T]) -> T:
+        if self.worker is None:
+            self.worker = _Worker("specc-requests")
+        return await asyncio.wrap_future(self.worker.submit(job))
+
+
 class SpeccServer(LanguageServer):
     """A pygls server plus the documents' analyses."""
 
@@ -206,6 +222,8 @@ class SpeccServer(LanguageServer):
         self.specs = Workspace()  # used only on the worker thread
         self.analyses: dict[str, Analysis] = {}  # the newest finished analysis of each open document
         self._worker = _Worker()
+        self._worker.submit(warm_up)  # while the editor initializes: the first analysis waits on no import
+        self.requests = _Requests()  # whole-document requests, off the event loop and off the analysis worker
         self._wanted: dict[str, int] = {}  # the generation of each document's newest requested analysis
         self._timers: dict[str, asyncio.TimerHandle] = {}  # debounced analyses not started yet
         self._running: dict[str, asyncio.Future[Analysis]] = {}  # the newest started analysis, until it ends
@@ -491,8 +509,11 @@ def make_server() -> SpeccServer:
                     lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
     @safe(lambda: [])
     def code_action(params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
-        document = server.document(params.text_document.uri)
-        return actions.quick_fixes(document, params.context.diagnostics) if document is not None else []
+        uri = params.text_document.uri
+        document = server.document(uri)
+        if document is None:
+            return []
+        return actions.code_actions(document, params.context.diagnostics, server.path_of(uri), server.analyses.get(uri))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     @safe(lambda: None)
@@ -542,7 +563,10 @@ def make_server() -> SpeccServer:
     async def symbols(params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
         uri = params.text_document.uri
         analysis = await server.analysis(uri)
-        return features.document_symbols(analysis, server.positions(uri, analysis)) if analysis else []
+        if analysis is None:
+            return []
+        pos = server.positions(uri, analysis)
+        return await server.requests.run(lambda: features.document_symbols(analysis, pos))
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     @safe(lambda: None)
@@ -569,7 +593,8 @@ def make_server() -> SpeccServer:
         analysis = await server.analysis(uri)
         if analysis is None:
             return lsp.SemanticTokens(data=[])
-        return features.semantic_tokens(analysis, server.positions(uri, analysis))
+        pos = server.positions(uri, analysis)
+        return await server.requests.run(lambda: features.semantic_tokens(analysis, pos))
 
     def views() -> list[tuple[Analysis, features.Positions]]:
         """Every open document's newest analysis (for features that look across documents)."""
@@ -582,8 +607,9 @@ def make_server() -> SpeccServer:
         analysis = await server.analysis(uri)
         if analysis is None:
             return []
-        return navigation.inlay_hints(analysis, server.positions(uri, analysis), params.range.start.line,
-                                      params.range.end.line, views())
+        pos, others = server.positions(uri, analysis), views()
+        return await server.requests.run(lambda: navigation.inlay_hints(
+            analysis, pos, params.range.start.line, params.range.end.line, others))
 
     @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
     @safe(list)
@@ -604,7 +630,10 @@ def make_server() -> SpeccServer:
     async def code_lens(params: lsp.CodeLensParams) -> list[lsp.CodeLens]:
         uri = params.text_document.uri
         analysis = await server.analysis(uri)
-        return navigation.code_lenses(analysis, server.positions(uri, analysis), views()) if analysis else []
+        if analysis is None:
+            return []
+        pos, others = server.positions(uri, analysis), views()
+        return await server.requests.run(lambda: navigation.code_lenses(analysis, pos, others))
 
     @server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP,
                     lsp.SignatureHelpOptions(trigger_characters=["(", ","], retrigger_characters=["="]))
@@ -617,7 +646,7 @@ def make_server() -> SpeccServer:
     @safe(list)
     async def folding_range(params: lsp.FoldingRangeParams) -> list[lsp.FoldingRange]:
         analysis = await server.analysis(params.text_document.uri)
-        return navigation.folding_ranges(analysis) if analysis else []
+        return await server.requests.run(lambda: navigation.folding_ranges(analysis)) if analysis else []
 
     @server.feature(lsp.WORKSPACE_SYMBOL)
     @safe(list)
@@ -626,13 +655,13 @@ def make_server() -> SpeccServer:
 
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     @safe(list)
-    def formatting(params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
+    async def formatting(params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
         document = server.document(params.text_document.uri)
         if document is None:
             return []
-        text = document.source
-        try:
-            formatted = format_text(text, str(server.path_of(params.text_document.uri)))
+        text, path = document.source, str(server.path_of(params.text_document.uri))
+        try:  # formats the text of the request's moment, on the request thread
+            formatted = await server.requests.run(lambda: format_text(text, path))
         except SpeccError:
             return []  # a file with a syntax error is left alone; its diagnostic says why
         if formatted == text:
@@ -640,5 +669,18 @@ def make_server() -> SpeccServer:
         lines = text.split("\n")
         end = lsp.Position(line=len(lines) - 1, character=server.workspace.position_codec.client_num_units(lines[-1]))
         return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=formatted)]
+
+    @server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
+    @safe(list)
+    def range_formatting(params: lsp.DocumentRangeFormattingParams) -> list[lsp.TextEdit]:
+        """Format the whole document, but edit only the lines of the range (see `actions.range_edits`)."""
+        document = server.document(params.text_document.uri)
+        if document is None:
+            return []
+        try:
+            formatted = format_text(document.source, str(server.path_of(params.text_document.uri)))
+        except SpeccError:
+            return []  # a file with a syntax error is left alone; its diagnostic says why
+        return actions.range_edits(document, formatted, params.range)
 
     return server
