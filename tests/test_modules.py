@@ -505,3 +505,22 @@ def test_the_triton_module_has_the_same_classes_and_keys(keys_graph):
     assert re.search(r"for \w+ in self\.layers:", source)
     _, model = python_module(keys_graph, "triton")
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == KEYS_SHAPES
+
+
+def test_a_symbolic_expand_inside_a_block_reads_the_size_from_its_own_argument(tmp_path):
+    """expand reads a symbolic size from the model input that has it (OpDef.reads): inside a block's class
+    that input arrives as the block's argument, under the block's name for it, not the model's."""
+    graph = _graph(tmp_path, """block emb(x: f32[B, T, D]) {
+    cls = parameter([1, 1, D])
+    return concat([expand(cls, [B, -1, -1]), x], dim=1)
+}
+model m() {
+    input pixels: f32[N, 4, 8]
+    output y = emb(pixels)
+}
+""")
+    x = torch.randn(3, 4, 8)
+    state = {"y.cls": torch.randn(1, 1, 8)}  # the block instance is named after its target, `y`
+    want = torch.cat([state["y.cls"].expand(3, -1, -1), x], dim=1)
+    for target, (got,) in outputs_on_every_target(graph, [x], state, tmp_path).items():
+        torch.testing.assert_close(got, want, msg=lambda m: f"{target}: {m}")

@@ -19,7 +19,7 @@ import importlib
 import keyword
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +44,7 @@ class NodeView:
     arg_types: list[TensorType]
     params: dict[str, ParamSpec]
     where: str  # "file:line", raw spec text: spell it through the `comment` filter
+    refs: dict[str, str] = field(default_factory=dict)  # values it reads besides operands (OpDef.reads), spelled
     attr: str = ""  # how its class reaches the node's layer: `self.conv1`, or `self["0"]` for a name like that
     local: str = ""  # the layer's name in its class (`conv1`, `0`): a state-dict key segment
 
@@ -150,7 +151,16 @@ def node_view(graph: Graph, node: Node, value: Callable[[str], str], scalar: Cal
         args.insert(0 if node.attrs.scalar_first else len(args), scalar(node))
     where = f"{Path(node.span.path).name}:{node.span.line}" if node.span else ""
     return NodeView(node.name, node.op, node.attrs, node.type, args,
-                    [graph.node(o).type for o in graph.operands(node.name)], node.params, where)
+                    [graph.node(o).type for o in graph.operands(node.name)], node.params, where,
+                    {v: value(v) for v in extra_reads(node)})
+
+
+def extra_reads(node: Node) -> tuple[str, ...]:
+    """The values a node reads at run time besides its operands (see `OpDef.reads`)."""
+    from .. import ops
+
+    reads = ops.get(node.op).reads
+    return reads(node.attrs) if reads is not None else ()
 
 
 # Names the generated modules bind or use at module level, which the model's class must not shadow.

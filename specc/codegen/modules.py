@@ -24,6 +24,7 @@ from typing import Callable
 import networkx as nx
 
 from ..ir import RESERVED, Graph, _Names, attribute_name
+from . import extra_reads
 from ..escape import py_float, py_string
 
 Path = tuple[str, ...]
@@ -84,7 +85,7 @@ class ModuleTree:
             scope = g.node(name).scope
             for depth in range(len(scope) + 1):
                 self.members.setdefault(scope[:depth], []).append(name)
-            for i, operand in enumerate(g.operands(name)):
+            for i, operand in enumerate(g.operands(name) + list(extra_reads(g.node(name)))):
                 source = g.node(operand).scope
                 for depth in range(1, len(scope) + 1):
                     path = scope[:depth]
@@ -178,7 +179,7 @@ class ModuleTree:
             unit = self._unit(path, name, loops)
             units.setdefault(unit, len(units))
             deps.add_node(unit)
-            for operand in g.operands(name):
+            for operand in g.operands(name) + list(extra_reads(g.node(name))):
                 if operand in g.inputs or g.node(operand).scope[:len(path)] != path:
                     continue  # an argument of this forward: there from the start
                 other = self._unit(path, operand, loops)

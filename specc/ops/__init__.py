@@ -136,6 +136,9 @@ class OpDef:
     # the positional order of the leading arguments when it is not operands first, e.g. torch's
     # `gather(x, dim, index)`; the other names follow in the usual order
     positional: tuple[str, ...] = ()
+    # values the op reads at run time besides its operands, from its (inferred) attributes: expand reads a
+    # model input's size. Generated modules pass them to the class that runs the op, like operands.
+    reads: Callable[[Any], tuple[str, ...]] | None = None
 
     def slots(self) -> list[str]:
         """The names a call binds, in positional order: `positional`, then operands, attributes, keyword-only

@@ -87,4 +87,5 @@ def _show(dims) -> str:
 
 register(OpDef("expand", "broadcasts size-1 dims and new leading dims to `sizes` (-1 keeps a dim; a symbolic size "
                          "is read from the model input that has it), as Tensor.expand",
-               ("x",), ExpandAttrs, infer=_infer, flops=no_flops))
+               ("x",), ExpandAttrs, infer=_infer, flops=no_flops,
+               reads=lambda attrs: tuple(source[0] for source in attrs.sources or () if source)))
