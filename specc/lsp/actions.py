@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import os
 import re
@@ -25,7 +26,7 @@ from pygls.workspace import TextDocument
 
 from .. import ops
 from ..fmt import Lexeme, lex
-from .analysis import Analysis
+from .analysis import Analysis, split_chunks
 
 _DID_YOU_MEAN = re.compile(r"help: did you mean `([A-Za-z_][A-Za-z0-9_]*)`\?")
 _LEADING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?=\s*(=|$))")
@@ -71,6 +72,31 @@ def _significant(tokens: list[Lexeme]) -> list[Lexeme]:
     return [t for t in tokens if t.type not in ("WS", "_NL", "COMMENT")]
 
 
+class _Items:
+    """The document cut into top-level items as the analysis cuts it, each lexed on first use: lexing a
+    2,000-line file whole takes most of a second, and a quick fix needs the tokens of one or two items."""
+
+    def __init__(self, text: str) -> None:
+        self.items: list[tuple[int, int, str]] = []  # (offset, first line, text)
+        offset = 0
+        for line, chunk in split_chunks(text):
+            self.items.append((offset, line, chunk))
+            offset += len(chunk)
+        self._tokens: dict[int, list[Lexeme]] = {}
+
+    def tokens(self, k: int) -> list[Lexeme]:
+        """Item k's significant tokens, at their places in the document (lines 1-based as `lex` gives them)."""
+        if k not in self._tokens:
+            offset, line, chunk = self.items[k]
+            self._tokens[k] = [t._replace(offset=t.offset + offset, line=t.line + line)
+                               for t in _significant(lex(chunk))]
+        return self._tokens[k]
+
+    def at(self, offset: int) -> int:
+        """The item holding `offset`."""
+        return max(0, bisect.bisect_right([start for start, _, _ in self.items], offset) - 1)
+
+
 def _newline(text: str) -> str:
     """The document's line ending, for inserted lines (a CRLF file stays CRLF)."""
     return "\r\n" if "\r\n" in text else "\n"
@@ -84,6 +110,7 @@ _UNDEFINED = (
 _IMPORT = re.compile(r'^[ \t\f]*import[ \t\f]*"([^"\n]*)"', re.MULTILINE)
 _SKIP_DIRS = frozenset({"node_modules", "__pycache__", "site-packages", "build", "dist"})
 MAX_SCANNED_FILES = 2_000  # specs looked at below one directory (a home directory opened as a spec's folder)
+MAX_SCANNED_DIRS = 5_000  # directories walked: the scan runs on the server's event loop and must stay short
 MAX_SCANNED_BYTES = 4 * 1024 * 1024  # a bigger file is no hand-written spec; it is not read
 
 
@@ -123,10 +150,10 @@ _DEFINITIONS = _Definitions()
 def _specs_below(directory: Path) -> list[Path]:
     """The .nnspec files in `directory` and below (hidden and tool directories skipped), nearest first."""
     found: list[Path] = []
-    for root, dirs, files in os.walk(directory):
+    for visited, (root, dirs, files) in enumerate(os.walk(directory)):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
         found.extend(Path(root) / f for f in sorted(files) if f.endswith(".nnspec") and not f.startswith("."))
-        if len(found) >= MAX_SCANNED_FILES:
+        if len(found) >= MAX_SCANNED_FILES or visited >= MAX_SCANNED_DIRS:
             break
     return sorted(found[:MAX_SCANNED_FILES], key=lambda p: (len(p.relative_to(directory).parts), str(p)))
 
@@ -135,19 +162,25 @@ def _import_position(document: TextDocument) -> tuple[lsp.Position, str, str]:
     """Where a new import goes, and the text before and after it: after the last import, else before
     the first item (below a leading comment), else at the end."""
     text = document.source
-    tokens = _significant(lex(text))
-    last = None
-    for i, tok in enumerate(tokens):
-        if tok.type == "IMPORT" and i + 1 < len(tokens) and tokens[i + 1].type == "STRING":
-            last = tokens[i + 1]
+    items = _Items(text)
+    first = last = None
+    for k in range(len(items.items)):
+        tokens = items.tokens(k)
+        if not tokens:
+            continue
+        first = first or tokens[0]
+        if tokens[0].type != "IMPORT":
+            break  # an item: the imports are above it
+        if len(tokens) > 1 and tokens[1].type == "STRING":
+            last = tokens[1]
     nl = _newline(text)
     if last is not None:
         end = text.find("\n", last.offset)
         if end < 0:  # the import is the last line, with no line break after it
             return document.client_position_at_offset(len(text)), nl, ""
         return lsp.Position(line=last.line, character=0), "", nl
-    if tokens:
-        return lsp.Position(line=tokens[0].line - 1, character=0), "", nl + nl
+    if first is not None:
+        return lsp.Position(line=first.line - 1, character=0), "", nl + nl
     if text and not text.endswith("\n"):
         return document.client_position_at_offset(len(text)), nl, nl
     return document.client_position_at_offset(len(text)), "", nl
@@ -169,6 +202,7 @@ def import_fixes(document: TextDocument, diagnostic: lsp.Diagnostic, path: Path)
     directory = here.parent
     imported = {(directory / i).resolve() for i in _IMPORT.findall(document.source)} | {here}
     actions = []
+    at, before, after = _import_position(document)
     for file in _specs_below(directory):
         resolved = file.resolve()
         if resolved in imported:
@@ -181,7 +215,6 @@ def import_fixes(document: TextDocument, diagnostic: lsp.Diagnostic, path: Path)
         relative = file.relative_to(directory).as_posix()
         if '"' in relative or "\\" in relative:
             continue  # not writable as an import string
-        at, before, after = _import_position(document)
         edit = lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=f'{before}import "{relative}"{after}')
         actions.append(lsp.CodeAction(title=f'Import "{relative}" (defines {kind} `{name}`)',
                                       kind=lsp.CodeActionKind.QuickFix, diagnostics=[diagnostic],
@@ -270,25 +303,32 @@ def argument_fixes(document: TextDocument, diagnostic: lsp.Diagnostic,
     names, required = signature
 
     text = document.source
-    tokens = _significant(lex(text))
-    starts = {tok.offset: i for i, tok in enumerate(tokens)}
+    items = _Items(text)
     # the call sites the diagnostic points at: its range, and its related locations in this document
     ranges = [diagnostic.range] + [info.location.range for info in diagnostic.related_information or []
                                    if info.location.uri == document.uri]
-    indices = []
+    sites: list[tuple[list[Lexeme], int]] = []  # (an item's tokens, the callee's index there)
     for r in ranges:
         try:
-            i = starts.get(document.offset_at_position(r.start))
+            offset = document.offset_at_position(r.start)
         except Exception:  # a range past the end of a document edited since
-            i = None
-        if i is not None and tokens[i].type == "NAME" and tokens[i].text == callee and i not in indices:
-            indices.append(i)
-    if not indices and is_block:  # a client without related information: every call of the block here
-        indices = [i for i, tok in enumerate(tokens) if tok.type == "NAME" and tok.text == callee
-                   and (i == 0 or tokens[i - 1].type != "BLOCK")][:MAX_CALLS]
+            continue
+        tokens = items.tokens(items.at(offset))
+        i = next((i for i, tok in enumerate(tokens) if tok.offset == offset), None)
+        if i is not None and tokens[i].type == "NAME" and tokens[i].text == callee and (tokens, i) not in sites:
+            sites.append((tokens, i))
+    if not sites and is_block:  # a client without related information: every call of the block here
+        called = re.compile(rf"\b{callee}[ \t\f]*\(")
+        for k, (_, _, chunk) in enumerate(items.items):
+            if called.search(chunk) is None:
+                continue  # no need to lex an item that cannot call it
+            tokens = items.tokens(k)
+            sites.extend((tokens, i) for i, tok in enumerate(tokens) if tok.type == "NAME" and tok.text == callee
+                         and (i == 0 or tokens[i - 1].type != "BLOCK"))
+        del sites[MAX_CALLS:]
 
     actions = []
-    for i in indices:
+    for tokens, i in sites:
         call = _call_at(tokens, i)
         if call is None:
             continue
