@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
@@ -45,6 +46,7 @@ class Positions:
         self.uri = uri
         self.units = units
         self._lines: dict[str, list[str]] = {}
+        self._prefix: dict[tuple[str, int], list[int]] = {}  # (path, line): units before each column
 
     def lines(self, path: str) -> list[str]:
         if path not in self._lines:
@@ -53,9 +55,26 @@ class Positions:
         return self._lines[path]
 
     def position(self, path: str, line: int, col: int) -> lsp.Position:
+        return lsp.Position(line=max(line, 0), character=self.column(path, line, col))
+
+    def column(self, path: str, line: int, col: int) -> int:
+        """The client's column of code-point column `col` of a line. Counting the units of the text before
+        it on every call made a line of n tokens cost n times its length (seconds for one 12 KB line);
+        an ASCII line needs no counting (one unit per character in UTF-8, -16 and -32), and any other
+        line is counted once, into a table of its prefixes' units."""
         lines = self.lines(path)
         text = lines[line] if 0 <= line < len(lines) else ""
-        return lsp.Position(line=max(line, 0), character=self.units(text[:max(col, 0)]))
+        col = min(max(col, 0), len(text))
+        if text.isascii():
+            return col
+        key = (path, line)
+        prefix = self._prefix.get(key)
+        if prefix is None:
+            prefix = [0]
+            for ch in text:
+                prefix.append(prefix[-1] + self.units(ch))
+            self._prefix[key] = prefix
+        return prefix[col]
 
     def from_client(self, position: lsp.Position) -> tuple[int, int]:
         """(line, code-point column) of a client position in the document."""
@@ -326,6 +345,19 @@ class _Values:
         return [g[k] for g in groups.values() if len(g) == n]
 
 
+_VALUES: "weakref.WeakKeyDictionary[Analysis, _Values]" = weakref.WeakKeyDictionary()
+
+
+def _values(analysis: Analysis) -> _Values:
+    """The value table of an analysis, built once: it indexes every node of every model, so building it
+    per definition (document symbols) or per request made the cost grow with the square of the file
+    (an analysis never changes; the server replaces it)."""
+    values = _VALUES.get(analysis)
+    if values is None:
+        values = _VALUES[analysis] = _Values(analysis)
+    return values
+
+
 def _same(a: Span, b: Span) -> bool:
     return a.source is b.source and (a.line, a.col, a.end_line, a.end_col) == (b.line, b.col, b.end_line, b.end_col)
 
@@ -404,7 +436,7 @@ def _code(text: str) -> str:
 
 
 def _hover_text(analysis: Analysis, occ: Occurrence) -> str:
-    values = _Values(analysis)
+    values = _values(analysis)
     if occ.kind == "call":
         return _hover_call(analysis, values, occ)
     if occ.kind in ("value", "param"):
@@ -986,7 +1018,7 @@ def document_symbols(analysis: Analysis, pos: Positions) -> list[lsp.DocumentSym
 
 
 def _children_symbols(analysis: Analysis, pos: Positions, d: ast.Definition) -> list[lsp.DocumentSymbol]:
-    values = _Values(analysis)
+    values = _values(analysis)
     hit = analysis.chunk_of(d.span)
     decls = [o for o in occurrences(hit[0].chunks[hit[1]]) if o.definition is d and o.decl and o.kind != "definition"] \
         if hit else []
@@ -1018,25 +1050,31 @@ _KIND_TOKEN = {"param": "parameter", "value": "variable", "dim": "typeParameter"
                "type": "type", "part": "property", "fact": "property", "base": "class"}
 
 
+_TOKEN_INDEX = {kind: i for i, kind in enumerate(TOKEN_TYPES)}
+_BLANK = frozenset({"WS", "_NL"})  # whitespace lexemes: never a token
+
+
 def semantic_tokens(analysis: Analysis, pos: Positions) -> lsp.SemanticTokens:
     """Every token of the document, classified by what the syntax tree says it is."""
     kw = keywords()
     data: list[int] = []
     prev_line = prev_col = 0
-    lines = pos.lines(str(analysis.path))
+    path = str(analysis.path)
     for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
         names = {(o.span.line, o.span.col): o for o in occurrences(chunk)}
         for t in chunk.tokens:
+            if t.type in _BLANK:
+                continue
             token = _classify(analysis, t, names.get((t.line, t.col)), kw)
             if token is None:
                 continue
             kind, modifiers = token
             line = t.line - 1 + start
-            text = lines[line] if line < len(lines) else ""
-            col = pos.units(text[:t.col - 1])
-            length = pos.units(t.text.rstrip("\r"))
+            col = pos.column(path, line, t.col - 1)
+            text = t.text.rstrip("\r")
+            length = len(text) if text.isascii() else pos.units(text)
             data += [line - prev_line, col - prev_col if line == prev_line else col, length,
-                     TOKEN_TYPES.index(kind), modifiers]
+                     _TOKEN_INDEX[kind], modifiers]
             prev_line, prev_col = line, col
     return lsp.SemanticTokens(data=data)
 

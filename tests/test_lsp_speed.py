@@ -1,0 +1,257 @@
+"""The language server's work on big files grows linearly, and diagnostics never wait behind a request
+(issue 13, Speed; the latencies themselves are measured by bench/lsp_bench.py).
+
+Linearity is checked by counting, not timing (as tests/test_scaling.py does): the work a feature does
+for a document of N items and of 2N must grow by about 2. Document symbols built the table of every
+model's values once per definition (the work grew by 4), and semantic tokens counted the UTF-16 units
+of the text before each token (on one long line, the work grew with the square of its length).
+
+The scheduling test runs the real server in process over pipes, with a request that cannot finish
+until the test lets it: the diagnostics of an edit made meanwhile must arrive before its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as lsp
+from pygls.workspace.position_codec import PositionCodec
+
+from specc.lsp import features, navigation
+from specc.lsp import server as server_module
+from specc.lsp.analysis import Workspace
+
+UTF16 = PositionCodec(lsp.PositionEncodingKind.Utf16).client_num_units
+
+
+def _spec(n: int) -> str:
+    """n blocks and n models calling them (the shape of the 2,000-line spec of the issue)."""
+    out = []
+    for i in range(n):
+        out += [f"block res{i}(x, width: int) {{", "    h = relu(linear(x, width))", "    return x + h", "}", "",
+                f"model net{i}(width: int = 8) {{", "    input x: f32[B, width]", f"    h = res{i}(x, width)",
+                "    g = softmax(h, dim=-1) * h", "    output y = linear(g, 4)", "}", ""]
+    return "\n".join(out)
+
+
+def _analysis(tmp_path: Path, name: str, text: str):
+    path = tmp_path / f"{name}.nnspec"
+    path.write_text(text)
+    analysis = Workspace().analyze(path, text)
+    assert not analysis.errors, analysis.errors
+    return analysis, path
+
+
+def _symbol_work(tmp_path: Path, n: int, monkeypatch) -> int:
+    """Node-table entries made or read while listing the symbols of a spec of n blocks and n models."""
+    analysis, path = _analysis(tmp_path, f"symbols{n}", _spec(n))
+    count = [0]
+    original = features._node_key
+
+    def counted(span):
+        count[0] += 1
+        return original(span)
+
+    monkeypatch.setattr(features, "_node_key", counted)
+    symbols = features.document_symbols(analysis, features.Positions(analysis, path.as_uri(), UTF16))
+    monkeypatch.undo()
+    assert len(symbols) == 2 * n and all(s.children for s in symbols)  # the work really was done
+    return count[0]
+
+
+def test_document_symbols_work_grows_linearly(tmp_path, monkeypatch):
+    small, large = _symbol_work(tmp_path, 12, monkeypatch), _symbol_work(tmp_path, 24, monkeypatch)
+    assert large <= 2.2 * small, f"{small} node-table uses for 12 items, {large} for 24"
+
+
+def test_the_value_table_is_shared_by_the_requests_of_an_analysis(tmp_path, monkeypatch):
+    """Symbols, then hover: one table for the analysis, not one per definition or per request."""
+    analysis, path = _analysis(tmp_path, "shared", _spec(5))
+    built = [0]
+    original = features._Values.__init__
+
+    def counted(self, a):
+        built[0] += 1
+        original(self, a)
+
+    monkeypatch.setattr(features._Values, "__init__", counted)
+    pos = features.Positions(analysis, path.as_uri(), UTF16)
+    features.document_symbols(analysis, pos)
+    line = _spec(5).split("\n").index("    g = softmax(h, dim=-1) * h")
+    hover = features.hover(analysis, pos, line, 4)
+    assert hover is not None and "f32[B, 8]" in hover.contents.value
+    assert built[0] == 1
+
+
+def _wide(n: int, suffix: str) -> str:
+    """A model whose output line sums n names, balanced under the nesting limit, then `suffix`."""
+    def balanced(k: int) -> str:
+        return "h" if k == 1 else f"({balanced(k // 2)} + {balanced(k - k // 2)})"
+    return f"model wide() {{\n    input x: f32[B, 4]\n    h = relu(x)\n    output y = {balanced(n)}{suffix}\n}}\n"
+
+
+@pytest.mark.parametrize("suffix", ["", "  // é, 𝄞: a line the client counts in UTF-16 units"])
+def test_semantic_tokens_count_each_line_once(tmp_path, suffix):
+    """The characters handed to the client's unit counter, for a line of n and of 2n names: an ASCII line
+    needs none counted, any other line is counted once (not once per token)."""
+    def work(n: int) -> tuple[int, int]:
+        analysis, path = _analysis(tmp_path, f"wide{n}", _wide(n, suffix))
+        counted = [0]
+
+        def units(text: str) -> int:
+            counted[0] += len(text)
+            return UTF16(text)
+
+        data = features.semantic_tokens(analysis, features.Positions(analysis, path.as_uri(), units)).data
+        return counted[0], len(data) // 5
+
+    (small, tokens_small), (large, tokens_large) = work(128), work(256)
+    assert tokens_large >= 1.9 * tokens_small  # twice the tokens on the line
+    line = len(_wide(256, suffix).split("\n")[3])
+    assert large <= 2.2 * max(small, 1) and large <= 2 * line, f"{small} characters counted, then {large}"
+
+
+def test_semantic_tokens_columns_after_astral_characters(tmp_path):
+    """The per-line table gives the columns counting each character outside the BMP as two units."""
+    text = "model m() {\n    input x: f32[B, 4]\n    output y = relu(x)  // 𝄞 é\n    // 𝄞𝄞 x\n}\n"
+    analysis, path = _analysis(tmp_path, "astral", text)
+    data = features.semantic_tokens(analysis, features.Positions(analysis, path.as_uri(), UTF16)).data
+    absolute, line, col = [], 0, 0
+    for i in range(0, len(data), 5):
+        line, col = line + data[i], (col + data[i + 1] if data[i] == 0 else data[i + 1])
+        absolute.append((line, col, data[i + 2]))
+    comment_line = text.split("\n")[2]
+    assert (2, comment_line.index("//"), 7) in absolute  # "// 𝄞 é": 6 characters, 7 UTF-16 units
+    pos = features.Positions(analysis, path.as_uri(), UTF16)
+    assert pos.column(str(path), 3, len("    // 𝄞𝄞 x")) == len("    // ") + 4 + 2
+    assert pos.column(str(path), 3, 999) == len("    // ") + 4 + 2  # past the end: the line's end
+
+
+def test_inlay_hints_work_grows_linearly(tmp_path, monkeypatch):
+    """Hints for a file of 2N items cost about twice those of N (the table is the analysis's, built once)."""
+    def work(n: int) -> int:
+        analysis, path = _analysis(tmp_path, f"hints{n}", _spec(n))
+        count = [0]
+        original = features._node_key
+
+        def counted(span):
+            count[0] += 1
+            return original(span)
+
+        monkeypatch.setattr(features, "_node_key", counted)
+        hints = navigation.inlay_hints(analysis, features.Positions(analysis, path.as_uri(), UTF16))
+        monkeypatch.undo()
+        assert len(hints) == 4 * n  # the block's h, and the model's h, g and y
+        return count[0]
+
+    small, large = work(10), work(20)
+    assert large <= 2.2 * small
+
+
+# ------------------------------------------------------------------ scheduling
+class _Pipes:
+    """The real server in process, on a thread, over a pair of pipes; every message it sends is kept."""
+
+    def __init__(self) -> None:
+        to_server, self._client_out = os.pipe()
+        self._client_in, from_server = os.pipe()
+        self.server = server_module.make_server()
+        self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.next_id = 0
+        self._writer = os.fdopen(self._client_out, "wb")
+        threading.Thread(target=self.server.start_io, args=(os.fdopen(to_server, "rb"), os.fdopen(from_server, "wb")),
+                         daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stream = os.fdopen(self._client_in, "rb")
+        while True:
+            length = None
+            while True:
+                line = stream.readline()
+                if not line:
+                    return
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                if line == b"\r\n":
+                    break
+            assert length is not None
+            self.inbox.put(json.loads(stream.read(length)))
+
+    def send(self, method: str, params: Any, request: bool = True) -> int | None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+        if request:
+            self.next_id += 1
+            message["id"] = self.next_id
+        body = json.dumps(message).encode()
+        self._writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self._writer.flush()
+        return message.get("id")
+
+    def wait(self, accept) -> dict[str, Any]:
+        """The next message `accept` takes (others are skipped); 60 s to arrive, far past any latency."""
+        while True:
+            message = self.inbox.get(timeout=60)
+            if accept(message):
+                return message
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+DOC = "file:///speed/doc.nnspec"
+
+
+@pytest.mark.parametrize("request_kind", ["documentSymbol", "formatting", "semanticTokens"])
+def test_diagnostics_do_not_wait_behind_a_whole_document_request(monkeypatch, request_kind):
+    """An outline, formatting or token request still being computed does not hold back the diagnostics
+    of an edit made meanwhile (it used to run on the event loop, which publishes them)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(original):
+        def run(*args, **kwargs):
+            entered.set()
+            assert release.wait(60)
+            return original(*args, **kwargs)
+        return run
+
+    if request_kind == "documentSymbol":
+        monkeypatch.setattr(features, "document_symbols", blocking(features.document_symbols))
+        method, params = "textDocument/documentSymbol", {"textDocument": {"uri": DOC}}
+    elif request_kind == "formatting":
+        monkeypatch.setattr(server_module, "format_text", blocking(server_module.format_text))
+        method, params = "textDocument/formatting", {"textDocument": {"uri": DOC},
+                                                     "options": {"tabSize": 4, "insertSpaces": True}}
+    else:
+        monkeypatch.setattr(features, "semantic_tokens", blocking(features.semantic_tokens))
+        method, params = "textDocument/semanticTokens/full", {"textDocument": {"uri": DOC}}
+    client = _Pipes()
+    try:
+        client.send("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+        client.wait(lambda m: m.get("id") == 1)
+        client.send("initialized", {}, request=False)
+        text = "model m() {\n    input x: f32[B, 4]\n    output y = relu(x)\n}\n"
+        client.send("textDocument/didOpen", {"textDocument": {"uri": DOC, "languageId": "nnspec", "version": 1,
+                                                              "text": text}}, request=False)
+        first = client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        assert first["params"]["version"] == 1 and first["params"]["diagnostics"] == []
+        asked = client.send(method, params)
+        assert entered.wait(60)  # the request is being computed, and cannot finish yet
+        broken = text.replace("relu(x)", "relu(x) + undefined_name")
+        client.send("textDocument/didChange", {"textDocument": {"uri": DOC, "version": 2},
+                                               "contentChanges": [{"text": broken}]}, request=False)
+        published = client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics" or m.get("id") == asked)
+        assert published.get("method") == "textDocument/publishDiagnostics", "the diagnostics waited for the request"
+        assert published["params"]["version"] == 2 and published["params"]["diagnostics"]
+        release.set()
+        answer = client.wait(lambda m: m.get("id") == asked)
+        assert "error" not in answer and answer["result"] is not None
+    finally:
+        release.set()
+        client.close()
