@@ -142,7 +142,9 @@ async function start(deps = {}) {
   try {
     await started.start();
   } catch (error) {
-    const reason = error && error.code === "ENOENT" ? `\`${server.command}\` was not found` : `${error && error.message || error}`;
+    // vscode-languageclient rejects with a string ("Launching server using command X failed. Error: spawn X ENOENT")
+    const text = `${error && error.message || error}`;
+    const reason = (error && error.code === "ENOENT") || /\bENOENT\b/.test(text) ? `\`${server.command}\` was not found` : text;
     await reportMissing(`${reason} (from ${server.source === "setting" ? "the specc.server.command setting" : server.source})`,
       server.python);
     return undefined;

@@ -153,11 +153,19 @@ const tests = {
 
   async "a configured command that cannot be spawned is reported, not thrown"() {
     state.settings = { "server.command": "/nope/specc" };
-    state.startError = Object.assign(new Error("spawn /nope/specc ENOENT"), { code: "ENOENT" });
+    // what vscode-languageclient 9 rejects with when the command cannot be spawned
+    state.startError = "Launching server using command /nope/specc failed. Error: spawn /nope/specc ENOENT";
     const result = await extension.start({ probe: prober([]).probe });
     assert.strictEqual(result, undefined);
     assert.match(state.shown[0].message, /`\/nope\/specc` was not found \(from the specc\.server\.command setting\)/);
     assert.deepStrictEqual(state.shown[0].buttons, ["Open Setting", "Copy Install Command"]);
+  },
+
+  async "a server that starts and fails is reported with the client's reason"() {
+    state.settings = { "server.command": "/bin/false" };
+    state.startError = new Error("Pending response rejected since connection got disposed");
+    await extension.start({ probe: prober([]).probe });
+    assert.match(state.shown[0].message, /cannot start: Pending response rejected .*\(from the specc\.server\.command/);
   },
 
   async "a Python extension that fails to activate falls back to PATH"() {
