@@ -118,3 +118,17 @@ def test_the_merged_module_computes_what_the_unmerged_one_does(tmp_path):
     assert keys_off == keys_on
     for a, b in zip(off, on, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_copy_reading_a_block_result_is_not_hoisted_into_a_cycle(tmp_path):
+    """`relu(u)` inside a block and again in the model, where u is the block's result: moving the block's
+    copy out would make the block read a value computed from its own result. Both stay, and the module
+    runs (a merge there made code generation fail with a cycle between the model and the block)."""
+    graph = _graph(tmp_path, "block blk(x) {\n    u = linear(x, 4)\n    v = relu(u)\n    return u, v * 2.0\n}\n"
+                             "model m() {\n    input x: f32[N, 4]\n    u, w = blk(x)\n    output y = relu(u) + w\n}\n")
+    assert _ops(graph)["relu"] == 2
+    _, model = python_module(graph, "torch")
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        u = model.u.u(x)
+        torch.testing.assert_close(model(x), torch.relu(u) + torch.relu(u) * 2.0)

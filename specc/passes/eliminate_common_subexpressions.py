@@ -65,7 +65,9 @@ def eliminate_common_subexpressions(graph: Graph) -> None:
         if kept is None:
             bucket.append(name)
             continue
-        _hoist(graph, graph.node(kept), node.scope)
+        if not _hoist(graph, graph.node(kept), node.scope):
+            bucket.append(name)  # its copy cannot move where both are visible: both stay
+            continue
         _replace_uses(graph, name, kept)
         for out in outputs_of.pop(name, ()):
             graph.outputs[out] = kept
@@ -73,18 +75,26 @@ def eliminate_common_subexpressions(graph: Graph) -> None:
         graph.remove_node(name)
 
 
-def _hoist(graph: Graph, kept: Node, other: tuple[str, ...]) -> None:
+def _hoist(graph: Graph, kept: Node, other: tuple[str, ...]) -> bool:
     """Move the surviving node to the innermost scope holding both copies (a value two iterations of a
-    `repeat` compute from the same outside operands is computed once, before them, and passed in). Its
-    operands are the copies' common operands, so each is visible there already."""
+    `repeat` compute from the same outside operands is computed once, before them, and passed in), and
+    say whether it could: each operand must be visible there, that is made in that scope or around it,
+    not returned by a block instance inside it (which may itself read the moved value)."""
     common = 0
     while common < min(len(kept.scope), len(other)) and kept.scope[common] == other[common]:
         common += 1
     while common and graph.scopes[kept.scope[:common]].kind == "list":  # a ModuleList has no forward of its own
         common -= 1
-    if common < len(kept.scope):
-        kept.scope = kept.scope[:common]
-        kept.local = graph.names_in(kept.scope).take(kept.local)
+    if common == len(kept.scope):
+        return True
+    target = kept.scope[:common]
+    for operand in graph.operands(kept.name):
+        scope = graph.node(operand).scope
+        if target[:len(scope)] != scope or len(scope) > len(target):
+            return False
+    kept.scope = target
+    kept.local = graph.names_in(target).take(kept.local)
+    return True
 
 
 def _replace_uses(graph: Graph, old: str, new: str) -> None:
