@@ -192,9 +192,28 @@ def test_corpus_is_not_empty() -> None:
 
 # ---------------------------------------------------------------- queries
 
-@pytest.mark.parametrize("name", ["highlights", "folds", "locals"])
+@pytest.mark.parametrize("name", ["highlights", "folds", "locals", "helix/highlights"])
 def test_query_compiles(language, name: str) -> None:
     ts.Query(language, (GRAMMAR / "queries" / f"{name}.scm").read_text(encoding="utf-8"))
+
+
+# Helix names some highlights differently from tree-sitter's standard names
+HELIX_CAPTURES = {"number": "constant.numeric", "keyword.conditional": "keyword.control.conditional",
+                  "function.call": "function", "property": "variable.other.member"}
+
+
+def helix_highlights(standard: str) -> str:
+    """queries/highlights.scm with Helix's capture names: its patterns after the header comment."""
+    header, body = standard.split("\n\n", 1)
+    body = re.sub(r"@([a-z.]+)", lambda m: "@" + HELIX_CAPTURES.get(m.group(1), m.group(1)),
+                  body.replace(" @spell", ""))
+    return body
+
+
+def test_helix_highlights_are_the_standard_ones_renamed() -> None:
+    standard = (GRAMMAR / "queries" / "highlights.scm").read_text(encoding="utf-8")
+    helix = (GRAMMAR / "queries" / "helix" / "highlights.scm").read_text(encoding="utf-8")
+    assert helix.split("\n\n", 1)[1] == helix_highlights(standard)
 
 
 _EXPECTED_CAPTURE = {"COMMENT": "comment", "STRING": "string", "NUMBER": "number", "RATIO": "number"}

@@ -1,7 +1,9 @@
-; Highlights for .nnspec. Capture names are tree-sitter's standard ones
-; (Neovim, Zed and the tree-sitter CLI use them as they are). There is no
-; catch-all `(identifier) @variable`, so no two patterns capture the same node
-; and the result does not depend on an editor's first-match or last-match rule.
+; Highlights for .nnspec. Capture names are tree-sitter's standard ones, as Neovim,
+; Zed and the tree-sitter CLI use them; helix/highlights.scm is this file with Helix's
+; names. There is no catch-all `(identifier) @variable`: the only nodes two patterns
+; capture are strings (every string, then an import path or a layer name), so an
+; editor that lets the first match win and one that lets the last win both give a
+; string color to each.
 
 [
   "import"
