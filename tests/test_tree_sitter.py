@@ -19,6 +19,7 @@ src/grammar.json is checked to be what grammar.js generates.
 
 from __future__ import annotations
 
+import ast as pyast
 import ctypes
 import json
 import re
@@ -139,6 +140,35 @@ def test_every_shipped_spec_is_grammatical(parser) -> None:
     assert len(shipped) >= 20
     for path in shipped:
         assert not parser.parse(path.read_bytes()).root_node.has_error, path.name
+
+
+def _inline_specs() -> list[tuple[str, int, str]]:
+    """The specs written as string literals in the test suite (many small cases of every construct)."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in pyast.walk(pyast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, pyast.Constant) and isinstance(node.value, str) and "{" in node.value
+                    and ("model " in node.value or "block " in node.value)):
+                found.append((path.name, node.lineno, node.value))
+    return found
+
+
+def test_inline_specs_of_the_test_suite_that_specc_accepts_parse_cleanly(parser) -> None:
+    checked, failures = 0, []
+    for name, line, text in _inline_specs():
+        try:
+            parse(SourceFile(name, text))
+        except SpeccError:
+            # tree-sitter may be more permissive (`y = x +` NEWLINE `1` is one statement to it), and it
+            # has no nesting limit nor the AST builder's checks
+            continue
+        checked += 1
+        source = text.encode()
+        errors = _errors(parser.parse(source).root_node)
+        if errors:
+            failures.append(f"{name}:{line}: {_describe(errors, source)}")
+    assert checked >= 50
+    assert not failures, "\n".join(failures)
 
 
 def test_crlf_and_no_final_newline(parser) -> None:
