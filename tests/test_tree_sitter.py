@@ -34,7 +34,7 @@ from specc.diagnostics import SourceFile, SpeccError
 from specc.fmt import keywords, lex
 from specc.parser import lark_parser, parse
 
-ts = pytest.importorskip("tree_sitter")
+ts = pytest.importorskip("tree_sitter", minversion="0.25")  # QueryCursor came in 0.25
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAMMAR = ROOT / "editors" / "tree-sitter-nnspec"

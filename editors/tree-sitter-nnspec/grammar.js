@@ -14,7 +14,10 @@
  * operator it is not valid, so it is skipped like any other blank. That also
  * covers blank lines and comment-only lines, which specc collapses.
  *
- * Known difference: a ratio is one token, `2:4`, so `x[1:2]` reads as an index
+ * One consequence: a line that ends in an operator, `y = x +`, goes on on the next
+ * line here, where specc reports the newline as unexpected.
+ *
+ * Another difference: a ratio is one token, `2:4`, so `x[1:2]` reads as an index
  * by the ratio 1:2 (specc reads it the same way: RATIO has priority there too),
  * and `x[42:1e-5]`, which specc reads as a slice, reads as the ratio 42:1
  * followed by an error.
