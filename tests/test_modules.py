@@ -524,3 +524,14 @@ model m() {
     want = torch.cat([state["y.cls"].expand(3, -1, -1), x], dim=1)
     for target, (got,) in outputs_on_every_target(graph, [x], state, tmp_path).items():
         torch.testing.assert_close(got, want, msg=lambda m: f"{target}: {m}")
+
+
+def test_a_repeat_body_reading_a_value_named_like_its_placeholder(tmp_path):
+    """The body of a `repeat` takes `_` as `x`; a value it reads from around it that is also named `x`
+    (here the model input, while `_` is `y`) gets another name, not a second argument `x`."""
+    graph = _graph(tmp_path, "model m() {\n    input x: f32[N, 6]\n    input y: f32[N, 6]\n"
+                             "    h = repeat 2 { relu(_) + x } (y)\n    output out = h\n}\n")
+    x, y = torch.randn(3, 6), torch.randn(3, 6)
+    want = torch.relu(torch.relu(y) + x) + x
+    for target, (got,) in outputs_on_every_target(graph, [x, y], None, tmp_path).items():
+        torch.testing.assert_close(got, want, msg=lambda m: f"{target}: {m}")

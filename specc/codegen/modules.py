@@ -160,8 +160,10 @@ class ModuleTree:
         inputs = []
         given = dict(g.scopes[path].arg_names) if path in g.scopes else {}
         for value in (self.inputs_of(path) if path else g.inputs):
-            hint = given.get(value) or g.node(value).local
-            name = hint if (hint in given.values() or not path) else names.take(hint)
+            if value in given or not path:  # a block's parameter name (reserved in its scope), or a model input
+                name = given.get(value, g.node(value).local)
+            else:  # a value the body of a `repeat` reads from around it
+                name = names.take(g.node(value).local)
             names.taken.add(name)
             var[value] = name
             inputs.append(name)
