@@ -178,12 +178,14 @@ async def over_lsp(path: Path, text: str, repeat: int) -> tuple[dict[str, list[f
         await asyncio.wait_for(request, 120)
         requests.setdefault(label, []).append(time.perf_counter() - start)
 
-    everything = lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=len(text.split("\n")), character=0))
+    everything = lsp.Range(start=lsp.Position(line=0, character=0),
+                           end=lsp.Position(line=len(text.split("\n")), character=0))
     visible = lsp.Range(start=lsp.Position(line=1000, character=0), end=lsp.Position(line=1060, character=0))
     where = positions(text)
     options = lsp.FormattingOptions(tab_size=4, insert_spaces=True)
     kinds: dict[str, Callable[[], list[Awaitable[Any]]]] = {
-        "documentSymbol": lambda: [client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=doc))],
+        "documentSymbol": lambda: [client.text_document_document_symbol_async(
+            lsp.DocumentSymbolParams(text_document=doc))],
         "formatting": lambda: [client.text_document_formatting_async(
             lsp.DocumentFormattingParams(text_document=doc, options=options))],
         "semanticTokens/full": lambda: [client.text_document_semantic_tokens_full_async(

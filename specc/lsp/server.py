@@ -664,23 +664,26 @@ def make_server() -> SpeccServer:
             formatted = await server.requests.run(lambda: format_text(text, path))
         except SpeccError:
             return []  # a file with a syntax error is left alone; its diagnostic says why
-        if formatted == text:
-            return []
+        if formatted == text or server.document(params.text_document.uri) is not document or document.source != text:
+            return []  # typed into (or closed) while it was formatted: the edit would replace the newer text
         lines = text.split("\n")
         end = lsp.Position(line=len(lines) - 1, character=server.workspace.position_codec.client_num_units(lines[-1]))
         return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=formatted)]
 
     @server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
     @safe(list)
-    def range_formatting(params: lsp.DocumentRangeFormattingParams) -> list[lsp.TextEdit]:
+    async def range_formatting(params: lsp.DocumentRangeFormattingParams) -> list[lsp.TextEdit]:
         """Format the whole document, but edit only the lines of the range (see `actions.range_edits`)."""
         document = server.document(params.text_document.uri)
         if document is None:
             return []
-        try:
-            formatted = format_text(document.source, str(server.path_of(params.text_document.uri)))
+        text, path = document.source, str(server.path_of(params.text_document.uri))
+        try:  # on the request thread, as whole-document formatting
+            formatted = await server.requests.run(lambda: format_text(text, path))
         except SpeccError:
             return []  # a file with a syntax error is left alone; its diagnostic says why
+        if server.document(params.text_document.uri) is not document or document.source != text:
+            return []  # typed into (or closed) while it was formatted: edits for the old text would corrupt it
         return actions.range_edits(document, formatted, params.range)
 
     return server
