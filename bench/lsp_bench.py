@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -36,8 +37,6 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from lsprotocol import types as lsp
-from pygls.lsp.client import LanguageClient
 
 
 def big_spec(lines: int) -> str:
@@ -110,43 +109,109 @@ BAR_REQUEST_MS = 100
 BAR_OPEN_MS = 500
 
 
-def positions(text: str) -> dict[str, list[lsp.Position]]:
+def positions(text: str) -> dict[str, list[dict[str, int]]]:
     """Where an editor asks for hover, completion and references: names spread over the file."""
     lines = text.split("\n")
     hover, complete, refs = [], [], []
     for i, line in enumerate(lines):
         m = re.match(r"    h = res(\d+)\(x, width\)", line)
         if m:
-            hover.append(lsp.Position(line=i, character=line.index("res")))  # a block call
-            hover.append(lsp.Position(line=i, character=4))  # a value
-            refs.append(lsp.Position(line=i, character=line.index("res")))
+            hover.append({"line": i, "character": line.index("res")})  # a block call
+            hover.append({"line": i, "character": 4})  # a value
+            refs.append({"line": i, "character": line.index("res")})
         if line.startswith("    g = softmax(linear(h, width)"):
-            complete.append(lsp.Position(line=i, character=len("    g = softmax(linear(h, ")))
-    step = max(1, len(hover) // 20)
-    return {"hover": hover[::step], "completion": complete[::max(1, len(complete) // 20)],
+            complete.append({"line": i, "character": len("    g = softmax(linear(h, ")})
+    return {"hover": hover[::max(1, len(hover) // 20)], "completion": complete[::max(1, len(complete) // 20)],
             "references": refs[::max(1, len(refs) // 20)]}
+
+
+class Client:
+    """A bare JSON-RPC client over the server's stdio. It decodes answers with `json` only, as an editor
+    does: a client that builds lsprotocol objects from each answer (pygls's) spends more time on a big
+    outline than the server does, and that time is the client's, not the server's."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.on_diagnostics: Callable[[dict[str, Any]], None] = lambda params: None
+        self.next_id = 0
+        self.reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def start(cls) -> "Client":
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "specc.cli", "lsp", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, limit=1 << 26)
+        return cls(process)
+
+    def _write(self, message: dict[str, Any]) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def notify(self, method: str, params: Any) -> None:
+        self._write({"method": method, "params": params})
+
+    def request(self, method: str, params: Any) -> asyncio.Future[Any]:
+        self.next_id += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = future
+        self._write({"id": self.next_id, "method": method, "params": params})
+        return future
+
+    async def _read(self) -> None:
+        out = self.process.stdout
+        assert out is not None
+        while True:
+            length = None
+            while True:
+                line = await out.readline()
+                if not line:
+                    return
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                if line == b"\r\n":
+                    break
+            assert length is not None
+            message = json.loads(await out.readexactly(length))
+            if "method" in message and "id" in message:  # a request of the server's (a registration)
+                self._write({"id": message["id"], "result": None})
+            elif "method" in message:
+                if message["method"] == "textDocument/publishDiagnostics":
+                    self.on_diagnostics(message["params"])
+            else:
+                future = self.pending.pop(message["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(message.get("result"))
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.request("shutdown", None), 60)
+        self.notify("exit", None)
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except asyncio.TimeoutError:
+            self.process.kill()
+        self.reader.cancel()
 
 
 async def over_lsp(path: Path, text: str, repeat: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """(request latencies, diagnostics latencies) in seconds, by label."""
-    client = LanguageClient("lsp-bench", "1")
+    client = await Client.start()
     arrived: dict[int, float] = {}
     done = asyncio.Event()
     waiting: list[int] = [0]
 
-    @client.feature(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    def on_diagnostics(params: lsp.PublishDiagnosticsParams) -> None:
-        if params.version is not None:
-            arrived[params.version] = time.perf_counter()
-            if params.version == waiting[0]:
+    def on_diagnostics(params: dict[str, Any]) -> None:
+        if params.get("version") is not None:
+            arrived[params["version"]] = time.perf_counter()
+            if params["version"] == waiting[0]:
                 done.set()
 
-    await client.start_io(sys.executable, "-m", "specc.cli", "lsp")
-    await client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
-                                                       root_uri=path.parent.as_uri()))
-    client.initialized(lsp.InitializedParams())
+    client.on_diagnostics = on_diagnostics
+    await client.request("initialize", {"processId": os.getpid(), "rootUri": path.parent.as_uri(), "capabilities": {}})
+    client.notify("initialized", {})
     uri = path.as_uri()
-    doc = lsp.TextDocumentIdentifier(uri=uri)
+    doc = {"uri": uri}
     diagnostics: dict[str, list[float]] = {}
     requests: dict[str, list[float]] = {}
     version = [0]
@@ -162,12 +227,11 @@ async def over_lsp(path: Path, text: str, repeat: int) -> tuple[dict[str, list[f
             await asyncio.sleep(0.03)
         start = time.perf_counter()
         if version[0] == 1:
-            client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-                text_document=lsp.TextDocumentItem(uri=uri, language_id="nnspec", version=1, text=new_text)))
+            client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "nnspec",
+                                                                     "version": 1, "text": new_text}})
         else:
-            client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version[0]),
-                content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=new_text)]))
+            client.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version[0]},
+                                                     "contentChanges": [{"text": new_text}]})
         await asyncio.wait_for(done.wait(), 120)
         diagnostics.setdefault(label, []).append(arrived[version[0]] - start)
         if pending is not None:
@@ -178,31 +242,26 @@ async def over_lsp(path: Path, text: str, repeat: int) -> tuple[dict[str, list[f
         await asyncio.wait_for(request, 120)
         requests.setdefault(label, []).append(time.perf_counter() - start)
 
-    everything = lsp.Range(start=lsp.Position(line=0, character=0),
-                           end=lsp.Position(line=len(text.split("\n")), character=0))
-    visible = lsp.Range(start=lsp.Position(line=1000, character=0), end=lsp.Position(line=1060, character=0))
+    n_lines = len(text.split("\n"))
+    everything = {"start": {"line": 0, "character": 0}, "end": {"line": n_lines, "character": 0}}
+    visible = {"start": {"line": 1000, "character": 0}, "end": {"line": 1060, "character": 0}}
     where = positions(text)
-    options = lsp.FormattingOptions(tab_size=4, insert_spaces=True)
-    kinds: dict[str, Callable[[], list[Awaitable[Any]]]] = {
-        "documentSymbol": lambda: [client.text_document_document_symbol_async(
-            lsp.DocumentSymbolParams(text_document=doc))],
-        "formatting": lambda: [client.text_document_formatting_async(
-            lsp.DocumentFormattingParams(text_document=doc, options=options))],
-        "semanticTokens/full": lambda: [client.text_document_semantic_tokens_full_async(
-            lsp.SemanticTokensParams(text_document=doc))],
-        "hover": lambda: [client.text_document_hover_async(lsp.HoverParams(text_document=doc, position=p))
-                          for p in where["hover"]],
-        "completion": lambda: [client.text_document_completion_async(
-            lsp.CompletionParams(text_document=doc, position=p)) for p in where["completion"]],
-        "inlayHint (60 visible lines)": lambda: [client.text_document_inlay_hint_async(
-            lsp.InlayHintParams(text_document=doc, range=visible))],
-        "inlayHint (whole file)": lambda: [client.text_document_inlay_hint_async(
-            lsp.InlayHintParams(text_document=doc, range=everything))],
-        "references": lambda: [client.text_document_references_async(lsp.ReferenceParams(
-            text_document=doc, position=p, context=lsp.ReferenceContext(include_declaration=True)))
-            for p in where["references"]],
-        "foldingRange": lambda: [client.text_document_folding_range_async(
-            lsp.FoldingRangeParams(text_document=doc))],
+    options = {"tabSize": 4, "insertSpaces": True}
+    def ask(method: str, **params: Any) -> Callable[[], Awaitable[Any]]:
+        """A request to send when called (so that each is timed alone, not queued behind the others)."""
+        return lambda: client.request(method, {"textDocument": doc, **params})
+
+    kinds: dict[str, list[Callable[[], Awaitable[Any]]]] = {
+        "documentSymbol": [ask("textDocument/documentSymbol")],
+        "formatting": [ask("textDocument/formatting", options=options)],
+        "semanticTokens/full": [ask("textDocument/semanticTokens/full")],
+        "hover": [ask("textDocument/hover", position=p) for p in where["hover"]],
+        "completion": [ask("textDocument/completion", position=p) for p in where["completion"]],
+        "inlayHint (60 visible lines)": [ask("textDocument/inlayHint", range=visible)],
+        "inlayHint (whole file)": [ask("textDocument/inlayHint", range=everything)],
+        "references": [ask("textDocument/references", position=p, context={"includeDeclaration": True})
+                       for p in where["references"]],
+        "foldingRange": [ask("textDocument/foldingRange")],
     }
 
     await send(text, "cold open -> first diagnostics")
@@ -211,22 +270,20 @@ async def over_lsp(path: Path, text: str, repeat: int) -> tuple[dict[str, list[f
         # an edit first, as in an editor, which asks again after each change: every request meets a new
         # analysis (what is cached per chunk stays cached; what is cached per analysis does not help)
         await send(changed if r % 2 == 0 else text, "type inside a model (before requests)")
-        for label, make in kinds.items():
-            for request in make():
-                await timed(label, request)
+        for label, requests_of_kind in kinds.items():
+            for make in requests_of_kind:
+                await timed(label, make())
     # a change while a slow request is in flight: its diagnostics must not queue behind the request
     for _ in range(max(3, repeat // 4)):
         for label in ("documentSymbol", "formatting"):
             for new_text in (changed, text):
                 await send(new_text, f"didChange while {label} is in flight",
-                           lambda label=label: asyncio.gather(*kinds[label]()))
+                           lambda label=label: asyncio.gather(*(make() for make in kinds[label])))
     for _ in range(max(2, repeat // 4)):
         for label, new_text in edits(text):
             await send(new_text, label)
         await send(text, "back to the original")
-    await client.shutdown_async(None)
-    client.exit(None)
-    await client.stop()
+    await client.close()
     return requests, diagnostics
 
 

@@ -44,7 +44,7 @@ from pygls.workspace import TextDocument
 from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
-from . import actions, features, navigation
+from . import actions, features, index, navigation
 from .analysis import Analysis, Cancelled, Workspace, warm_up
 
 T = TypeVar("T")
@@ -344,6 +344,8 @@ class SpeccServer(LanguageServer):
         if open_now and self._wanted.get(uri) == generation:
             self.text_document_publish_diagnostics(
                 lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
+            if exc is None:  # after the diagnostics, not before: they wait for nothing
+                self._worker.submit(functools.partial(_prepare, future.result()))
 
     def schedule_dependents(self, uri: str, delay: float = 0.0) -> None:
         """Re-check the other open documents that read this one (they import it)."""
@@ -405,6 +407,21 @@ class SpeccServer(LanguageServer):
             self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=f"{message}\n{detail}"))
         except Exception:  # the client is gone; nothing to tell
             pass
+
+
+def _prepare(analysis: Analysis) -> None:
+    """Build what the editor's next requests read, on the analysis worker once the diagnostics are out
+    (an editor asks for the outline, tokens and hints after each change): the lexemes and name index
+    of each chunk the edit made new (the others keep theirs) and the analysis's tables of values.
+    A request that comes first builds what it needs itself; building twice is harmless."""
+    try:
+        for chunk in analysis.root.chunks:
+            chunk.tokens  # noqa: B018 - lexes the chunk, once
+            index.occurrences(chunk)
+        features._values(analysis)
+        navigation._values_of(analysis)
+    except Exception:  # noqa: BLE001 - the request that needs it reports the failure, with its context
+        pass
 
 
 def _internal(exc: BaseException) -> lsp.Diagnostic:
