@@ -4,8 +4,11 @@ The module has the same layers and state dict as the torch target. Each group
 of elementwise ops found by the fusion pass becomes one kernel that reads its
 inputs once and writes only the values used outside the group. Kernels run on
 CUDA tensors, and on CPU under `TRITON_INTERPRET=1`; otherwise (plain CPU) the
-group runs as the torch ops it was made from. Backward recomputes the group with
-those torch ops and differentiates them, so the module trains.
+group runs as the torch ops it was made from: where no tensor can reach a kernel
+(CPU-only torch, no interpreter) the group's function `_gN` is bound at import to
+its torch reference itself, so that path costs what the torch target's does.
+On the kernel path, backward recomputes the group with those torch ops and
+differentiates them, so the module trains.
 
 A group led by a linear layer (its anchor, set by the epilogue fusion pass)
 becomes one tiled matmul kernel instead (backends/triton/matmul_epilogue.j2):
@@ -101,7 +104,7 @@ def _own_kernel(op: str) -> bool:
 
 def _step(graph: Graph, groups: dict[str, GroupView], step: str, var: Mapping[str, str]) -> tuple[str, str]:
     """A step's `__init__` line and forward statement in its scope's class: a fused group's kernel
-    launch (an anchored group also owns its linear layer), or one node (its triton `forward` if the op
+    call `_gN(...)` (its kernel, or its torch reference; an anchored group also owns its linear layer), or one node (its triton `forward` if the op
     has one, else the torch code)."""
     torch_op, triton_op = environment("torch").globals["op"], environment(TARGET).globals["op"]
     if step not in groups:
@@ -112,13 +115,11 @@ def _step(graph: Graph, groups: dict[str, GroupView], step: str, var: Mapping[st
     outs = ", ".join(var[v] for v in g.outputs) + ","
     ops = " -> ".join(n.op for n in g.nodes)
     if g.anchor is None:
-        return "", (f"{outs} = _fused(_{g.kernel}_kernel, _{g.kernel}_torch, {len(g.outputs)}, "
-                    f"{', '.join(var[v] for v in g.inputs)})  # {ops}")
+        return "", f"{outs} = _{g.kernel}({', '.join(var[v] for v in g.inputs)})  # {ops}"
     anchor = scoped_view(graph, graph.node(g.anchor.name), var)
     inputs = "".join(f", {var[v]}" for v in g.inputs)
-    return torch_op("init", anchor), (f"{outs} = _epilogue(_{g.kernel}_kernel, _{g.kernel}_torch, {len(g.outputs)}, "
-                                      f"{anchor.args[0]}, {anchor.attr}.weight, {anchor.attr}.bias{inputs})"
-                                      f"  # {comment('linear -> ' + ops + '  ' + anchor.where)}")
+    return torch_op("init", anchor), (f"{outs} = _{g.kernel}({anchor.args[0]}, {anchor.attr}.weight, "
+                                      f"{anchor.attr}.bias{inputs})  # {comment('linear -> ' + ops + '  ' + anchor.where)}")
 
 
 def emit(graph: Graph) -> Artifact:
