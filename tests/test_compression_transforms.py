@@ -379,6 +379,76 @@ def test_merge_experts_sparse_needs_rank(tmp_path):
     assert info.value.code == "E0302" and "give rank > 0" in info.value.message
 
 
+@pytest.mark.parametrize("stage,message", [
+    ("    lowrank(rank=0) on linear\n", "invalid `rank` for lowrank(): 0 should be greater than 0"),
+    ("    lowrank(rank=false) on linear\n", "invalid `rank` for lowrank(): false should be a valid integer"),
+    ("    prune(amount=1.0) on linear\n", "invalid `amount` for prune(): 1.0 should be less than 1"),
+    ("    prune(amount=1) on linear\n", "invalid `amount` for prune(): 1 should be less than 1"),
+    ("    prune(amount=0) on linear\n", "invalid `amount` for prune(): 0 should be greater than 0"),
+    # a boolean argument of the same call evaluated first must not turn the 0 into `false`
+    ("    lowrank(ordered=false, rank=0) on linear\n", "invalid `rank` for lowrank(): 0 should be greater than 0"),
+    ("    prune(amount=1, method=magnitude) on linear\n", "invalid `amount` for prune(): 1 should be less than 1"),
+])
+def test_argument_errors_show_the_number_given(tmp_path, stage, message):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(compressed(tmp_path, stage), "small")
+    assert info.value.code == "E0302" and info.value.message == message, info.value.render()
+
+
+def test_sparsity_pattern_error_names_and_points_at_pattern(tmp_path):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(compressed(tmp_path, "    sparsity(pattern=0:4) on linear\n"), "small")
+    err = info.value
+    assert err.message.startswith("invalid `pattern` for sparsity(): pattern 0:4 must keep"), err.render()
+    assert err.span.source.line(err.span.line)[err.span.col - 1:err.span.end_col - 1] == "0:4"
+
+
+def test_merge_experts_needs_an_argument_check_named(tmp_path):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(compressed(tmp_path, "    merge_experts(groups=2, sparse=0.1) on moe\n", MOE), "small")
+    assert info.value.message.startswith("invalid arguments for merge_experts(): "), info.value.render()
+
+
+def test_lowrank_above_the_full_rank_keeps_the_layer_with_a_located_warning(tmp_path):
+    from specc.transforms import warning_text
+
+    graph = compile_graph(compressed(tmp_path, '    lowrank(rank=500) on "h_linear"\n'), "small")
+    (plan,) = graph.plan
+    assert plan.after == "linear" and plan.kept
+    assert "rank=500 is not below its full rank 32 (32 -> 48)" in plan.note
+    assert plan.warning is not None and plan.warning.span.line == 7  # the stage's line
+    text = warning_text(plan)
+    assert text.startswith(f"{plan.warning.span}: warning[E0809]: `lowrank` keeps layer `h_linear` as it is")
+    # a rank below the full rank that would not save parameters is only a note, with the rank that would
+    (plan,) = compile_graph(compressed(tmp_path, '    lowrank(rank=20) on "h_linear"\n'), "small").plan
+    assert plan.kept and plan.warning is None and "saves only below rank 20" in plan.note
+    assert not compile_graph(compressed(tmp_path, '    lowrank(rank=19) on "h_linear"\n'), "small").plan[0].kept
+
+
+@pytest.mark.parametrize("stage,message,help", [
+    ("    merge_experts(groups=9) on moe\n", "layer `y`: groups=9 is more than its 8 experts", "groups < 8"),
+    ("    merge_experts(groups=2, rank=100) on moe\n", "rank=100 is more than min(hidden, d) = min(24, 16) = 16",
+     "choose rank < 10"),
+    ("    merge_experts(groups=2, rank=16) on moe\n",
+     "rank=16 stores 640 parameters per merged matrix, not fewer than the 384 of a dense one (24 x 16)",
+     "choose rank < 10"),
+    ("    merge_experts(groups=2, rank=9, sparse=0.1) on moe\n",
+     "rank=9 plus 38 sparse entries stores 398 parameters", "choose rank < 9"),
+])
+def test_merge_experts_refuses_groups_and_ranks_it_would_clamp(tmp_path, stage, message, help):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(compressed(tmp_path, stage, MOE), "small")
+    err = info.value
+    assert err.code == "E0808" and message in err.message and help in err.help, err.render()
+
+
+def test_merge_experts_at_a_rank_that_saves_and_groups_equal_to_experts(tmp_path):
+    graph = compile_graph(compressed(tmp_path, "    merge_experts(groups=2, rank=9) on moe\n", MOE), "small")
+    assert graph.node("y").attrs.rank == 9
+    (plan,) = compile_graph(compressed(tmp_path, "    merge_experts(groups=8) on moe\n", MOE), "small").plan
+    assert plan.kept and plan.warning is not None and "nothing to merge" in plan.warning.message
+
+
 @pytest.mark.parametrize("expr,inputs,message", [
     ("tt_linear(x, 6, [2, 3], [2, 3], [2])", "x: f32[B, 8]",
      "tt_linear: in_modes [2, 3] multiply to 6, but `x` (f32[B, 8]) has 8 input features"),

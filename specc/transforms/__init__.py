@@ -43,6 +43,31 @@ class LayerPlan:
     note: str  # why, e.g. "rank 32" or "kept dense: (in+out)*r >= in*out"
     args: Any = None
     before_node: Node | None = None
+    kept: bool = False  # the transform left the layer as it was: weight conversion passes it by
+    # said to the user when the stage does something they may not expect (a layer kept dense because the
+    # rank asked for is more than the layer's full rank): a located diagnostic, rendered by `warning_text`
+    warning: SpeccError | None = None
+
+
+class Kept(str):
+    """What `Transform.rewrite` returns to keep a layer unchanged *and* say why (`None` keeps it silently).
+
+    `warn=True` also makes it a located warning (`LayerPlan.warning`) that the commands print: the spec
+    asked for something this layer cannot take, such as a rank above its full rank.
+    """
+
+    warn: bool
+
+    def __new__(cls, reason: str, warn: bool = False) -> "Kept":
+        kept = super().__new__(cls, reason)
+        kept.warn = warn
+        return kept
+
+
+def warning_text(plan: LayerPlan) -> str:
+    """A plan's warning the way the CLI prints diagnostics, marked `warning` instead of `error`."""
+    assert plan.warning is not None
+    return plan.warning.render().replace("error[", "warning[", 1)
 
 
 @dataclass(frozen=True)
@@ -143,7 +168,9 @@ def _transform_of(stage: ast.Stage) -> tuple[Transform, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = str(err["loc"][0]) if err["loc"] else ""
-        raise SpeccError("E0302", f"invalid `{where}` for {call.func}(): {validation_message(err)}",
+        # a check across several arguments (a model validator) has no field: name the arguments instead
+        what = f"`{where}`" if where else "arguments"
+        raise SpeccError("E0302", f"invalid {what} for {call.func}(): {validation_message(err)}",
                          spans.get(where, call.span)) from None
 
 
@@ -171,8 +198,17 @@ def apply_stages(graph: Graph, comp: ast.CompressDef) -> list[LayerPlan]:
                 note = transform.rewrite(graph, node, layer_args)
             except SpeccError as err:
                 raise err.with_note(Note(f"while applying `{transform.name}` to layer `{layer}`", stage.span))
-            plans.append(LayerPlan(index, transform.name, layer, before.op, node.op,
-                                   note or "kept as it is", layer_args, before))
+            kept = note is None or isinstance(note, Kept)
+            if kept:  # a transform that keeps a layer must leave it exactly as it was
+                node.op, node.attrs = before.op, before.attrs
+            plan = LayerPlan(index, transform.name, layer, before.op, node.op,
+                             note if not kept else "kept as it is" + (f": {note}" if note else ""), layer_args, before, kept)
+            if isinstance(note, Kept) and note.warn:
+                plan.warning = SpeccError("E0809", f"`{transform.name}` keeps layer `{before.key if before.local else layer}` "
+                                                   f"as it is: {note}", stage.span,
+                                          [Note(f"layer `{layer}` is defined here", before.span)]
+                                          if before.span else None)
+            plans.append(plan)
         infer_shapes(graph)
     return plans
 
@@ -187,11 +223,12 @@ def convert_weights(graph: Graph, dense: dict[str, Any], calib: Calibration | No
     final = {name: graph.node(name) for name in graph.nx.nodes}
     transforms = all_transforms()
     for i, plan in enumerate(graph.plan):
-        if plan.before == plan.after and plan.note == "kept as it is":
+        if plan.kept:
             continue
         later = next((p for p in graph.plan[i + 1:] if p.layer == plan.layer), None)
         after = later.before_node if later is not None else final[plan.layer]
-        prefix = plan.layer + "."
+        # the layer's state-dict path (`h.0.h_linear` for `h_linear` in a block instance), not its IR name
+        prefix = (after.key if after.local else plan.layer) + "."
         layer_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if calib is not None:
             calib.state = state

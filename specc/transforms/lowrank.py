@@ -1,7 +1,8 @@
 """lowrank: replace a linear layer by a rank-r factorization (truncated SVD of its weight).
 
 The layer stays dense where factoring would not save parameters, i.e. where
-(in + out) * r >= in * out. `ordered=true` makes the factored layer train with
+(in + out) * r >= in * out; the plan says why, and a rank at or above the layer's
+full rank min(in, out) is also a warning (the spec asked for more than the layer has). `ordered=true` makes the factored layer train with
 ordered dropout over its rank components.
 """
 
@@ -13,7 +14,7 @@ from pydantic import PositiveInt
 
 from ..ir import Graph, Node
 from ..ops.lowrank_linear import LowRankLinearAttrs
-from . import Calibration, LayerPlan, Transform, TransformArgs, register_transform
+from . import Calibration, Kept, LayerPlan, Transform, TransformArgs, register_transform
 
 
 class LowRankArgs(TransformArgs):
@@ -23,9 +24,15 @@ class LowRankArgs(TransformArgs):
 
 def _rewrite(graph: Graph, node: Node, args: LowRankArgs) -> str | None:
     out_features, in_features = node.params["weight"].shape
-    rank = min(args.rank, in_features, out_features)
+    full = min(in_features, out_features)
+    if args.rank >= full:  # a stage selecting layers of several sizes may pass some: kept, with a warning
+        return Kept(f"rank={args.rank} is not below its full rank {full} ({in_features} -> {out_features}), "
+                    f"so there is nothing to factor away", warn=True)
+    rank = args.rank
     if (in_features + out_features) * rank >= in_features * out_features:
-        return None
+        return Kept(f"rank {rank} would store {(in_features + out_features) * rank:,} parameters, not fewer than "
+                    f"the {in_features * out_features:,} of the dense weight (a factorization saves only below "
+                    f"rank {-(-in_features * out_features // (in_features + out_features))})")
     node.op = "lowrank_linear"
     node.attrs = LowRankLinearAttrs(out_features=out_features, rank=rank, bias=node.attrs.bias, ordered=args.ordered)
     return f"rank {rank}: {(in_features + out_features) * rank:,} parameters instead of {in_features * out_features:,}"

@@ -24,7 +24,8 @@ from pydantic import Field, PositiveInt, model_validator
 
 from ..ir import Graph, Node
 from ..ops.moe_merged import MoEMergedAttrs
-from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
+from . import TransformArgs, Calibration, Kept, LayerPlan, Transform, register_transform
+from ._layers import cannot_apply
 
 STAND_IN_TOKENS = 4096
 
@@ -44,11 +45,28 @@ class MergeExpertsArgs(TransformArgs):
 
 def _rewrite(graph: Graph, node: Node, args: MergeExpertsArgs) -> str | None:
     a = node.attrs
-    if args.groups >= a.experts or a.expert != "gelu" or a.routed or a.all_results:  # gelu moe, own router
-        return None
+    if args.groups > a.experts:
+        raise cannot_apply(node, f"groups={args.groups} is more than its {a.experts} experts",
+                           help=f"merge into fewer groups than experts (groups < {a.experts})")
+    if args.groups == a.experts:
+        return Kept(f"groups={args.groups} is its number of experts: nothing to merge", warn=True)
+    if a.expert != "gelu" or a.routed or a.all_results:
+        return Kept(f"only gelu experts with their own router are merged (this layer: expert={a.expert}"
+                    f"{', routed' if a.routed else ''}{', all_results' if a.all_results else ''})", warn=True)
     d = node.params["router"].shape[1]
-    rank = min(args.rank, a.hidden, d)
+    full = min(a.hidden, d)
+    if args.rank > full:  # no rank-r factors of a hidden x d matrix exist past min(hidden, d)
+        raise cannot_apply(node, f"rank={args.rank} is more than min(hidden, d) = min({a.hidden}, {d}) = {full}",
+                           help=f"choose rank < {-(-a.hidden * d // (a.hidden + d))} to store less than a dense "
+                                f"merged expert, or rank=0 to keep the merged experts dense")
+    rank = args.rank
     nnz = round(args.sparse * a.hidden * d)
+    if rank and rank * (a.hidden + d) + nnz >= a.hidden * d:  # the factored form would be the bigger one
+        raise cannot_apply(node, f"rank={rank}{f' plus {nnz:,} sparse entries' if nnz else ''} stores "
+                                 f"{rank * (a.hidden + d) + nnz:,} parameters per merged matrix, not fewer than "
+                                 f"the {a.hidden * d:,} of a dense one ({a.hidden} x {d})",
+                           help=f"choose rank < {-(-(a.hidden * d - nnz) // (a.hidden + d))}, or rank=0 to keep "
+                                f"the merged experts dense")
     node.op = "moe_merged"
     node.attrs = MoEMergedAttrs(experts=a.experts, groups=args.groups, top_k=a.top_k, hidden=a.hidden, rank=rank,
                                 nnz=nnz)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from math import comb
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from ..ir import Graph, Node
 from ..ops.sparse_linear import NMAttrs, NMMaskAttrs
@@ -27,12 +27,14 @@ class SparsityArgs(TransformArgs):
     learnable: bool = False
     tau: float = Field(1.0, gt=0)
 
-    @model_validator(mode="after")
-    def _valid_pattern(self) -> "SparsityArgs":
-        n, m = self.pattern
+    @field_validator("pattern")
+    @classmethod
+    def _valid_pattern(cls, pattern: tuple[int, int]) -> tuple[int, int]:
+        # a field validator, so the error names `pattern` and points at its value
+        n, m = pattern
         if not 1 <= n < m <= 16:
             raise ValueError(f"pattern {n}:{m} must keep 1 <= n < m <= 16 of every m weights")
-        return self
+        return pattern
 
 
 def _rewrite(graph: Graph, node: Node, args: SparsityArgs) -> str | None:
