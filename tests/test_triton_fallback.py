@@ -9,6 +9,8 @@ the torch module's. (Timings are bench/run.py's business.)
 
 conftest.py sets TRITON_INTERPRET=1 for the whole suite; these tests unset it while
 the generated module is imported, which then needs a real file for @triton.jit.
+
+At the end: bench/run.py's scheduler, which interleaves the configurations' timing rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +28,7 @@ from specc.codegen import backends
 from targets import as_tuple, compile_graph, python_module
 
 _counter = itertools.count()
+ROOT = Path(__file__).resolve().parent.parent
 
 # an elementwise group, two matmul-epilogue groups that share one kernel (a `repeat`), and one with two outputs
 SPEC = """model fallback() {
@@ -124,3 +128,34 @@ def test_with_a_kernel_target_cpu_tensors_still_take_the_torch_path_and_cuda_one
 
     getattr(module, g)(r.as_subclass(_CudaLike))
     assert launched == [getattr(module, g + "_kernel")]
+
+
+# ---------------------------------------------------------------- bench/run.py's round scheduler
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("specc_bench_run", ROOT / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_interleaves_rounds_across_configurations():
+    bench = _bench()
+    assert bench.interleaved_schedule(["a", "b", "c"], 3) == [
+        (0, "a"), (0, "b"), (0, "c"), (1, "a"), (1, "b"), (1, "c"), (2, "a"), (2, "b"), (2, "c")]
+    assert bench.interleaved_schedule(["a"], 2) == [(0, "a"), (1, "a")]
+    assert bench.interleaved_schedule(["a", "b"], 0) == []
+
+
+def test_bench_measure_runs_warmups_then_one_round_per_configuration_in_turn():
+    bench = _bench()
+    calls: list[str] = []
+    configs = {name: (lambda name=name: calls.append(name)) for name in ("torch", "triton", "compile")}
+    samples = bench.measure(configs, rounds=3, repeat=2, device="cpu", warmup=1)
+    warmups, timed = calls[:3], calls[3:]
+    assert warmups == ["torch", "triton", "compile"]
+    # each round: `repeat` back-to-back calls of one configuration; rounds rotate through all of them
+    assert timed == ["torch", "torch", "triton", "triton", "compile", "compile"] * 3
+    assert {name: len(s) for name, s in samples.items()} == {"torch": 3, "triton": 3, "compile": 3}
+    assert all(t >= 0 for s in samples.values() for t in s)
