@@ -324,9 +324,25 @@ def compress_cmd(
     model: Optional[str] = ModelOpt,
     param: Optional[list[str]] = ParamOpt,
     include: Optional[list[Path]] = IncludeOpt,
+    rename: Optional[list[str]] = typer.Option(None, "--rename", metavar="OLD=NEW",
+                                               help="Rename checkpoint keys that begin with OLD to begin with NEW "
+                                                    "instead, e.g. --rename 0.=h_linear. (repeatable; the first "
+                                                    "matching rule applies)."),
+    rename_map: Optional[Path] = typer.Option(None, "--rename-map", metavar="FILE.json",
+                                              help="A JSON object of OLD: NEW key prefixes, applied after --rename."),
 ) -> None:
-    """Convert a dense state dict into the compressed model's state dict."""
+    """Convert a dense state dict into the compressed model's state dict.
+
+    Every key and shape of --weights is checked against the base model; a checkpoint of a reference
+    model loads as it is when the spec names its layers like the reference, else map keys with --rename.
+    """
     params = _parse_params(param)
+    rules: list[tuple[str, str]] = []
+    for item in rename or []:
+        old, sep, new = item.partition("=")
+        if not sep:  # an empty OLD prefixes every key (a checkpoint of a model wrapped in another)
+            raise typer.BadParameter(f"expected OLD=NEW, got {item!r}", param_hint="--rename")
+        rules.append((old, new))
 
     def action() -> None:
         import io
@@ -337,17 +353,39 @@ def compress_cmd(
         from .compiler import compile_graph, compile_target, load_project
         from .transforms import Calibration, convert_weights
 
+        import json
+
+        from .diagnostics import read_text
+        from .transforms import check_dense_state, rename_keys, warning_text
+
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, loaded=loaded)
         if graph.base_name is None:
             raise SpeccError("E0807", f"`{graph.name}` is not a compressed model", None)
+        for plan in graph.plan:
+            if plan.warning is not None:
+                print(warning_text(plan), file=sys.stderr)
+        if rename_map is not None:
+            try:
+                mapping = json.loads(read_text(rename_map, "E0601", what="key mapping"))
+            except json.JSONDecodeError as exc:
+                raise SpeccError("E0601", f"cannot load key mapping from {rename_map}: not JSON ({exc})",
+                                 None) from None
+            if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+                raise SpeccError("E0601", f"cannot load key mapping from {rename_map}: expected a JSON object "
+                                          f'of "OLD": "NEW" key prefixes', None)
+            rules.extend(mapping.items())
+        origin = printable(str(weights))
         dense = _load_tensors(weights, "weights")
+        if rules and isinstance(dense, dict):
+            dense = rename_keys(dense, rules, origin)
+        # the base model may come from an imported file
+        base = compile_target(loaded, loaded.program.definitions[graph.base_name], params,
+                              pipeline=("infer_shapes",))
+        dense = check_dense_state(base, dense, origin)
         calibration = None
         if calib is not None:
             inputs = _load_tensors(calib, "calibration inputs")
-            # the base model may come from an imported file
-            base = compile_target(loaded, loaded.program.definitions[graph.base_name], params,
-                                  pipeline=("infer_shapes",))
             calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base)
         state = convert_weights(graph, dense, calibration)
         buffer = io.BytesIO()

@@ -236,3 +236,81 @@ def convert_weights(graph: Graph, dense: dict[str, Any], calib: Calibration | No
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         state.update({prefix + k: v for k, v in converted.items()})
     return state
+
+
+# ------------------------------------------------------------------ dense checkpoints (`specc compress --weights`)
+WEIGHTS_MISMATCH = "E0602"  # weights that load but do not fit the model (exit 1; E0601, a file that won't load, is 2)
+
+
+def rename_keys(state: dict[str, Any], rules: list[tuple[str, str]], origin: str) -> dict[str, Any]:
+    """Apply prefix rules OLD -> NEW to a checkpoint's keys, the first matching rule per key (in order).
+
+    For checkpoints whose module names differ from the spec's: `0.` -> `h_linear.` maps a
+    `torch.nn.Sequential`'s first layer. A rule that matches no key, or two keys renamed to one, is an
+    error: both mean the mapping is not what its writer thought.
+    """
+    out: dict[str, Any] = {}
+    used: set[int] = set()
+    for key, value in state.items():
+        new = key
+        for i, (old, repl) in enumerate(rules):
+            if key.startswith(old):
+                new = repl + key[len(old):]
+                used.add(i)
+                break
+        if new in out:
+            raise SpeccError(WEIGHTS_MISMATCH, f"renaming the keys of {origin} gives `{new}` twice", None,
+                             help="make the --rename prefixes map distinct keys to distinct keys")
+        out[new] = value
+    unused = [old for i, (old, _) in enumerate(rules) if i not in used]
+    if unused:
+        raise SpeccError(WEIGHTS_MISMATCH, f"--rename prefix `{unused[0]}` matches no key of {origin}", None,
+                         help=f"its keys begin: {', '.join(list(state)[:6])}")
+    return out
+
+
+def check_dense_state(graph: Graph, state: Any, origin: str) -> dict[str, Any]:
+    """The base model's dense state dict, checked key by key and shape by shape against `graph` (typed).
+
+    A checkpoint of a reference PyTorch model loads as it is when the spec names its layers like the
+    reference (keys follow the spec's names and block instances; see README "Modules and state-dict
+    keys"). Anything else is a `SpeccError` naming the key, never a KeyError deep in a transform.
+    """
+    import difflib
+
+    import torch
+
+    from ..ties import parameter_keys
+
+    if not isinstance(state, dict):
+        raise SpeccError(WEIGHTS_MISMATCH, f"{origin} holds a {type(state).__name__}, not a state dict", None,
+                         help="save `model.state_dict()` with torch.save")
+    nested = [k for k, v in state.items() if isinstance(v, dict)]
+    if nested:
+        raise SpeccError(WEIGHTS_MISMATCH, f"{origin} holds a dict under `{nested[0]}`, not a state dict of "
+                                           f"tensors", None,
+                         help=f"save the state dict itself (e.g. checkpoint[{nested[0]!r}]) with torch.save")
+    expected = parameter_keys(graph)
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise SpeccError(WEIGHTS_MISMATCH, f"{origin}: `{key}` is a {type(value).__name__}, not a tensor", None)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        def listed(keys: list[str]) -> str:
+            return ", ".join(f"`{k}`" for k in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+        parts = ([f"missing {listed(missing)}"] if missing else []) + (
+            [f"unexpected {listed(unexpected)}"] if unexpected else [])
+        close = difflib.get_close_matches(unexpected[0], missing, n=1) if missing and unexpected else []
+        hint = f"`{unexpected[0]}` may be `{close[0]}`; " if close else ""
+        raise SpeccError(WEIGHTS_MISMATCH, f"the weights in {origin} do not match model `{graph.name}`: "
+                                           f"{'; '.join(parts)}", None,
+                         help=f"{hint}name the spec's layers like the checkpoint's (`linear(x, 128) as fc1`), or "
+                              f"map keys with --rename OLD=NEW (prefixes) or --rename-map FILE.json")
+    for key, spec in expected.items():
+        got = tuple(state[key].shape)
+        if got != tuple(spec.shape):
+            raise SpeccError(WEIGHTS_MISMATCH, f"weight `{key}` in {origin} has shape {list(got)}, but model "
+                                               f"`{graph.name}` needs {list(spec.shape)}", None)
+    return dict(state)
