@@ -119,6 +119,29 @@ class Plan:
 
         return [(c, [dense(r) for r in lo], [dense(r) for r in hi]) for c, lo, hi in self.runtime_steps()]
 
+    def gather_steps(self) -> list[tuple[int, tuple | None, tuple | None]]:
+        """`runtime_steps` for backends that evaluate a side's bounds at once by gathering columns:
+        (column, lower, upper), a side being None without bounds, else (constants, indices, weights,
+        used): each r x k, k the most terms of a row on that side (at least 1), shorter rows padded with
+        column 0, weight 0 and used False. The backend drops the unused entries rather than multiply
+        by 0, as 0 * inf in a column the bound does not read would be NaN."""
+        def side(rows):
+            if not rows:
+                return None
+            k = max(1, max(len(terms) for _, terms in rows))
+            pad = [(0, 0.0, False)] * k
+            padded = [[(j, w, True) for j, w in terms] + pad[len(terms):] for _, terms in rows]
+            return (tuple(c for c, _ in rows), tuple(tuple(j for j, _, _ in r) for r in padded),
+                    tuple(tuple(w for _, w, _ in r) for r in padded), tuple(tuple(u for _, _, u in r) for r in padded))
+
+        return [(c, side(lo), side(hi)) for c, lo, hi in self.runtime_steps()]
+
+    def constrained_columns(self) -> tuple[int, ...]:
+        """The columns some bound reads or repairs, sorted: those a NaN in the row poisons (the others
+        pass through every backend untouched and unread)."""
+        return tuple(sorted({s.column for s in self.steps if s.lower or s.upper}
+                            | {j for s in self.steps for b in s.lower + s.upper for j, _ in b.terms}))
+
     def step_texts(self) -> list[str]:
         """One line per step, for comments in generated code: `debt >= 0, debt <= income`."""
         out = []
