@@ -264,9 +264,9 @@ def test_diagnostics_do_not_wait_behind_a_whole_document_request(monkeypatch, re
         client.close()
 
 
-def test_the_worker_prepares_what_requests_read_after_publishing():
-    """After a document's diagnostics, the worker lexes and indexes its chunks and builds its value tables,
-    so the outline and tokens the editor asks for next find them built."""
+def test_what_requests_read_is_prepared_after_publishing():
+    """After a document's diagnostics, the request thread lexes and indexes its chunks and builds its value
+    tables, so the outline and tokens the editor asks for next find them built."""
     client = _Pipes()
     try:
         client.send("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
@@ -275,7 +275,7 @@ def test_the_worker_prepares_what_requests_read_after_publishing():
         client.send("textDocument/didOpen", {"textDocument": {"uri": DOC, "languageId": "nnspec", "version": 1,
                                                               "text": text}}, request=False)
         client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
-        client.server._worker.submit(lambda: None).result(60)  # the worker runs its jobs in order
+        client.server.requests.submit(lambda: None).result(60)  # the request thread runs its jobs in order
         analysis = client.server.analyses[DOC]
         assert len(analysis.root.chunks) >= 6
         assert all(c._tokens is not None and c.occurrences is not None for c in analysis.root.chunks)

@@ -206,12 +206,15 @@ class _Requests:
     """One daemon thread that answers the requests that read a whole document, in order."""
 
     def __init__(self) -> None:
-        self.worker: _Worker | None = None  # started on the first request
+        self.worker: _Worker | None = None  # started on the first job
 
-    async def run(self, job: Callable[[], T]) -> T:
+    def submit(self, job: Callable[[], T]) -> Future[T]:
         if self.worker is None:
             self.worker = _Worker("specc-requests")
-        return await asyncio.wrap_future(self.worker.submit(job))
+        return self.worker.submit(job)
+
+    async def run(self, job: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.submit(job))
 
 
 class SpeccServer(LanguageServer):
@@ -342,10 +345,10 @@ class SpeccServer(LanguageServer):
                 self.analyses[uri] = analysis
             diagnostics = self.diagnostics(uri, analysis)
         if open_now and self._wanted.get(uri) == generation:
+            if exc is None:  # on the request thread, ahead of the requests that read it (queued, not run, here)
+                self.requests.submit(functools.partial(_prepare, future.result()))
             self.text_document_publish_diagnostics(
                 lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
-            if exc is None:  # after the diagnostics, not before: they wait for nothing
-                self._worker.submit(functools.partial(_prepare, future.result()))
 
     def schedule_dependents(self, uri: str, delay: float = 0.0) -> None:
         """Re-check the other open documents that read this one (they import it)."""
@@ -410,10 +413,13 @@ class SpeccServer(LanguageServer):
 
 
 def _prepare(analysis: Analysis) -> None:
-    """Build what the editor's next requests read, on the analysis worker once the diagnostics are out
-    (an editor asks for the outline, tokens and hints after each change): the lexemes and name index
-    of each chunk the edit made new (the others keep theirs) and the analysis's tables of values.
-    A request that comes first builds what it needs itself; building twice is harmless."""
+    """Build what the editor's next requests read, once the diagnostics are out (an editor asks for the
+    outline, tokens and hints after each change): the lexemes and name index of each chunk the edit
+    made new (the others keep theirs) and the analysis's tables of values. It runs on the request
+    thread, queued ahead of those requests: they find it built instead of building it beside it (two
+    threads building the same tables under one GIL would each take twice as long), and the analysis
+    worker stays free for the next edit. A request answered on the event loop (hover) that comes
+    first builds what it needs itself; building twice is harmless."""
     try:
         for chunk in analysis.root.chunks:
             chunk.tokens  # noqa: B018 - lexes the chunk, once
