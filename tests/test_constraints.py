@@ -31,7 +31,7 @@ from specc.constraints.files import load_constraints, parse_specc
 from specc.constraints.fourier_motzkin import Infeasible, conflict, plan, repair_order
 from specc.constraints.pishield_format import parse_pishield, pishield_is_exact, to_pishield
 from specc.diagnostics import SourceFile, SpeccError
-from targets import ROOT, compile_graph, python_module, run_onnx
+from targets import ROOT, compile_graph, outputs_on_every_target, python_module, run_onnx
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 _counter = itertools.count()
@@ -308,6 +308,118 @@ def test_triton_backward_matches_torch():
         (forward(leaf) * torch.linspace(-1, 1, leaf.numel()).view_as(leaf)).sum().backward()
         grads.append(leaf.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+# FAULTS-like (the C-DGM paper's FAULTS set: `y_9 - y_8 > 0`, `y_7 - y_9 > 0`), columns (y7, y8, y9, z): a row
+# with y8 > y7 has y8 repaired to y7, and then y9's bounds [y8, y7] coincide over a whole region; z reads y9.
+FAULTS_LIKE = [constraint([(2, -1), (1, 1)], 0, strict=True), constraint([(2, 1), (0, -1)], 0, strict=True),
+               constraint([(3, 1), (2, -2)], 1)]
+
+
+def _jacobians(forward, x: torch.Tensor, h: float = 1e-6):
+    """Per row: autograd's Jacobian, the central finite difference, and whether the row is at a
+    differentiable point (forward and backward differences agree: no kink within h)."""
+    leaf = x.clone().requires_grad_()
+    y = forward(leaf)
+    auto = torch.stack([torch.autograd.grad(y[:, i].sum(), leaf, retain_graph=True)[0]
+                        for i in range(x.shape[1])], 1)  # [rows, out, in]
+    with torch.no_grad():
+        base = forward(x)
+        steps = [(forward(x + h * e) - base, base - forward(x - h * e)) for e in torch.eye(x.shape[1], dtype=x.dtype)]
+    up = torch.stack([u for u, _ in steps], 2) / h
+    down = torch.stack([d for _, d in steps], 2) / h
+    smooth = ((up - down).abs() < 1e-6).flatten(1).all(1)
+    return auto, (up + down) / 2, smooth
+
+
+def test_gradients_match_finite_differences_where_bounds_coincide():
+    repair = layer(FAULTS_LIKE, 4)
+    pinned = torch.tensor([[0.0, 1.0, -5.0, 0.0],   # y9 below [y7, y7]
+                           [0.0, 1.0, 5.0, 3.0],    # above it
+                           [2.0, 3.5, 1.0, -4.0],
+                           [-1.0, 2.0, -7.0, 9.0]], dtype=torch.float64)
+    near = pinned.clone()
+    near[:, 1] = near[:, 0] - 1e-3  # y8 just below y7: a sliver of an interval for y9
+    x = torch.cat([pinned, near, inputs(11, 4, rows=256).double()])
+    auto, numeric, smooth = _jacobians(repair, x)
+    assert smooth[:8].all() and smooth.sum() > 240  # the kinks are where rows are rare
+    torch.testing.assert_close(auto[smooth], numeric[smooth], rtol=1e-6, atol=1e-6)
+    # the issue's rows: y9 pinned to y7 (through y8's repair) moves with y7, one for one
+    assert torch.equal(auto[:4, 2, 0], torch.ones(4, dtype=torch.float64))
+    assert torch.equal(auto[:4, 2, 1:3], torch.zeros(4, 2, dtype=torch.float64))
+
+
+def test_gradients_where_bounds_coincide_match_pishield(tmp_path):
+    pytest.importorskip("pishield")
+    x = torch.cat([torch.tensor([[0.0, 1.0, -5.0, 0.0], [0.0, 1.0, 5.0, 3.0]]), inputs(12, 4, rows=64)])
+    grads = []
+    for forward in (layer(FAULTS_LIKE, 4), _pishield(FAULTS_LIKE, 4, (0, 1, 2, 3), tmp_path)):
+        leaf = x.clone().requires_grad_()
+        (forward(leaf) * torch.linspace(-1, 2, leaf.numel()).view_as(leaf)).sum().backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_triton_backward_matches_torch_where_bounds_coincide():
+    steps = tuple(plan(FAULTS_LIKE, ("y7", "y8", "y9", "z"), (0, 1, 2, 3)).runtime_steps())
+    x = torch.tensor([[0.0, 1.0, -5.0, 0.0], [0.0, 1.0, 5.0, 3.0], [2.0, 3.5, 1.0, -4.0], [1.0, 0.0, 0.5, 0.0]])
+    leaf = x.clone().requires_grad_()
+    TRITON._constrain(TRITON._Constrain(4, steps), leaf)[:, 2].sum().backward()
+    assert torch.equal(leaf.grad[:, 0], torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    assert torch.equal(leaf.grad[:, 2], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
+
+NON_FINITE = """model m() {
+    input x: f32[B, 6]
+    columns (y7, y8, y9, z, free, v) = x
+    output y = constrain(x, order=[v]) {
+        y9 - y8 > 0
+        y7 - y9 > 0
+        z <= 2 * y9 + 1
+        v >= 2
+        v - y7 <= 3
+    }
+}
+"""
+
+
+def test_non_finite_rows_are_the_same_on_every_target(tmp_path):
+    """README, Constraint layers: unconstrained columns pass through unread; NaN in a constrained column
+    makes the row's constrained columns NaN; +-inf is a value; an inf - inf bound does not bind."""
+    nan, inf = float("nan"), float("inf")
+    rows = [[0, 1, 5, 9, 0, 0]]
+    for value in (nan, inf, -inf):
+        for j in range(6):
+            for base in ([0, 1, 5, 9, 0, 0], [3, 1, 2, 0, 1, 4]):  # repaired, already satisfying
+                rows.append(base[:j] + [value] + base[j + 1:])
+    rows += [[inf, inf, 2, 0, 0, 9], [inf, -inf, -inf, 0, inf, inf], [-inf, 1, 2, 0, 7, 9], [inf, 1, -3, inf, nan, 1]]
+    x = torch.tensor(rows, dtype=torch.float32)
+    got = outputs_on_every_target(compile_text(tmp_path, NON_FINITE), [x], None, tmp_path)
+    expected = got["torch"][0]
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], expected, rtol=0, atol=0, equal_nan=True, msg=target)
+
+    constrained = [0, 1, 2, 3, 5]
+    poisoned = x[:, constrained].isnan().any(1)
+    assert expected[poisoned][:, constrained].isnan().all()
+    assert not expected[~poisoned][:, constrained].isnan().any()
+    torch.testing.assert_close(expected[:, 4], x[:, 4], rtol=0, atol=0, equal_nan=True)  # `free`: as it came
+    # finite rows, and rows with an inf only where nothing reads it, are repaired as without it
+    finite = torch.tensor([[0, 1, 5, 9, 0, 0], [3, 1, 2, 0, 1, 4]], dtype=torch.float32)
+    with torch.no_grad():
+        reference = python_module(compile_text(tmp_path, NON_FINITE, "ref.nnspec"), "torch")[1](finite)
+    free = x[:, 4].isinf() & x[:, [0, 1, 2, 3, 5]].isfinite().all(1)
+    assert free.sum() == 4
+    for row in expected[free]:
+        assert any(torch.equal(torch.cat([row[:4], row[5:]]), torch.cat([r[:4], r[5:]])) for r in reference)
+    # where every term has a value, the constraints hold (in the extended reals)
+    y7, y8, y9, z, v = (expected[:, j].double() for j in constrained)
+    valued = ~poisoned
+    for lhs, rhs in ((y8, y9), (y9, y7), (z, 2 * y9 + 1), (2 + 0 * v, v), (v, y7 + 3)):
+        defined = valued & ~(lhs - rhs).isnan()
+        assert (lhs[defined] <= rhs[defined]).all()
+    # inf is a value: an inf upper bound leaves a column where it is, an inf lower bound lifts it to inf
+    assert expected[-4].tolist()[:3] == [inf, inf, inf]
 
 
 # ------------------------------------------------------------------ compile-time behaviour
