@@ -996,7 +996,14 @@ class _Lowerer:
         if isinstance(arg, ast.ListExpr):
             return [self._attr_value(item, hint) if isinstance(item, (ast.Call, ast.ListExpr))
                     else self._list_item(item) for item in arg.items]
+        if isinstance(arg, ast.Name) and arg.id not in self.env and self._input_dim(arg.id):
+            return Sym.of(arg.id)  # a model input's symbolic dim, `arange(T)`: read at run time
         return self._expr(arg, _child_hint(hint, arg))
+
+    def _input_dim(self, name: str) -> bool:
+        """Whether `name` is a symbolic dim of a declared model input."""
+        symbol = Sym.of(name)
+        return any(symbol in self.graph.node(i).attrs.shape for i in self.graph.inputs)
 
     def _parts(self, opdef: ops.OpDef, attrs: Any, result: TensorRef, bound: dict, call: ast.Call,
                hint: str) -> Results:

@@ -66,3 +66,38 @@ def test_a_static_dim_still_cannot_grow(tmp_path):
     with pytest.raises(SpeccError) as info:
         _graph(tmp_path, "model m() {\n    input x: f32[B, 2, 8]\n    output y = expand(x, [B, B, -1])\n}\n")
     assert info.value.code == "E0405" and "from 2 to B" in info.value.message
+
+
+ARANGE = """block pos(ids: i64[B, T], d: int) {
+    return embedding(ids, 50, d) + embedding(arange(T), 16, d) as wpe
+}
+model m() {
+    input tokens: i64[N, L]
+    h = pos(tokens, 8)
+    output y = h
+    output p = arange(L, dtype="f32")
+}
+"""
+
+
+def test_arange_of_a_symbolic_dim_counts_the_positions_on_every_target(tmp_path):
+    """`arange(T)` of a dim a typed block parameter bound, and `arange(L)` of a model input's dim: the
+    length is read at run time from the tensor that has it, in torch, triton and onnx alike."""
+    from targets import outputs_on_every_target
+
+    graph = _graph(tmp_path, ARANGE)
+    tokens = torch.randint(0, 50, (2, 7))
+    state = {"h.out_embedding.weight": torch.randn(50, 8), "h.wpe.weight": torch.randn(16, 8)}
+    _, model = python_module(graph, "torch")
+    assert set(model.state_dict()) == set(state)
+    want_y = state["h.out_embedding.weight"][tokens] + state["h.wpe.weight"][torch.arange(7)]
+    for target, (y, p) in outputs_on_every_target(graph, [tokens], state, tmp_path).items():
+        torch.testing.assert_close(y, want_y, msg=lambda m: f"{target}: {m}")
+        torch.testing.assert_close(p, torch.arange(7, dtype=torch.float32), msg=lambda m: f"{target}: {m}")
+
+
+@pytest.mark.parametrize("expr, words", [("arange(1, L)", "counts positions"), ("arange(Q)", "undefined name")])
+def test_a_symbolic_arange_that_cannot_be_read_is_an_error(tmp_path, expr, words):
+    with pytest.raises(SpeccError) as info:
+        _graph(tmp_path, f"model m() {{\n    input x: f32[N, L]\n    output y = {expr}\n}}\n")
+    assert words in str(info.value) and info.value.span.line == 3

@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import ConfigDict, PrivateAttr, field_validator
 
-from ..ir import Graph
 from ..types import Dim, Sym, TensorType, dim_str
 from . import InferContext, OpAttrs, OpDef, no_flops, register
 
@@ -55,7 +54,7 @@ def _infer(ctx: InferContext) -> TensorType:
         if have is not None and (size == -1 or size == have):
             out.append(have)
         elif isinstance(size, Sym) and have in (None, 1):
-            source = _source(ctx, ctx.graph, size)
+            source = input_dim_source(ctx, size, f"expand {ctx.describe(0)} to symbolic size {dim_str(size)}")
             out.append(size)
         elif isinstance(size, int) and size >= (1 if have is None else 0) and have in (None, 1):
             out.append(size)
@@ -70,15 +69,15 @@ def _infer(ctx: InferContext) -> TensorType:
     return x.with_shape(tuple(out))
 
 
-def _source(ctx: InferContext, graph: Graph, size: Sym) -> Source:
-    """The first model input dim that is `size`, whose run-time value the generated code reads."""
-    for name in graph.inputs:
-        for index, dim in enumerate(graph.node(name).attrs.shape):  # the declared shape (typed or not yet)
+def input_dim_source(ctx: InferContext, size: Sym, purpose: str) -> Source:
+    """The first model input dim that is `size`, whose run-time value the generated code reads (for an
+    op that wants to `purpose`, in the error when none has it)."""
+    for name in ctx.graph.inputs:
+        for index, dim in enumerate(ctx.graph.node(name).attrs.shape):  # the declared shape (typed or not yet)
             if dim == size:
                 return name, index
-    raise ctx.error(f"cannot expand {ctx.describe(0)} to symbolic size {dim_str(size)}: no model input has a dim "
-                    f"{dim_str(size)}, so its value is unknown at run time (use a dim of an input, or a number)",
-                    "E0405")
+    raise ctx.error(f"cannot {purpose}: no model input has a dim {dim_str(size)}, so its value is unknown at run "
+                    "time (use a dim of an input, or a number)", "E0405")
 
 
 def _show(dims) -> str:
