@@ -72,11 +72,12 @@ BAD_GROUPS = "E0854"
 UNSUPPORTED = "E0855"
 BAD_OPERANDS = "E0856"
 
-# Fixed step counts shared by every target, so torch, Triton and ONNX run the same arithmetic: Halley
-# steps per unit of the sigmoid/softmax prox (from a closed-form start: enough for float64), safeguarded
-# Newton steps for each softmax group's normalizer, iterations between host checks that every row has
-# converged (torch), and the Anderson memory.
-NUMERICS = {"halley": 3, "normalizer": 10, "check_every": 8, "anderson_memory": 5}
+# Step counts shared by every target, so torch, Triton and ONNX run the same arithmetic: Halley steps per
+# unit of the sigmoid/softmax prox (from a closed-form start: enough for float64); the most safeguarded
+# Newton/bisection steps for a softmax group's normalizer, which iterates until it is settled (bisection
+# alone takes about 60 steps from a bracket of 1e3 to float64 rounding); steps between host checks that
+# every group's normalizer (torch) or every row (torch, solver) has settled; and the Anderson memory.
+NUMERICS = {"halley": 3, "normalizer": 100, "normalizer_check": 4, "check_every": 8, "anderson_memory": 5}
 
 GroupSpec = Any  # `...` (each part one group), an int (the group size in every part), or one size per part
 
@@ -141,7 +142,9 @@ class Sigmoid(OpAttrs):
 
 class ProxSoftmax(OpAttrs):
     kind: Literal["prox_softmax"]
-    groups: GroupSpec = Ellipsis
+    # a default of `...` would make pydantic treat the field as required (`prox_softmax()` then failed with
+    # "missing its `activation` argument"), so the default comes from a factory
+    groups: GroupSpec = Field(default_factory=lambda: Ellipsis)
     _groups = field_validator("groups", mode="before")(_check_groups)
 
 
