@@ -118,6 +118,15 @@ def _dump(name: str, graph) -> None:
     print(graph.dump())
 
 
+def _print_plan_warnings(graph) -> None:
+    """A compressed model's stage warnings (a rank that saves nothing, ...), located, on stderr."""
+    from .transforms import warning_text
+
+    for plan in graph.plan:
+        if plan.warning is not None:
+            print(warning_text(plan), file=sys.stderr)
+
+
 @app.command("compile")
 def compile_cmd(
     file: Path = FileArg,
@@ -146,6 +155,7 @@ def compile_cmd(
             _require_regular(weights, "weights")
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, _dump if dump_ir else None, loaded=loaded)
+        _print_plan_warnings(graph)
         out = output or Path(graph.name + _DEFAULT_SUFFIX[target.value])
         _check_module_name(out, explicit=output is not None)
         backend = backends()[target.value]
@@ -229,6 +239,7 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
 
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, loaded=loaded)
+        _print_plan_warnings(graph)
         rows = summarize(graph)
         before = {}
         if graph.base_name is not None:  # a compressed model: show the base model's numbers beside
@@ -301,6 +312,7 @@ def plan_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optio
         from .compiler import compile_graph
 
         graph = compile_graph(file, model, params, include=include or ())
+        _print_plan_warnings(graph)
         if graph.base_name is None:
             raise SpeccError("E0807", f"`{graph.name}` is not a compressed model (declare one with "
                                       f"`compress NAME = {graph.name} {{ ... }}`)", None)
@@ -356,15 +368,13 @@ def compress_cmd(
         import json
 
         from .diagnostics import read_text
-        from .transforms import check_dense_state, rename_keys, warning_text
+        from .transforms import check_dense_state, rename_keys
 
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, loaded=loaded)
         if graph.base_name is None:
             raise SpeccError("E0807", f"`{graph.name}` is not a compressed model", None)
-        for plan in graph.plan:
-            if plan.warning is not None:
-                print(warning_text(plan), file=sys.stderr)
+        _print_plan_warnings(graph)
         if rename_map is not None:
             try:
                 mapping = json.loads(read_text(rename_map, "E0601", what="key mapping"))

@@ -128,3 +128,16 @@ def test_installed_console_script_works_from_another_directory(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlp.onnx").stat().st_size > 800_000  # 784*256 fp32 weights
+
+
+def test_compile_summary_and_plan_print_a_compression_stage_warning(tmp_path):
+    """A stage that leaves a layer as it is says why, located, on stderr, from every command that compiles
+    the compressed model (not only `specc compress`), and the command still succeeds."""
+    spec = tmp_path / "cw.nnspec"
+    spec.write_text("model net() {\n    input x: f32[B, 64]\n    output y = linear(x, 128)\n}\n"
+                    "compress small = net {\n    lowrank(rank=500) on linear\n}\n")
+    for args in (["compile", str(spec), "--model", "small", "-o", str(tmp_path / "small.py")],
+                 ["summary", str(spec), "--model", "small"], ["plan", str(spec), "--model", "small"]):
+        result = specc(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "warning[E0809]" in result.stderr and "cw.nnspec:6:5" in result.stderr, (args, result.stderr)
