@@ -349,6 +349,18 @@ def test_gradients_match_finite_differences_where_bounds_coincide():
     assert torch.equal(auto[:4, 2, 1:3], torch.zeros(4, 2, dtype=torch.float64))
 
 
+@settings(max_examples=15, **SETTINGS)
+@given(feasible_sets(max_columns=5, max_constraints=8), st.integers(0, 2**31 - 1))
+def test_gradients_match_finite_differences_on_random_sets(system, seed):
+    """Sets with equalities written as two inequalities (slack 0) pin columns often: rows there must
+    still follow their bounds. Integer-valued rows sit on kinks deliberately, so half are integers."""
+    n, _, constraints, order = system
+    x = inputs(seed, n, rows=64).double()
+    x[::2] = x[::2].round()
+    auto, numeric, smooth = _jacobians(layer(constraints, n, order), x)
+    torch.testing.assert_close(auto[smooth], numeric[smooth], rtol=1e-6, atol=1e-6)
+
+
 def test_gradients_where_bounds_coincide_match_pishield(tmp_path):
     pytest.importorskip("pishield")
     x = torch.cat([torch.tensor([[0.0, 1.0, -5.0, 0.0], [0.0, 1.0, 5.0, 3.0]]), inputs(12, 4, rows=64)])
