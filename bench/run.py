@@ -18,7 +18,7 @@ and goes on the machine lands on all of them alike instead of on whichever ran d
 The table shows the median and the min over rounds; ratios are of medians.
 
     python bench/run.py [--device cpu|cuda] [--repeat 20] [--rounds 7] [--batch 32]
-                        [--only mlp,lenet] [--targets compile,triton] [--config small|published] [--no-scaling]
+                        [--only mlp,lenet] [--threads 1] [--targets compile,triton] [--config small|published] [--no-scaling]
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ TARGETS = ("eager", "compile", "triton", "ort")  # what --targets chooses from; 
 _GENERATED = tempfile.TemporaryDirectory(prefix="specc_bench_")  # the triton modules' files (see python_module)
 
 
-def inputs_for(graph, device: str) -> list[torch.Tensor]:
-    return [x.to(device) for x in example_inputs(graph, SIZES, 4)]
+def inputs_for(graph, device: str, params: dict | None = None) -> list[torch.Tensor]:
+    """Example inputs at SIZES; a sequence no longer than the positions a config has (GPT-2's n_positions)."""
+    sizes = dict(SIZES)
+    positions = [v for k, v in (params or {}).items() if "position" in k]
+    if positions:
+        sizes["T"] = min(sizes["T"], *positions)
+    return [x.to(device) for x in example_inputs(graph, sizes, 4)]
 
 
 def interleaved_schedule(names: list[str], rounds: int) -> list[tuple[int, str]]:
@@ -102,12 +107,13 @@ def python_module(graph, target: str, tag: str):
 def bench_spec(spec: Path, model: str, args) -> dict[str, object]:
     from targets import SMALL
 
-    graph = compile_graph(spec, model, params=SMALL.get(spec.stem) if args.config == "small" else None)
+    params = SMALL.get(spec.stem) if args.config == "small" else None
+    graph = compile_graph(spec, model, params=params)
     device = args.device
     wanted = set(args.targets.split(","))
     torch.manual_seed(0)
     reference = python_module(graph, "torch", model).to(device).eval()
-    xs = inputs_for(graph, device)
+    xs = inputs_for(graph, device, params)
     row: dict[str, object] = {"model": model}
     configs: dict[str, Callable[[], object]] = {"torch": lambda: reference(*xs)}
     with torch.no_grad():
@@ -156,8 +162,7 @@ def bench_spec(spec: Path, model: str, args) -> dict[str, object]:
 
     start = time.perf_counter()
     for target in ("torch", "triton"):
-        backends()[target].emit(compile_graph(spec, model, params=SMALL.get(spec.stem) if args.config == "small"
-                                              else None))
+        backends()[target].emit(compile_graph(spec, model, params=params))
     row["specc compile s"] = (time.perf_counter() - start) / 2
     return row
 
@@ -185,6 +190,8 @@ def main() -> None:
                         help="interleaved rounds per configuration (min and median are over these)")
     parser.add_argument("--batch", type=int, default=SIZES["B"], help="the batch dim B of the inputs")
     parser.add_argument("--only", default="", help="comma-separated model names")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default); 1 is steadiest on a shared machine")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help=f"comma-separated, from {','.join(TARGETS)} (specc's torch target always runs)")
     parser.add_argument("--config", choices=("small", "published"), default="small",
@@ -198,6 +205,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown --targets {','.join(sorted(unknown))}; choose from {','.join(TARGETS)}")
     SIZES["B"] = args.batch
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from rich.console import Console
     from rich.table import Table
