@@ -109,16 +109,6 @@ class Plan:
 
         return [(s.column, tuple(row(b) for b in s.lower), tuple(row(b) for b in s.upper)) for s in self.steps]
 
-    def dense_steps(self) -> list[tuple[int, list[tuple[float, list[float]]], list[tuple[float, list[float]]]]]:
-        """`runtime_steps` with each row's weights dense over all columns (zero for later ones)."""
-        def dense(r: _FloatRow) -> tuple[float, list[float]]:
-            weights = [0.0] * len(self.columns)
-            for j, w in r[1]:
-                weights[j] = w
-            return r[0], weights
-
-        return [(c, [dense(r) for r in lo], [dense(r) for r in hi]) for c, lo, hi in self.runtime_steps()]
-
     def gather_steps(self) -> list[tuple[int, tuple | None, tuple | None]]:
         """`runtime_steps` for backends that evaluate a side's bounds at once by gathering columns:
         (column, lower, upper), a side being None without bounds, else (constants, indices, weights,
