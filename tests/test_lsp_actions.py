@@ -15,30 +15,15 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types as lsp
-from pygls.protocol import default_converter
 from pygls.workspace import TextDocument
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 from specc.fmt import format_text
+from test_lsp import make_client
 from specc.lsp import actions
 
 ROOT = Path(__file__).resolve().parent.parent
 served = pytest.mark.asyncio(loop_scope="module")  # the async tests share one server
-
-
-def make_client() -> LanguageClient:
-    def record(ls: LanguageClient, params: lsp.PublishDiagnosticsParams) -> None:
-        ls.published.append(params)  # type: ignore[attr-defined]
-
-    def register(ls: LanguageClient, params: lsp.RegistrationParams) -> None:
-        pass  # the server asks to watch .nnspec files; these tests change none behind its back
-
-    client = LanguageClient(converter_factory=default_converter)
-    client.published = []  # type: ignore[attr-defined]
-    register_lsp_features(client, {**DEFAULT_CLIENT_FEATURES, lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: record,
-                                   lsp.CLIENT_REGISTER_CAPABILITY: register})
-    return client
 
 
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(

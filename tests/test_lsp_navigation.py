@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types as lsp
-from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
+from test_lsp import make_client
 from specc.lsp import navigation
 from specc.lsp.analysis import Workspace
 from specc.lsp.features import Positions
@@ -53,16 +52,6 @@ model m(d: int = 8) {
         2)
 }
 """
-
-
-def make_client() -> LanguageClient:
-    def record(ls: LanguageClient, params: lsp.PublishDiagnosticsParams) -> None:
-        ls.published.append(params)  # type: ignore[attr-defined]
-
-    client = LanguageClient(converter_factory=default_converter)
-    client.published = []  # type: ignore[attr-defined]
-    register_lsp_features(client, {**DEFAULT_CLIENT_FEATURES, lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS: record})
-    return client
 
 
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(

@@ -514,11 +514,15 @@ def make_server() -> SpeccServer:
     async def initialized(params: lsp.InitializedParams) -> None:
         """Ask the editor to report changes to .nnspec files on disk (see `watched_files_changed`)."""
         watched = server.client_capabilities.workspace and server.client_capabilities.workspace.did_change_watched_files
-        if watched and watched.dynamic_registration:
+        if not (watched and watched.dynamic_registration):
+            return
+        try:
             await server.client_register_capability_async(lsp.RegistrationParams(registrations=[lsp.Registration(
                 id="specc-watch-specs", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
                 register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
                     watchers=[lsp.FileSystemWatcher(glob_pattern="**/*.nnspec")]))]))
+        except Exception:  # a client that claims the capability but refuses: it just gets no watcher
+            logging.getLogger(__name__).info("the client refused to watch .nnspec files", exc_info=True)
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     @safe(lambda: None)
