@@ -158,17 +158,81 @@ def test_unconstrained_weight_loses_uniqueness_or_convergence(free):
 
 
 def test_forward_backward_step_is_guarded_at_run_time(monotone):
-    """alpha >= 2m/L^2 diverges; the layer then steps with m/L^2 and still converges."""
+    """The spec's alpha 0.2 does not contract here (|I - 0.2 A| >= 1); the layer then steps with mu/L^2 (mu the
+    least eigenvalue of A's symmetric part), which contracts, and converges."""
     _randomize(monotone, 11, 0.3)
     W, alpha, _ = monotone.operators()
-    lipschitz = torch.linalg.matrix_norm(torch.eye(monotone.n, dtype=W.dtype) - W.detach(), ord=2)
-    assert 0.2 * lipschitz ** 2 >= 2 * monotone.m
-    torch.testing.assert_close(alpha, monotone.m / lipschitz ** 2)
+    eye = torch.eye(monotone.n, dtype=W.dtype)
+    A = eye - W.detach()
+    assert torch.linalg.matrix_norm(eye - 0.2 * A, ord=2) >= 1
+    mu = torch.linalg.eigvalsh((A + A.t()) / 2)[0]
+    torch.testing.assert_close(alpha, mu / torch.linalg.matrix_norm(A, ord=2) ** 2)
+    assert torch.linalg.matrix_norm(eye - alpha * A, ord=2) < 1
     x = _inputs()
     with torch.no_grad():
         z = monotone(x)
         residual = z - torch.relu(z @ W.t() + x @ monotone.U.t() + monotone.bias)
     assert residual.abs().max() <= 1e-5
+
+
+FB_MDBM = "state=[6, 4], weight=mdbm(m=0.1), activation=prox_softmax(groups=[2, 4]), " \
+          "solver=forward_backward(alpha=1.0, tol=1e-9, max_iter={iters}{strict})"
+
+
+def test_forward_backward_mdbm_step_is_optimal_for_the_symmetric_operator(tmp_path_factory):
+    """For the symmetric DBM weight the step is 2/(lambda_min + lambda_max) (capped at 1 for the softmax prox) when
+    the spec's alpha does not contract; it reaches the fixed point Peaceman-Rachford finds."""
+    layer = _layer(tmp_path_factory, FB_MDBM.format(iters=2000, strict=""))
+    _randomize(layer, 13, 1.0)
+    W, alpha, _ = layer.operators()
+    lam = torch.linalg.eigvalsh(torch.eye(layer.n, dtype=W.dtype) - W.detach())
+    if (1 - lam[-1]).abs() >= 1:
+        torch.testing.assert_close(alpha, (2 / (lam[0] + lam[-1])).clamp(max=1.0))
+    assert torch.maximum((1 - alpha * lam).abs().max(), torch.tensor(0.0, dtype=W.dtype)) < 1
+    x = _inputs()
+    with torch.no_grad():
+        q = layer(x)
+        assert (q - _mean_field(layer, x, q)).abs().max() <= 1e-7
+
+
+def test_unconverged_forward_backward_warns_or_raises(tmp_path_factory):
+    """max_iter too small for the tolerance: a RuntimeWarning naming the residual, or an error with strict=true."""
+    x = _inputs()
+    layer = _layer(tmp_path_factory, FB_MDBM.format(iters=3, strict=""))
+    _randomize(layer, 13, 1.0)
+    with pytest.warns(RuntimeWarning, match="did not converge in 3 iterations: relative residual"):
+        with torch.no_grad():
+            layer(x)
+    strict = _layer(tmp_path_factory, FB_MDBM.format(iters=3, strict=", strict=true"))
+    _randomize(strict, 13, 1.0)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        with torch.no_grad():
+            strict(x)
+    import warnings
+    with warnings.catch_warnings():  # converged solves stay quiet, forward and backward
+        warnings.simplefilter("error")
+        layer.max_iter = 2000
+        layer(x).sum().backward()
+
+
+def test_forward_backward_stops_in_float32(tmp_path_factory):
+    """The stopping test is reachable in float32: a tol of 1e-9 (under float32 rounding) stops at the 32-ulp floor
+    well before max_iter, without a warning, near the float64 fixed point."""
+    layer = _layer(tmp_path_factory, FB_MDBM.format(iters=2000, strict=", strict=true"))
+    _randomize(layer, 13, 1.0)
+    x = _inputs()
+    with torch.no_grad():
+        exact = layer(x)
+        layer.float()
+        calls = []
+        layer.prox, prox = (lambda v, a: calls.append(1) or prox(v, a)), layer.prox
+        try:
+            single = layer(x.float())
+        finally:
+            del layer.prox
+            layer.double()
+    assert len(calls) < 1000
+    assert (single.double() - exact).abs().max() <= 1e-4
 
 
 def test_anderson_reaches_the_same_fixed_point(mdbm):

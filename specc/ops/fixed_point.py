@@ -35,8 +35,11 @@ search for the normalizer (both run a fixed number of Halley/Newton steps, batch
 Solvers (`solver=`): `forward_backward(alpha, tol, max_iter, anderson)` iterates
 `z <- prox_alpha((1 - alpha) z + alpha (W z + U x + b))`; `peaceman_rachford(alpha, tol, max_iter,
 anderson)` uses `V = (I + alpha (I - W))^-1` and converges for every alpha > 0. Rows stop
-independently once `|z_k+1 - z_k| / (|z_k+1| + 1e-6) <= tol` (divided by alpha for forward-backward,
-whose steps are alpha-sized); after max_iter the last iterate is returned. Anderson acceleration runs
+independently once `|z_k+1 - z_k| / (|z_k+1| + 1e-6) <= max(tol, 32 eps)` (divided by alpha for
+forward-backward, whose steps are alpha-sized; the 32 eps floor keeps the test reachable in float32). A solve
+that reaches max_iter with rows above that is never returned silently: the torch and Triton layers warn
+(RuntimeWarning, with the residual), or raise with `strict=true` (the ONNX Loop and torch.compile cannot
+warn; they return the last iterate). Anderson acceleration runs
 in eager torch (and the triton module's loop); the ONNX Loop and torch.compile run the plain
 iteration, which reaches the same fixed point. Gradients come from implicit differentiation (the adjoint fixed point of the same
 splitting), not from backpropagation through the iterations.
@@ -47,8 +50,10 @@ rest, including the units where `mask <= 0`; there is no input projection U then
 through W. Clamp whole softmax groups.
 
 Compile-time checks: 0 < m < 1 (E0850); alpha > 0, tol > 0, max_iter >= 1 (E0851); forward-backward
-converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852),
-and at run time alpha is replaced by m/L^2 whenever alpha >= 2m/L^2 (the fixed point does not depend
+converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852);
+at run time the spec's alpha is kept when the forward step contracts (|I - alpha (I - W)|_2 < 1), else the
+step that minimizes that contraction is used: 2/(lambda_min + lambda_max) of I - W for the symmetric mdbm
+weight, mu/L^2 with mu the least eigenvalue of the symmetric part otherwise (the fixed point does not depend
 on alpha); the sigmoid and softmax proxes need alpha <= 1 (E0853); groups must divide the parts
 (E0854); unsupported options (E0855); operand shapes (E0856).
 """
@@ -153,6 +158,7 @@ class _Solver(OpAttrs):
     tol: float = 1e-5
     max_iter: int = 100
     anderson: bool = False
+    strict: bool = False  # an unconverged solve raises instead of warning
 
     @field_validator("alpha", "tol")
     @classmethod
@@ -258,6 +264,7 @@ class FixedPointAttrs(OpAttrs):
             "weight_groups": self.weight_groups(), "activation": self.activation.kind,
             "softmax_groups": self.softmax_groups(), "solver": self.solver.kind, "alpha": self.solver.alpha,
             "tol": self.solver.tol, "max_iter": self.solver.max_iter, "anderson": self.solver.anderson,
+            "strict": self.solver.strict,
         }
 
 
