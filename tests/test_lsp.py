@@ -134,6 +134,15 @@ class Doc:
         return line[r.start.character:r.end.character]
 
 
+class DiskDoc(Doc):
+    """A document whose text is also written to its path first (for imports and fixes that read disk)."""
+
+    def __init__(self, client: LanguageClient, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode())
+        super().__init__(client, path, text)
+
+
 def expected(case: Path) -> tuple[int, int, str, str]:
     """(line, col, code, message) of the first diagnostic `specc check` prints for a case (0-based)."""
     first = case.with_suffix(".expected").read_text().splitlines()[0]

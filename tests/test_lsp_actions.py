@@ -19,7 +19,7 @@ from pygls.workspace import TextDocument
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from specc.fmt import format_text
-from test_lsp import make_client
+from test_lsp import DiskDoc, make_client
 from specc.lsp import actions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,41 +48,8 @@ def apply(text: str, edits: list[lsp.TextEdit]) -> str:
     return text
 
 
-class Doc:
-    """An open document kept in step with the server (its text is also written to disk)."""
-
-    def __init__(self, client: LanguageClient, path: Path, text: str) -> None:
-        self.client, self.path, self.uri, self.text, self.version = client, path, path.as_uri(), text, 1
-        self.seen = len(client.published)  # type: ignore[attr-defined]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-
-    async def open(self) -> list[lsp.Diagnostic]:
-        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=lsp.TextDocumentItem(
-            uri=self.uri, language_id="nnspec", version=self.version, text=self.text)))
-        return await self.diagnostics()
-
-    async def change(self, text: str) -> list[lsp.Diagnostic]:
-        self.text, self.version = text, self.version + 1
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=self.uri, version=self.version),
-            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
-        return await self.diagnostics()
-
-    async def diagnostics(self) -> list[lsp.Diagnostic]:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            published = self.client.published  # type: ignore[attr-defined]
-            for i in range(self.seen, len(published)):
-                if published[i].uri == self.uri and published[i].version == self.version:
-                    self.seen = i + 1
-                    return list(published[i].diagnostics)
-            await asyncio.sleep(0.005)
-        raise TimeoutError(f"no diagnostics for {self.uri} version {self.version}")
-
-    def close(self) -> None:
-        self.client.text_document_did_close(lsp.DidCloseTextDocumentParams(
-            text_document=lsp.TextDocumentIdentifier(uri=self.uri)))
+class Doc(DiskDoc):
+    """An open document kept in step with the server, its text also on disk."""
 
     async def actions(self, diagnostic: lsp.Diagnostic) -> list[lsp.CodeAction]:
         result = await self.client.text_document_code_action_async(lsp.CodeActionParams(
