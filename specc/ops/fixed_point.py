@@ -30,7 +30,9 @@ Activations (`activation=`): `relu()`, `sigmoid()` (monDEQ), `prox_softmax(group
 over categorical groups: `...` makes each state part one group, an int is the group size in every
 part, a list gives the size per part). Each is used through its proximal operator, so the iteration
 is a true operator splitting: the softmax prox has a Lambert-W closed form per unit plus a 1-D
-search for the normalizer (both run a fixed number of Halley/Newton steps, batched).
+search for the normalizer (a fixed number of Halley steps per unit; the normalizer's safeguarded
+Newton/bisection search runs until every group has settled, float64 error <= 1e-10 for alpha >= 1e-3 and
+groups up to 1,000; the group max is subtracted first, for float32).
 
 Solvers (`solver=`): `forward_backward(alpha, tol, max_iter, anderson)` iterates
 `z <- prox_alpha((1 - alpha) z + alpha (W z + U x + b))`; `peaceman_rachford(alpha, tol, max_iter,
@@ -47,7 +49,9 @@ splitting), not from backpropagation through the iterations.
 Observed units (joint completion and classification): `fixed_point(x, mask, ...)` clamps the leading
 `x.shape[-1]` state units (which must end at a part boundary) to x where `mask > 0` and infers the
 rest, including the units where `mask <= 0`; there is no input projection U then, observed units act
-through W. Clamp whole softmax groups.
+through W. A softmax group that is only partly observed keeps summing to 1: its free units take the prox on
+the mass the observed values leave (the prox restricted to the clamped set), in torch and Triton; the ONNX
+graph does not do this yet (it overwrites the observed units only), so clamp whole groups for ONNX.
 
 Compile-time checks: 0 < m < 1 (E0850); alpha > 0, tol > 0, max_iter >= 1 (E0851); forward-backward
 converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852);
