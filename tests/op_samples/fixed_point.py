@@ -15,7 +15,7 @@ SAMPLES = {
     "fixed_point": [
         # dense monDEQ: relu, forward-backward (alpha guarded at run time)
         Sample(_fp("x, state=[6, 4], weight=monotone(m=0.1), activation=relu(), "
-                   "solver=forward_backward(alpha=0.2, tol=1e-6, max_iter=300)", "part1")),
+                   "solver=forward_backward(alpha=0.2, tol=1e-6, max_iter=3000)", "part1")),
         # monotone DBM: softmax groups of 2 and 4, Peaceman-Rachford, rank-3 input
         Sample(_fp("x, state=[6, 4], weight=mdbm(m=0.1), activation=prox_softmax(groups=[2, 4]), "
                    "solver=peaceman_rachford(alpha=0.5, tol=1e-6, max_iter=200)", "part0"), ("x: f32[B, T, 8]",)),
