@@ -168,7 +168,7 @@ async def test_hover_on_configurations_and_their_arguments(client: LanguageClien
     doc = Doc(client, ROOT / "specs" / "mdbm_mnist.nnspec")
     await doc.open()
     text = await doc.hover("prox_softmax")
-    assert "prox_softmax(groups)" in text and "configuration for `fixed_point(activation=`" in text
+    assert "prox_softmax(groups=...)" in text and "configuration for `fixed_point(activation=`" in text
     assert "mean field" in text  # what fixed_point's documentation says about it
     text = await doc.hover("mdbm(m=", 5)
     assert "m: float = 0.05" in text and "configuration `mdbm` (for `fixed_point(weight=`)" in text

@@ -500,7 +500,7 @@ def _hover_call(analysis: Analysis, values: _Values, occ: Occurrence) -> str:
         transform = _transforms().get(occ.name)
         if transform is None:
             return ""
-        fields = ", ".join(k if v.is_required() else f"{k}={v.default!r}" for k, v in transform.args.model_fields.items())
+        fields = ", ".join(k if v.is_required() else f"{k}={_default(v)}" for k, v in transform.args.model_fields.items())
         return _code(f"{occ.name}({fields})") + f"\n\n{transform.doc}\n\nrewrites: {', '.join(sorted(transform.ops))}"
     if isinstance(call, ast.Call) and occ.config and _is_config(analysis, call):
         return _hover_config(occ)
@@ -664,11 +664,13 @@ def _config_fields(cls: Any) -> list[tuple[str, str]]:
         if k == "kind":
             continue
         annotation = getattr(v.annotation, "__name__", None) or str(v.annotation).replace("typing.", "")
-        out.append((k, f"{k}: {annotation}" + ("" if v.is_required() else f" = {_default(v.default)}")))
+        out.append((k, f"{k}: {annotation}" + ("" if v.is_required() else f" = {_default(v)}")))
     return out
 
 
-def _default(value: Any) -> str:
+def _default(field: Any) -> str:
+    """A pydantic field's default as the spec spells it (a default factory's value, `...` for Ellipsis)."""
+    value = field.get_default(call_default_factory=True)
     return "..." if value is Ellipsis else repr(value)
 
 
@@ -691,7 +693,7 @@ def _hover_config(occ: Occurrence) -> str:
     if hit is None:
         return ""
     cls, where = hit
-    fields = ", ".join(k if v.is_required() else f"{k}={_default(v.default)}"
+    fields = ", ".join(k if v.is_required() else f"{k}={_default(v)}"
                        for k, v in cls.model_fields.items() if k != "kind")
     lines = [_code(f"{occ.name}({fields})"), f"configuration for `{where}`"]
     doc = (cls.__doc__ or "").strip()
@@ -777,7 +779,7 @@ def _hover_kwarg(analysis: Analysis, occ: Occurrence) -> str:
     if info is None:
         return _code(f"{occ.name}: tensor") + f"\n\noperand of `{func}`" if occ.name in opdef.operands else ""
     annotation = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
-    default = "" if info.is_required() else f" = {info.default!r}"
+    default = "" if info.is_required() else f" = {_default(info)}"
     return _code(f"{occ.name}: {annotation}{default}") + f"\n\nargument of `{_op_signature(opdef)}`"
 
 
@@ -846,7 +848,7 @@ def _compress_items(call: str | None, last: Lexeme | None, tokens: list[Lexeme])
             return []
         given = {tokens[i - 1].text for i in range(1, len(tokens)) if tokens[i].type == "EQUAL"}
         return [lsp.CompletionItem(label=f"{k}=", kind=lsp.CompletionItemKind.Property, insert_text=f"{k}=",
-                                   detail="" if v.is_required() else f"= {v.default!r}")
+                                   detail="" if v.is_required() else f"= {_default(v)}")
                 for k, v in transforms[call].args.model_fields.items() if k not in given]
     items = [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, documentation=t.doc)
              for name, t in transforms.items()]
@@ -927,7 +929,7 @@ def _keyword_arguments(analysis: Analysis, func: str, args: list[list[Lexeme]]) 
             return []
         fields = opdef.attrs.model_fields
         order = [n for n in opdef.slots() if n not in _HIDDEN_ATTRS]  # the order positional arguments fill
-        names = [(n, "tensor" if n not in fields else "" if fields[n].is_required() else f"= {fields[n].default!r}")
+        names = [(n, "tensor" if n not in fields else "" if fields[n].is_required() else f"= {_default(fields[n])}")
                  for n in order]
     given |= set(order[:positional])
     return [lsp.CompletionItem(label=f"{n}=", kind=lsp.CompletionItemKind.Property, detail=detail,

@@ -21,7 +21,7 @@ from lsprotocol import types as lsp
 from .. import ast, ops
 from ..fmt import Lexeme
 from .analysis import Analysis
-from .features import (_HIDDEN_ATTRS, Positions, _all_occurrences, _declaration, _is_block_call, _occurrence_at,
+from .features import (_HIDDEN_ATTRS, Positions, _default, _all_occurrences, _declaration, _is_block_call, _occurrence_at,
                        _types, _Values)
 from .index import Occurrence, occurrences
 
@@ -323,7 +323,7 @@ def _slot_label(opdef: ops.OpDef, slot: str) -> str:
     fields = opdef.attrs.model_fields
     if slot not in fields:
         return f"{slot}=None" if slot in opdef.optional else slot
-    return slot if fields[slot].is_required() else f"{slot}={fields[slot].default!r}"
+    return slot if fields[slot].is_required() else f"{slot}={_default(fields[slot])}"
 
 
 def _param_label(p: ast.Param) -> str:
