@@ -49,9 +49,9 @@ splitting), not from backpropagation through the iterations.
 Observed units (joint completion and classification): `fixed_point(x, mask, ...)` clamps the leading
 `x.shape[-1]` state units (which must end at a part boundary) to x where `mask > 0` and infers the
 rest, including the units where `mask <= 0`; there is no input projection U then, observed units act
-through W. A softmax group that is only partly observed keeps summing to 1: its free units take the prox on
-the mass the observed values leave (the prox restricted to the clamped set), in torch and Triton; the ONNX
-graph does not do this yet (it overwrites the observed units only), so clamp whole groups for ONNX.
+through W. Clamp whole softmax groups: in a group that is only partly observed, the free units take the
+unconstrained prox and the observed ones are overwritten, so the group need not sum to 1 (the same on
+every target; renormalizing the free units is not implemented yet).
 
 Compile-time checks: 0 < m < 1 (E0850); alpha > 0, tol > 0, max_iter >= 1 (E0851); forward-backward
 converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852);
