@@ -38,3 +38,19 @@ def assert_training_lowers_the_loss(model, vocab: int, steps: int = 4) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+
+
+def assert_logits_match_on_every_target(graph, reference, model, vocab: int, tmp_path) -> None:
+    """The generated torch module's logits equal the reference's (transformers' `.logits`) within 1e-5,
+    and the triton and onnx targets agree, all on the reference's weights."""
+    from targets import outputs_on_every_target
+
+    ids = tokens(vocab, 2, 7, seed=1)
+    with torch.no_grad():
+        expected = reference(ids).logits
+        got = model(ids)
+    assert got.shape == (2, 7, vocab)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    others = outputs_on_every_target(graph, [ids], reference.state_dict(), tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(others[target][0], expected, rtol=1e-5, atol=1e-5)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from specc.summary import summarize, totals
-from causal_lm import assert_greedy_decoding_matches_generate, assert_training_lowers_the_loss, tokens
-from targets import ROOT, compile_graph, outputs_on_every_target, python_module
+from causal_lm import (assert_greedy_decoding_matches_generate, assert_logits_match_on_every_target,
+                       assert_training_lowers_the_loss)
+from targets import ROOT, compile_graph, python_module
 
 transformers = pytest.importorskip("transformers")
 
@@ -40,10 +41,6 @@ def tiny():
     return graph, reference, model.eval()
 
 
-def _tokens(batch: int, length: int, seed: int) -> torch.Tensor:
-    return tokens(TINY["vocab_size"], batch, length, seed)
-
-
 def test_keys_and_shapes_are_transformers(tiny):
     _, reference, model = tiny
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
@@ -53,16 +50,7 @@ def test_keys_and_shapes_are_transformers(tiny):
 
 def test_logits_match_on_every_target(tiny, tmp_path):
     graph, reference, model = tiny
-    ids = _tokens(2, 7, seed=1)
-    with torch.no_grad():
-        expected = reference(ids).logits
-        got = model(ids)
-    assert got.shape == (2, 7, TINY["vocab_size"])
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-
-    others = outputs_on_every_target(graph, [ids], reference.state_dict(), tmp_path)
-    for target in ("triton", "onnx"):
-        torch.testing.assert_close(others[target][0], expected, rtol=1e-5, atol=1e-5)
+    assert_logits_match_on_every_target(graph, reference, model, TINY["vocab_size"], tmp_path)
 
 
 def test_greedy_decoding_matches_generate(tiny):
