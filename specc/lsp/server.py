@@ -509,6 +509,18 @@ def make_server() -> SpeccServer:
         line, col = pos.from_client(params.position)
         return analysis, pos, line, col
 
+    async def whole_document(params: Any, empty: T, job: Callable[..., T], across: bool = False) -> T:
+        """`job(analysis, positions)` of the document's newest analysis (`across`: and every open document's,
+        taken here on the event loop, as a third argument), run on the request thread so a slow whole-document
+        request never holds up diagnostics; `empty` for a document not analyzed."""
+        uri = params.text_document.uri
+        analysis = await server.analysis(uri)
+        if analysis is None:
+            return empty
+        pos = server.positions(uri, analysis)
+        extra = (views(),) if across else ()
+        return await server.requests.run(lambda: job(analysis, pos, *extra))
+
     @server.feature(lsp.INITIALIZED)
     @safe(lambda: None)
     async def initialized(params: lsp.InitializedParams) -> None:
@@ -588,12 +600,7 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     @safe(list)
     async def symbols(params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
-        uri = params.text_document.uri
-        analysis = await server.analysis(uri)
-        if analysis is None:
-            return []
-        pos = server.positions(uri, analysis)
-        return await server.requests.run(lambda: features.document_symbols(analysis, pos))
+        return await whole_document(params, [], features.document_symbols)
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     @safe(lambda: None)
@@ -616,12 +623,7 @@ def make_server() -> SpeccServer:
                     lsp.SemanticTokensLegend(token_types=features.TOKEN_TYPES, token_modifiers=features.TOKEN_MODIFIERS))
     @safe(lambda: lsp.SemanticTokens(data=[]))
     async def semantic_tokens(params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
-        uri = params.text_document.uri
-        analysis = await server.analysis(uri)
-        if analysis is None:
-            return lsp.SemanticTokens(data=[])
-        pos = server.positions(uri, analysis)
-        return await server.requests.run(lambda: features.semantic_tokens(analysis, pos))
+        return await whole_document(params, lsp.SemanticTokens(data=[]), features.semantic_tokens)
 
     def views() -> list[tuple[Analysis, features.Positions]]:
         """Every open document's newest analysis (for features that look across documents)."""
@@ -630,13 +632,9 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_INLAY_HINT, lsp.InlayHintOptions(resolve_provider=False))
     @safe(list)
     async def inlay_hints(params: lsp.InlayHintParams) -> list[lsp.InlayHint]:
-        uri = params.text_document.uri
-        analysis = await server.analysis(uri)
-        if analysis is None:
-            return []
-        pos, others = server.positions(uri, analysis), views()
-        return await server.requests.run(lambda: navigation.inlay_hints(
-            analysis, pos, params.range.start.line, params.range.end.line, others))
+        lines = params.range.start.line, params.range.end.line
+        return await whole_document(params, [], lambda analysis, pos, others: navigation.inlay_hints(
+            analysis, pos, *lines, others), across=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
     @safe(list)
@@ -655,12 +653,7 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_CODE_LENS, lsp.CodeLensOptions(resolve_provider=False))
     @safe(list)
     async def code_lens(params: lsp.CodeLensParams) -> list[lsp.CodeLens]:
-        uri = params.text_document.uri
-        analysis = await server.analysis(uri)
-        if analysis is None:
-            return []
-        pos, others = server.positions(uri, analysis), views()
-        return await server.requests.run(lambda: navigation.code_lenses(analysis, pos, others))
+        return await whole_document(params, [], navigation.code_lenses, across=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP,
                     lsp.SignatureHelpOptions(trigger_characters=["(", ","], retrigger_characters=["="]))
