@@ -27,7 +27,7 @@ from typing import Any, Callable
 import jinja2
 
 from .. import __version__, escape
-from ..ir import Graph, Node, ParamSpec
+from ..ir import Graph, Node, ParamSpec, attribute_name
 from ..resources import data_dir
 from ..types import TensorType
 
@@ -167,9 +167,19 @@ def extra_reads(node: Node) -> tuple[str, ...]:
 _MODULE_NAMES = frozenset({"torch", "nn", "F", "triton", "tl", "os", "math", "Model"}) | frozenset(dir(builtins))
 
 
+def camel(name: str) -> str:
+    """`basic_block` -> `BasicBlock`: a spec name as a Python class name (maybe empty, or starting with a digit)."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def self_attribute(name: str) -> str:
+    """How a generated class reaches its child layer `name`: `self.conv1`, or `self["0"]` (an nn.ModuleDict's)."""
+    return f"self.{name}" if attribute_name(name) else f"self[{escape.py_string(name)}]"
+
+
 def class_name(model: str) -> str:
     """`tiny_gpt` -> `TinyGpt`; prefixed `Model` where that would not be a fresh identifier (`F`, `None`, `1x`)."""
-    name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", model) if part) or "Model"
+    name = camel(model) or "Model"
     if not name[0].isalpha() or keyword.iskeyword(name) or (name in _MODULE_NAMES and name != "Model"):
         name = "Model" + name
     return escape.identifier(name)

@@ -24,7 +24,7 @@ from typing import Callable
 import networkx as nx
 
 from ..ir import RESERVED, Graph, _Names, attribute_name
-from . import extra_reads
+from . import camel, extra_reads, self_attribute
 from ..escape import py_float, py_string
 
 Path = tuple[str, ...]
@@ -51,14 +51,6 @@ class _ScopeIO:
     outputs: dict[str, int] = field(default_factory=dict)  # value -> its order
 
 
-def _attr(name: str) -> str:
-    return f"self.{name}" if attribute_name(name) else f"self[{py_string(name)}]"
-
-
-def camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name) if part)
-
-
 class ModuleTree:
     """Builds the classes of a graph's scopes. `step_of` maps a node to the backend step it belongs to
     (itself, or its fusion group); `render_step(step, var)` gives a step's init line (or "") and its
@@ -70,11 +62,17 @@ class ModuleTree:
         self.order = {name: i for i, name in enumerate(graph.topo_order())}
         self.io: dict[Path, _ScopeIO] = {}
         self.members: dict[Path, list[str]] = {}  # scope -> every node in its subtree, in order
+        self.iterations: dict[Path, list[Path]] = {}  # `list` scope -> its iterations with members, in order
         self.instance: dict[Path, str] = {}  # block scope -> how its parent constructs it: `BasicBlock(planes=64)`
         self.named: dict[str, str] = {}  # a class's code -> its name (equal code at two depths is one class)
         self.taken = set(reserved)
         self.classes: list[ClassView] = []
         self._collect()
+        for path in self.members:  # once, not per question: a repeat may have thousands of iterations
+            if path and path[:-1] in graph.scopes and graph.scopes[path[:-1]].kind == "list":
+                self.iterations.setdefault(path[:-1], []).append(path)
+        for items in self.iterations.values():
+            items.sort(key=lambda p: int(p[-1]))
 
     # ------------------------------------------------------------ analysis
     def _collect(self) -> None:
@@ -143,12 +141,12 @@ class ModuleTree:
     def _items(self, path: Path) -> list[Path]:
         """The iterations of a `repeat` that compute something (passes may have moved or removed the
         others' values: CSE hoists what an iteration shares with its parent), in order."""
-        return sorted((p for p in self.members if len(p) == len(path) + 1 and p[:-1] == path),
-                      key=lambda p: int(p[-1]))
+        return self.iterations.get(path, [])
 
     def _contiguous(self, path: Path) -> bool:
         """Whether its iterations are 0, 1, ..., n-1: an nn.ModuleList (else an nn.ModuleDict by index)."""
-        return [int(p[-1]) for p in self._items(path)] == list(range(len(self._items(path))))
+        items = self._items(path)
+        return [int(p[-1]) for p in items] == list(range(len(items)))
 
     # ------------------------------------------------------------ building
     def build(self, path: Path, render_step: Callable) -> ClassView:
@@ -232,8 +230,8 @@ class ModuleTree:
                        else "nn.ModuleList([" + ", ".join(classes) + "])")
             args[chained] = out
             code = (f"{out} = {var[self.inputs_of(items[0])[chained]]}\n"
-                    f"for {layer} in {_attr(key[-1])}:\n    {out} = {layer}({', '.join(args)})")
-            return f"{_attr(key[-1])} = {listing}", code
+                    f"for {layer} in {self_attribute(key[-1])}:\n    {out} = {layer}({', '.join(args)})")
+            return f"{self_attribute(key[-1])} = {listing}", code
         args = ", ".join(var[v] for v in self.inputs_of(key))
         produced = self.outputs_of(key)
         unrolled = key[:-1] != parent
@@ -245,16 +243,16 @@ class ModuleTree:
         var.update(zip(produced, outs))
         targets = ", ".join(outs)
         if unrolled:  # an iteration of a `repeat` that does not run as a loop: `self.layers[2](x)`
-            items, line = self._items(key[:-1]), ""
+            items, line, container = self._items(key[:-1]), "", self_attribute(key[-2])
             if self._contiguous(key[:-1]):
                 if key == items[0]:
-                    line = f"{_attr(key[-2])} = nn.ModuleList([" + ", ".join(self.instance[p] for p in items) + "])"
-                return line, f"{targets} = {_attr(key[-2])}[{key[-1]}]({args})"
+                    line = f"{container} = nn.ModuleList([" + ", ".join(self.instance[p] for p in items) + "])"
+                return line, f"{targets} = {container}[{key[-1]}]({args})"
             if key == items[0]:  # some iterations compute nothing here: keep the others' indices as keys
-                line = (f"{_attr(key[-2])} = nn.ModuleDict({{" + ", ".join(f"{py_string(p[-1])}: {self.instance[p]}"
-                                                                          for p in items) + "})")
-            return line, f"{targets} = {_attr(key[-2])}[{py_string(key[-1])}]({args})"
-        return f"{_attr(key[-1])} = {self.instance[key]}", f"{targets} = {_attr(key[-1])}({args})"
+                entries = ", ".join(f"{py_string(p[-1])}: {self.instance[p]}" for p in items)
+                line = f"{container} = nn.ModuleDict({{{entries}}})"
+            return line, f"{targets} = {container}[{py_string(key[-1])}]({args})"
+        return f"{self_attribute(key[-1])} = {self.instance[key]}", f"{targets} = {self_attribute(key[-1])}({args})"
 
     def build_all(self, render_step: Callable) -> ClassView:
         """Every scope's class, deepest first (a class's `__init__` constructs its children's), then the

@@ -13,10 +13,11 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..escape import comment, py_float, py_string
-from ..ir import Graph, Node, attribute_name
+from ..escape import comment, py_float
+from ..ir import Graph, Node
 from ..types import DTYPES, FLOAT_DTYPES, dim_value
-from . import _MODULE_NAMES, Artifact, Backend, NodeView, class_name, environment, node_view, register_backend, render
+from . import (_MODULE_NAMES, Artifact, Backend, NodeView, class_name, environment, node_view, register_backend,
+               render, self_attribute)
 from ..ties import tie_lines
 from .modules import ModuleTree
 
@@ -73,7 +74,7 @@ def scoped_view(graph: Graph, node: Node, var: Mapping[str, str]) -> NodeView:
     """A node as its scope's class sees it: its local name, its operands by the names they have there."""
     v = node_view(graph, node, var.__getitem__, scalar_text)
     v.name, v.local = var[node.name], node.local
-    v.attr = f"self.{node.local}" if attribute_name(node.local) else f"self[{py_string(node.local)}]"
+    v.attr = self_attribute(node.local)
     return v
 
 
