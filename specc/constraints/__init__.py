@@ -94,3 +94,6 @@ def _out_of_range(span: Span | None, why: str) -> SpeccError:
                       help="a number in a constraint must be 0 or between about 2.2e-308 and 1.8e308 in "
                            f"magnitude (float64's normal range), with at most {MAX_DIGITS} significant digits; "
                            "rescale the column if it needs larger values")
+
+
+from .report import ConstraintSet, ViolationReport, report, violation_loss  # noqa: E402  (they use the above)

@@ -1,0 +1,145 @@
+"""Training support for constraint sets: how often rows violate them, and a loss that penalizes it.
+
+A constraint layer (`constrain`) makes violations impossible; the papers compare it with a generator
+trained without the layer, whose samples do violate, sometimes with a penalty added to the loss.
+Showing "0% violations" against such a baseline needs the same constraints outside the layer:
+
+    rules = ConstraintSet.from_spec("specs/loan_generator.nnspec")      # the spec's `constrain` layer
+    print(report(samples, rules))                                       # per-constraint violation rates
+    loss = loss + violation_loss(generated, rules)                      # the baseline's penalty
+
+Both read the constraints as written (and a rules file's), before Fourier–Motzkin elimination, so a
+report names the constraints the user wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import LinearConstraint, violations
+
+
+@dataclass(frozen=True)
+class ConstraintSet:
+    """Linear constraints over named columns: `columns` is the order of a row's last dim."""
+
+    columns: tuple[str, ...]
+    constraints: tuple[LinearConstraint, ...]
+
+    @classmethod
+    def from_spec(cls, path: str | Path, model: str | None = None, params: dict[str, Any] | None = None,
+                  layer: str | None = None) -> "ConstraintSet":
+        """The constraints of a `constrain` layer of a spec's model (its block and its rules file).
+
+        `layer` names the layer's output value; it may be left out when the model has one constraint
+        layer. Compile errors are raised as `SpeccError`, as `specc compile` reports them.
+        """
+        from ..compiler import compile_graph
+
+        graph = compile_graph(path, model, params)
+        found = [n for n in graph.nodes() if n.op == "constrain"]
+        names = ", ".join(f"`{n.name}`" for n in found) or "none"
+        if layer is not None:
+            found = [n for n in found if n.name == layer]
+        if len(found) != 1:
+            which = f"no constraint layer named `{layer}`" if layer is not None and not found else (
+                "no constraint layer" if not found else "several constraint layers; choose one with `layer=`")
+            raise ValueError(f"{path}: model `{graph.name}` has {which} (its constraint layers: {names})")
+        attrs = found[0].attrs
+        return cls(attrs.columns, attrs.all_constraints)
+
+    @classmethod
+    def from_file(cls, path: str | Path, columns: Sequence[str]) -> "ConstraintSet":
+        """The constraints of a rules file (specc's format or pishield's) over `columns`."""
+        from .files import load_constraints
+
+        return cls(tuple(columns), load_constraints(path, columns).constraints)
+
+    def matrix(self):
+        """`(A, b)` as float64 numpy arrays, with every constraint as `A[k] @ row <= b[k]`."""
+        import numpy as np
+
+        a = np.zeros((len(self.constraints), len(self.columns)))
+        b = np.zeros(len(self.constraints))
+        for k, c in enumerate(self.constraints):
+            for j, coeff in c.coeffs:
+                a[k, j] = float(coeff)
+            b[k] = float(c.rhs)
+        return a, b
+
+    def _rows(self, rows):
+        import numpy as np
+
+        x = np.asarray(rows.detach().cpu() if hasattr(rows, "detach") else rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.columns):
+            raise ValueError(f"expected rows of shape [N, {len(self.columns)}] (columns "
+                             f"{', '.join(self.columns)}), got shape {list(x.shape)}")
+        return x
+
+
+@dataclass(frozen=True)
+class ViolationReport:
+    """How many of `rows` rows violate each constraint; `str()` is a table for a log or a paper."""
+
+    constraints: tuple[str, ...]  # each as written
+    violated: tuple[int, ...]  # rows violating each constraint
+    rows: int
+    rows_violating: int  # rows violating at least one constraint
+    rows_not_finite: int  # rows with NaN or inf in a constrained column (counted nowhere else)
+
+    @property
+    def rate(self) -> float:
+        """The fraction of rows that violate at least one constraint."""
+        return self.rows_violating / self.rows if self.rows else 0.0
+
+    def __str__(self) -> str:
+        width = max([len("constraint")] + [len(c) for c in self.constraints])
+        lines = [f"{'constraint':<{width}}  {'rows':>9}  {'rate':>7}"]
+        for text, count in zip(self.constraints, self.violated):
+            lines.append(f"{text:<{width}}  {count:>9,}  {count / max(self.rows, 1):>7.2%}")
+        lines.append(f"{'any constraint':<{width}}  {self.rows_violating:>9,}  {self.rate:>7.2%}"
+                     f"   of {self.rows:,} rows")
+        if self.rows_not_finite:
+            lines.append(f"{self.rows_not_finite:,} rows have NaN or inf in a constrained column")
+        return "\n".join(lines)
+
+
+def report(rows, rules: ConstraintSet, tol: float = 1e-5) -> ViolationReport:
+    """Per-constraint violation counts of `rows` ([N, columns], numpy or torch), with the tolerance of
+    `specc.constraints.violations` (relative to the size of each constraint's terms)."""
+    import numpy as np
+
+    x = rules._rows(rows)
+    used = sorted({j for c in rules.constraints for j, _ in c.coeffs})
+    finite = np.isfinite(x[:, used]).all(1) if used else np.ones(len(x), dtype=bool)
+    bad = violations(rules.constraints, x[finite], tol)
+    return ViolationReport(tuple(c.text for c in rules.constraints), tuple(int(n) for n in bad.sum(0)),
+                           len(x), int(bad.any(1).sum()), int((~finite).sum()))
+
+
+def violation_loss(x, rules: ConstraintSet, reduction: str = "mean"):
+    """A differentiable penalty for violating `rules`: per row, the sum over constraints of how far
+    `A[k] @ row` exceeds `b[k]` (0 where it holds), each constraint scaled by its coefficients' norm so
+    that writing `2a <= 2b` instead of `a <= b` does not double its weight.
+
+    `x` is a torch tensor [..., columns]; `reduction` is "mean" or "sum" over rows, or "none" for one
+    value per row. It is the penalty of a baseline trained without a constraint layer; it lowers
+    violations but, unlike the layer, guarantees nothing.
+    """
+    import torch
+
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    if x.shape[-1] != len(rules.columns):
+        raise ValueError(f"expected a last dim of {len(rules.columns)} (columns {', '.join(rules.columns)}), "
+                         f"got shape {list(x.shape)}")
+    a, b = rules.matrix()
+    norm = (a * a).sum(1) ** 0.5
+    a_t = torch.as_tensor(a / norm[:, None], dtype=x.dtype, device=x.device)
+    b_t = torch.as_tensor(b / norm, dtype=x.dtype, device=x.device)
+    per_row = torch.relu(x @ a_t.T - b_t).sum(-1)
+    if reduction == "none":
+        return per_row
+    return per_row.mean() if reduction == "mean" else per_row.sum()
