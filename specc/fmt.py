@@ -41,10 +41,11 @@ import dataclasses
 import difflib
 import os
 import sys
+import threading
 from copy import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerThread
@@ -139,6 +140,9 @@ class _Line:
     cols: list[int] = dataclasses.field(default_factory=list)  # each token's column in `text` (0-based)
     # tokens after which a line break is allowed: (nesting depth, index) of each comma inside ( ) or [ ]
     breaks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    rendered: str = ""  # the whole formatted line: indent, code and comment
+    braces: int = 0  # `{` less `}` on the line
+    parens: int = 0  # `(` and `[` less `)` and `]` on the line
 
 
 @dataclasses.dataclass
@@ -180,9 +184,9 @@ def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list
     return True
 
 
-def _layout(text: str) -> list[_Line]:
-    tokens = lex(text)
-    lines = _split_lines(tokens)
+def _layout(text: str, tokens: list[Lexeme] | None = None) -> list[_Line]:
+    """The lines of `text` (whose lexemes `tokens` are, if given), laid out."""
+    lines = _split_lines(lex(text) if tokens is None else tokens)
     stack: list[_Open] = []
     prev: Lexeme | None = None
     before: Lexeme | None = None
@@ -211,6 +215,8 @@ def _layout(text: str) -> list[_Line]:
             if tok.type == "COMMA" and parens > 0:
                 line.breaks.append((len(stack), i))
             parens = max(parens + (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB")), 0)
+            line.braces += (tok.type == "LBRACE") - (tok.type == "RBRACE")
+            line.parens += (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB"))
             if tok.type in _OPENERS:
                 if tok.type == "LBRACE":
                     stack.append(_Open("body", stmt_indent, stmt_indent + 1))
@@ -239,9 +245,9 @@ def _paren_kind(tok: Lexeme, prev: Lexeme | None, before: Lexeme | None) -> str:
     return "call" if prev is not None and prev.type == "RBRACE" else "group"  # `repeat n { ... } (x)`
 
 
-def _blank_lines(lines: list[_Line]) -> list[int]:
-    """How many blank lines go above each line."""
-    blanks = [min(ln.blank_before, 1) for ln in lines]
+def _blank_lines(lines: list[_Line], blank_before: list[int]) -> list[int]:
+    """How many blank lines go above each line (`blank_before`: how many the input has)."""
+    blanks = [min(b, 1) for b in blank_before]
     braces = parens = 0
     last_code: _Line | None = None
     for i, ln in enumerate(lines):
@@ -256,46 +262,107 @@ def _blank_lines(lines: list[_Line]) -> list[int]:
                 top -= 1
             if top > 0:
                 blanks[top] = 1
-        for tok in ln.tokens:
-            braces += (tok.type == "LBRACE") - (tok.type == "RBRACE")
-            parens += (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB"))
-        braces, parens = max(braces, 0), max(parens, 0)
+        braces, parens = max(braces + ln.braces, 0), max(parens + ln.parens, 0)
         if ln.tokens:
             last_code = ln
     return blanks
 
 
-def format_text(text: str, path: str = "<text>", line_width: int = LINE_WIDTH) -> str:
+def format_text(text: str, path: str = "<text>", line_width: int = LINE_WIDTH,
+                parts: Sequence[str | tuple[str, list[Lexeme] | None]] | None = None) -> str:
     """The canonical form of a spec. Raises `SpeccError` if it does not parse.
 
     `line_width` is the width long lines are wrapped to (see the module's docstring). The result
     keeps the text's line endings: CRLF if its first line ends in CRLF (editors on Windows send
     such buffers to the language server's formatting, which calls this), LF otherwise.
+
+    `parts` (the language server's) is `text` cut where top-level items start, each part known to
+    parse on its own (optionally with its lexemes): then nothing is parsed, and each part's layout
+    is cached by its text, so formatting a 2,000-line file after an edit lays out one item (see
+    `format_parts`).
     """
-    parse(SourceFile(path, text))  # only well-formed specs are formatted
-    newline = "\r\n" if _crlf(text) else "\n"
-    work = text
+    if parts is None:
+        parse(SourceFile(path, text))  # only well-formed specs are formatted
+        parts = [text]
+    elif "".join(p if isinstance(p, str) else p[0] for p in parts) != text:
+        raise ValueError("the parts do not make up the text")
+    return format_parts(parts, line_width, "\r\n" if _crlf(text) else "\n")
+
+
+def format_parts(parts: Sequence[str | tuple[str, list[Lexeme] | None]], line_width: int = LINE_WIDTH,
+                 newline: str = "\n") -> str:
+    """The canonical form of the text the parts make up, which must parse; every part but the first
+    starts a top-level item at the start of a line (as `specc.lsp.analysis.split_chunks` cuts).
+
+    At such a cut no bracket is open, so the layout of a line (its indent, spaces and breaks) depends
+    on its part alone and is computed per part, once per text (`_part_layout`). Only the blank lines
+    look across parts (an item's leading comments are the end of the previous part): they are
+    counted over the whole file, from each line's summary, in time linear in its lines.
+    """
+    lines: list[_Line] = []
+    blank_before: list[int] = []
+    trailing = 0  # newlines ending the previous part: the blank lines above the next part's first line
+    for part in parts:
+        text, tokens = (part, None) if isinstance(part, str) else part
+        layout = _part_layout(text, line_width, tokens)
+        for i, ln in enumerate(layout.lines):
+            blank_before.append(trailing - 1 if i == 0 and layout.leading < 0 and trailing else ln.blank_before)
+        lines.extend(layout.lines)
+        trailing = layout.trailing
+    blanks = _blank_lines(lines, blank_before)
+    out: list[str] = []
+    for ln, blank in zip(lines, blanks):
+        out.extend([""] * blank)
+        out.append(ln.rendered)
+    return newline.join(out) + newline if out else ""
+
+
+class _PartLayout(NamedTuple):
+    lines: list[_Line]
+    leading: int  # -1 if the part's first line has no line break before it (the next part's first line)
+    trailing: int  # the newlines of the line break the part ends with (0 if none)
+
+
+_LAYOUTS: dict[tuple[str, int], _PartLayout] = {}
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def _part_layout(text: str, width: int, tokens: list[Lexeme] | None = None) -> _PartLayout:
+    """The laid-out, wrapped lines of one part, checked to keep its tokens (cached by text and width;
+    `tokens`, if given, are the part's lexemes, so that it need not be lexed again)."""
+    key = (text, width)
+    with _LAYOUTS_LOCK:
+        hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit
+    original = lex(text) if tokens is None else tokens
+    work, lexemes = text, original
     while True:
-        lines = _layout(work)
-        cuts = _wrap_points(lines, line_width)
+        lines = _layout(work, lexemes)
+        cuts = _wrap_points(lines, width)
         if not cuts:
             break
         # a line break right after each chosen comma; the next layout indents what follows
         for offset in sorted(cuts, reverse=True):
             work = work[:offset] + "\n" + work[offset:]
-    blanks = _blank_lines(lines)
-    out: list[str] = []
-    for ln, blank in zip(lines, blanks):
-        out.extend([""] * blank)
+        lexemes = lex(work)
+    for ln in lines:
         code = INDENT * ln.indent + ln.text
         if ln.comment is not None:
             comment = ln.comment.text.rstrip()
             code = code + "  " + comment if ln.text else INDENT * ln.indent + comment
-        out.append(code.rstrip())
-    result = newline.join(out) + newline if out else ""
-    if _significant(text) != _significant(result):
+        ln.rendered = code.rstrip()
+    if _significant(original) != _significant(lex("\n".join(ln.rendered for ln in lines))):
         raise RuntimeError("specc fmt would change the tokens of this file (a bug in specc.fmt)")
-    return result
+    significant = [t for t in original if t.type != "WS"]
+    leading = 0 if significant and significant[0].type == "_NL" else -1
+    trailing = original[-1].text.count("\n") if original and original[-1].type == "_NL" else 0
+    layout = _PartLayout(lines, leading, trailing)
+    with _LAYOUTS_LOCK:
+        if len(_LAYOUTS) >= 2048:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
 
 
 def _crlf(text: str) -> bool:
@@ -328,11 +395,11 @@ def _wrap_points(lines: list[_Line], width: int) -> list[int]:
     return cuts
 
 
-def _significant(text: str) -> list[tuple[str, str]]:
+def _significant(lexemes: list[Lexeme]) -> list[tuple[str, str]]:
     """The tokens that carry meaning. A ratio counts as its parts: `x[1 : 3]` formats to `x[1:3]`, which
     lexes as the ratio `1:3` (and means the same slice)."""
     out: list[tuple[str, str]] = []
-    for t in lex(text):
+    for t in lexemes:
         if t.type == "RATIO":
             n, m = t.text.split(":")
             out += [("NUMBER", n), ("COLON", ":"), ("NUMBER", m)]

@@ -673,15 +673,33 @@ def make_server() -> SpeccServer:
     def workspace_symbol(params: lsp.WorkspaceSymbolParams) -> list[lsp.WorkspaceSymbol]:
         return navigation.workspace_symbols(views(), params.query)
 
+    async def formatted_text(uri: str, text: str) -> str:
+        """`format_text(text)`, on the request thread. When the document's newest analysis is of this
+        text and every chunk of it parsed, the formatter is handed the chunks (and their lexemes) instead
+        of parsing the file again, and lays out only the chunks it has not seen (see `fmt.format_parts`):
+        a 2,000-line file formats in milliseconds after an edit, not seconds."""
+        analysis = await server.analysis(uri)  # the one in flight, if any, is awaited briefly
+        root = analysis.root if analysis is not None else None
+        chunked = root is not None and root.text == text and root.error is None \
+            and all(chunk.module is not None for chunk in root.chunks)
+        path = str(server.path_of(uri))
+
+        def job() -> str:
+            if not chunked:
+                return format_text(text, path)
+            assert root is not None
+            return format_text(text, path, parts=[(chunk.source.text, chunk.tokens) for chunk in root.chunks])
+        return await server.requests.run(job)
+
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     @safe(list)
     async def formatting(params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
         document = server.document(params.text_document.uri)
         if document is None:
             return []
-        text, path = document.source, str(server.path_of(params.text_document.uri))
+        text = document.source
         try:  # formats the text of the request's moment, on the request thread
-            formatted = await server.requests.run(lambda: format_text(text, path))
+            formatted = await formatted_text(params.text_document.uri, text)
         except SpeccError:
             return []  # a file with a syntax error is left alone; its diagnostic says why
         if formatted == text or server.document(params.text_document.uri) is not document or document.source != text:
@@ -697,9 +715,9 @@ def make_server() -> SpeccServer:
         document = server.document(params.text_document.uri)
         if document is None:
             return []
-        text, path = document.source, str(server.path_of(params.text_document.uri))
+        text = document.source
         try:  # on the request thread, as whole-document formatting
-            formatted = await server.requests.run(lambda: format_text(text, path))
+            formatted = await formatted_text(params.text_document.uri, text)
         except SpeccError:
             return []  # a file with a syntax error is left alone; its diagnostic says why
         if server.document(params.text_document.uri) is not document or document.source != text:
