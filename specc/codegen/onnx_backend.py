@@ -26,6 +26,8 @@ TARGET = "onnx"
 # Pinned to what the installed onnxruntime loads (see ../shared/README.md).
 IR_VERSION = 10
 OPSET = 21
+# onnxruntime's contrib ops (MatMulNBits, for quant_linear); imported only by models that use one
+CONTRIB_DOMAIN, CONTRIB_OPSET = "com.microsoft", 1
 
 
 def _onnx_type(t: TensorType) -> str:
@@ -277,6 +279,7 @@ def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]
 
 def emit(graph: Graph, weights: str | Path | None = None, seed: int = 0) -> Artifact:
     import onnx
+    import onnx.helper
     import onnx.parser
 
     text, chunks = onnx_text(graph)
@@ -285,6 +288,8 @@ def emit(graph: Graph, weights: str | Path | None = None, seed: int = 0) -> Arti
     except Exception as exc:  # the parser's error says where; this is a backend bug, not user input
         raise RuntimeError(f"the onnx templates produced text that does not parse: {exc}\n{text}") from None
     owners = _name_nodes(model, chunks)
+    if any(node.domain == CONTRIB_DOMAIN for node in model.graph.node):
+        model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, CONTRIB_OPSET))
     _check_weight_bytes(graph)
     origin = str(weights) if weights is not None else f"seed {seed}"
     used = {name for node in model.graph.node for name in node.input}

@@ -39,6 +39,10 @@ class QuantizeArgs(TransformArgs):
     group: PositiveInt | None = None
     symmetric: bool = True
     budget: float | None = Field(None, gt=0, le=1)  # mixed: stored bytes / dense bytes of the selected layers
+    # how the onnx target runs the layers (see specc/ops/quant_linear.py): onnxruntime's MatMulNBits
+    # (`contrib`) or standard ops only; and MatMulNBits' accuracy_level (4: int8 activations, faster)
+    onnx: Literal["contrib", "standard"] = "contrib"
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 0
 
     @model_validator(mode="after")
     def _budget_for_mixed(self) -> "QuantizeArgs":
@@ -180,7 +184,7 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
     group = args.group if args.group is not None and args.group < in_features else None
     node.op = "quant_linear"
     node.attrs = QuantLinearAttrs(out_features=out_features, bits=bits, group=group, symmetric=args.symmetric,
-                                  bias=node.attrs.bias)
+                                  bias=node.attrs.bias, onnx=args.onnx, accuracy_level=args.accuracy_level)
     stored = _bytes(node, bits, group, args.symmetric)
     return (f"{args.format} {'per-channel' if group is None else f'group {group}'}"
             f"{'' if args.symmetric else ' asymmetric'}: {stored:,} weight bytes instead of "
