@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from functools import lru_cache
-from typing import Iterator
+from typing import Any, Iterator
 
 from lark import Lark, Token, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import GrammarError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
 from . import ast, limits
@@ -119,8 +120,29 @@ class _Builder(Transformer_NonRecursive):
     to be safe (`_check_nesting` runs first, but with a `--limit nesting` raised high it must still cope)."""
 
     def __init__(self, source: SourceFile) -> None:
-        super().__init__()
+        super().__init__(visit_tokens=False)  # no token callbacks: asking for one per token raised per token
         self.src = source
+        self._methods: dict[str, Any] = {}
+        # the class's `v_args` wraps `sp` too, anew on each access (once per node); this plain function
+        # shadows it
+        self.sp = functools.partial(_span, source)  # type: ignore[method-assign]
+
+    def _call_userfunc(self, tree, new_children=None):
+        """Lark's, with each rule's method looked up once per parse: `v_args` builds a new wrapper on
+        every attribute access (a quarter of the time of building the tree of a big file)."""
+        children = new_children if new_children is not None else tree.children
+        f = self._methods.get(tree.data)
+        if f is None:
+            f = self._methods[tree.data] = getattr(self, tree.data, False)
+        if f is False:
+            return self.__default__(tree.data, children, tree.meta)
+        try:
+            wrapper = getattr(f, "visit_wrapper", None)
+            return f(children) if wrapper is None else wrapper(f, tree.data, children, tree.meta)
+        except GrammarError:
+            raise
+        except Exception as e:
+            raise VisitError(tree.data, tree, e)
 
     def sp(self, meta) -> Span:
         return _span(self.src, meta)
