@@ -282,3 +282,60 @@ def test_what_requests_read_is_prepared_after_publishing():
         assert analysis in features._VALUES and analysis in navigation._VALUES
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------ staged diagnostics
+def _many(n: int, broken: int) -> str:
+    """n models (the `broken`-th with a shape error: a [B, 8] output added to a [B, 4] input)."""
+    out = []
+    for i in range(n):
+        tail = " + x" if i == broken else ""
+        out += [f"model m{i}(width: int = 8) {{", "    input x: f32[B, 4]", f"    output y = linear(x, width){tail}",
+                "}", ""]
+    return "\n".join(out)
+
+
+def test_opening_many_models_stages_the_diagnostics(tmp_path):
+    """A first, partial analysis (syntax and file-wide checks) is handed out before the models compile, when
+    many are left to compile; the models' diagnostics come with the finished analysis. Once they are cached
+    (an edit that recompiles one model), there is no stage: nothing would come sooner."""
+    from specc.lsp.analysis import STAGE_AFTER
+
+    n = STAGE_AFTER + 2
+    text = _many(n, broken=n - 1)
+    path = tmp_path / "many.nnspec"
+    path.write_text(text)
+    workspace = Workspace()
+    stages: list = []
+    analysis = workspace.analyze(path, text, staged=stages.append)
+    assert len(stages) == 1 and stages[0].errors == [] and not stages[0].models
+    assert [(e.code, e.span.line) for e in analysis.errors] == [("E0402", 5 * (n - 1) + 3)], analysis.errors
+    assert len(analysis.models) == n - 1  # every model but the broken one compiled
+    edited = text.replace("output y = linear(x, width)\n", "output y = linear(x, width + 1)\n", 1)
+    workspace.analyze(path, edited, staged=stages.append)
+    assert len(stages) == 1  # one model to compile: no stage
+    broken = "model m0(width: int = 8 {\n" + text.split("\n", 1)[1]
+    syntax = workspace.analyze(path, broken.replace("m1(", "q1(").replace("m2(", "q2("), staged=stages.append)
+    assert len(stages) == 1 and syntax.errors  # a syntax error compiles nothing: no stage
+
+
+def test_the_server_publishes_the_stage_then_the_models():
+    """Over the wire: the first diagnostics of a new document of many models are the stage's (here none),
+    then those of the compiled models, both for the document's version."""
+    from specc.lsp.analysis import STAGE_AFTER
+
+    text = _many(STAGE_AFTER + 2, broken=STAGE_AFTER + 1)
+    client = _Pipes()
+    try:
+        client.send("initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+        client.wait(lambda m: m.get("id") == 1)
+        client.send("textDocument/didOpen", {"textDocument": {"uri": DOC, "languageId": "nnspec", "version": 1,
+                                                              "text": text}}, request=False)
+        first = client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        second = client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        assert first["params"]["version"] == second["params"]["version"] == 1
+        assert first["params"]["diagnostics"] == []
+        assert len(second["params"]["diagnostics"]) == 1
+        assert second["params"]["diagnostics"][0]["range"]["start"]["line"] == 5 * (STAGE_AFTER + 1) + 2
+    finally:
+        client.close()

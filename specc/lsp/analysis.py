@@ -25,6 +25,11 @@ Analysis is incremental, so that a keystroke in a 2,000-line file costs little:
   keeps the cache honest and makes checking a file of n models linear in n
   rather than quadratic (each compile would otherwise re-read every definition).
 
+Opening a big file parses it in a fraction of the time its models take to compile, so an
+analysis with many models left to compile first hands out a *stage*: the diagnostics of the
+syntax and of the file as a whole, which the server publishes at once (`Workspace.analyze`'s
+`staged`); the models' diagnostics follow when they are compiled.
+
 Analysis runs on the language server's worker thread; `analyze` takes a
 `cancelled` callback, asked between chunks and between models, so a newer edit stops a stale one.
 """
@@ -277,6 +282,9 @@ def warm_up() -> None:
     keywords()
 
 
+STAGE_AFTER = 8  # models left to compile for which an analysis first hands out the diagnostics it has
+
+
 class Cancelled(Exception):
     """An analysis stopped because its result is no longer wanted (the document changed again)."""
 
@@ -298,10 +306,16 @@ class Workspace:
         self.buffers.pop(path.resolve(), None)
 
     def analyze(self, path: Path, text: str | None = None,
-                cancelled: Callable[[], bool] | None = None) -> Analysis:
+                cancelled: Callable[[], bool] | None = None,
+                staged: Callable[[Analysis], None] | None = None) -> Analysis:
         """Check a document as `specc check` would and index the result. The document's text is
         `text` if given, else its open buffer, else the file; the files it imports are read from
-        their open buffers, else from disk. Raises `Cancelled` as soon as `cancelled()` says so."""
+        their open buffers, else from disk. Raises `Cancelled` as soon as `cancelled()` says so.
+
+        `staged` is handed a first, partial analysis when many models are still to compile (opening
+        a big file: parsing takes a fraction of the time compiling its models does): its diagnostics
+        are those of the syntax and of the file as a whole (imports, duplicate names), and those of the
+        models whose compiles are cached; the models' own follow in the analysis returned."""
         files: dict[str, ParsedFile] = {}
         texts = dict(self.buffers)
 
@@ -348,6 +362,8 @@ class Workspace:
                     errors.append(exc)
             if program is not None:
                 definitions = dict(program.definitions)
+                if staged is not None:
+                    self._stage(path, root, files, errors, definitions, targets, staged)
                 for target in targets:
                     checkpoint()
                     outcome = self._compile(key, target, program.definitions)
@@ -360,6 +376,20 @@ class Workspace:
         analysis.errors = _dedupe([_place(e, analysis) for e in errors])
         self.chunks.sweep()
         return analysis
+
+    def _stage(self, path: Path, root: ParsedFile, files: dict[str, ParsedFile], errors: list[BaseException],
+               definitions: dict[str, ast.Definition], targets: list[compiler.Target],
+               staged: Callable[[Analysis], None]) -> None:
+        """Hand `staged` the analysis so far if at least `STAGE_AFTER` models are still to compile."""
+        key = str(path)
+        cached = {t.name: self._outcomes.get(self._outcome_key(key, t, definitions)) for t in targets}
+        if sum(outcome is None for outcome in cached.values()) < STAGE_AFTER:
+            return
+        so_far = list(errors) + [o.error for o in cached.values() if o is not None and o.error is not None]
+        models = {t.name: self._good[(key, t.name)] for t in targets if (key, t.name) in self._good}
+        partial = Analysis(Path(path), root.text, root, dict(files), [], dict(definitions), models)
+        partial.errors = _dedupe([_place(e, partial) for e in so_far])
+        staged(partial)
 
     def _imports_for_navigation(self, root: ParsedFile, read: Callable[[str | Path], ParsedFile],
                                 definitions: dict[str, ast.Definition]) -> None:
@@ -375,10 +405,17 @@ class Workspace:
             for d in module.definitions:
                 definitions.setdefault(d.name, d)
 
+    def _outcome_key(self, path: str, target: compiler.Target, definitions: dict[str, ast.Definition],
+                     sources: list[tuple[str, SourceFile | None]] | None = None) -> tuple:
+        """A model's compile is cached under its file, name and kind and the chunks it can see."""
+        if sources is None:
+            sources = self._dependencies(target, definitions)
+        return (path, target.name, type(target).__name__) + tuple(
+            (name, id(source) if source is not None else 0) for name, source in sources)
+
     def _compile(self, path: str, target: compiler.Target, definitions: dict[str, ast.Definition]) -> _Outcome:
         sources = self._dependencies(target, definitions)
-        key = (path, target.name, type(target).__name__) + tuple(
-            (name, id(source) if source is not None else 0) for name, source in sources)
+        key = self._outcome_key(path, target, definitions, sources)
         outcome = self._outcomes.get(key)
         if outcome is None:
             captured: list[ModelInfo] = []

@@ -6,7 +6,8 @@ input (truncations, junk, half-typed lines) can take the server down.
 
 Analysis never runs on the event loop. Edits are debounced and each document's
 analysis runs on one worker thread; an analysis that a newer edit made stale is
-cancelled between models, and its diagnostics are never published. Requests
+cancelled between models, and its diagnostics are never published. Opening a big file
+publishes twice: the syntax's diagnostics once it is parsed, then the models'. Requests
 answer from the newest finished analysis, waiting briefly for one in flight, so
 a slow document delays nothing else. The requests that read a whole document
 (outline, formatting, semantic tokens, inlay hints, folding, code lenses) are
@@ -316,13 +317,18 @@ class SpeccServer(LanguageServer):
         def stale() -> bool:
             return self._wanted.get(uri) != generation
 
+        loop = asyncio.get_running_loop()
+
+        def staged(partial: Analysis) -> None:  # on the worker: publish from the event loop
+            loop.call_soon_threadsafe(self._publish_stage, uri, generation, version, partial)
+
         def analyze() -> Analysis:
             if stale():
                 raise Cancelled(uri)
             self.specs.buffers.clear()
             for path, buffered in buffers.items():
                 self.specs.open(path, buffered)
-            return self.specs.analyze(self.path_of(uri), text, cancelled=stale)
+            return self.specs.analyze(self.path_of(uri), text, cancelled=stale, staged=staged)
 
         future = asyncio.wrap_future(self._worker.submit(analyze))
         self._running[uri] = future
@@ -349,6 +355,13 @@ class SpeccServer(LanguageServer):
                 self.requests.submit(functools.partial(_prepare, future.result()))
             self.text_document_publish_diagnostics(
                 lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=version))
+
+    def _publish_stage(self, uri: str, generation: int, version: int | None, partial: Analysis) -> None:
+        """Publish the diagnostics of an analysis's first stage (syntax and the file as a whole), so that
+        opening a big file shows them while its models compile; the finished analysis publishes again."""
+        if self.document(uri) is not None and self._wanted.get(uri) == generation:
+            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+                uri=uri, diagnostics=self.diagnostics(uri, partial), version=version))
 
     def schedule_dependents(self, uri: str, delay: float = 0.0) -> None:
         """Re-check the other open documents that read this one (they import it)."""
