@@ -185,6 +185,16 @@ class Tie(Stmt):
 
 
 @dataclass
+class Shard(Stmt):
+    """`shard q_proj, k_proj = colwise`: the tensor-parallel style of layers of this block or model, by their
+    module paths relative to it (see specc/parallel.py)."""
+
+    layers: list[tuple[str, Span]]
+    style: str
+    style_span: Span
+
+
+@dataclass
 class Columns(Stmt):
     names: list[str]
     value: Expr

@@ -174,6 +174,7 @@ class Graph:
         self._suffix: dict[str, int] = {}  # base name -> the next numbered suffix `fresh_name` tries
         self.scopes: dict[tuple[str, ...], Scope] = {}  # module instances by path (see `Scope`)
         self.ties: list = []  # ast.Tie statements: parameters shared under two keys (see specc/ties.py)
+        self.shards: list = []  # (scope, ast.Shard): tensor-parallel styles of layers (see specc/parallel.py)
         self._locals: dict[tuple[str, ...], _Names] = {}  # each scope's taken local names
         self.max_nodes = limits.value("nodes")
 

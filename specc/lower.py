@@ -269,6 +269,8 @@ class _Lowerer:
                 raise SpeccError("E0211", "`tie` belongs in the model (its keys are the model's state-dict keys)",
                                  stmt.span)
             self.graph.ties.append(stmt)
+        elif isinstance(stmt, ast.Shard):
+            self.graph.shards.append((self.scope, stmt))  # checked with the layers in place (specc/parallel.py)
         elif isinstance(stmt, ast.Return):
             raise SpeccError("E0211", "`return` belongs in a `block`; a model declares `output`s", stmt.span)
         else:

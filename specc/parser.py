@@ -226,6 +226,11 @@ class _Builder(Transformer_NonRecursive):
         return ast.Tie(self.sp(meta), target[0], target[1], source[0], source[1])
 
     @v_args(meta=True, inline=False)
+    def shard_stmt(self, meta, items):
+        *layers, style = items
+        return ast.Shard(self.sp(meta), layers, str(style), _tok_span(self.src, style))
+
+    @v_args(meta=True, inline=False)
     def tie_key(self, meta, items):
         if len(items) == 1 and items[0].type == "STRING":
             return items[0][1:-1], _tok_span(self.src, items[0])

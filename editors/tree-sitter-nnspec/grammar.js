@@ -90,6 +90,7 @@ module.exports = grammar({
       $.return_statement,
       $.columns_statement,
       $.tie_statement,
+      $.shard_statement,
     ),
 
     input_statement: $ => seq('input', field('name', $.identifier), ':', field('type', $.tensor_type)),
@@ -116,6 +117,11 @@ module.exports = grammar({
     tie_statement: $ => seq('tie', field('left', $._tie_key), '=', field('right', $._tie_key)),
 
     _tie_key: $ => choice($.string, $.key_path),
+
+    // `shard gate_proj, up_proj = colwise`: the tensor-parallel style of layers of this block or model
+    shard_statement: $ => seq(
+      'shard', commaSep1(field('layer', $._tie_key)), '=', field('style', $.identifier),
+    ),
 
     key_path: $ => seq($.identifier, repeat(seq('.', $.identifier))),
 

@@ -43,6 +43,10 @@ class ClassView:
     text: str = ""  # what instances compare to share the class
     container: bool = False  # holds a layer whose name is not an attribute (`0`): an nn.ModuleDict, `self["0"]`
     args: list[tuple[str, str]] = field(default_factory=list)  # constructor arguments (name, type): sizes
+    # lines that re-initialize what `__init__` made, in its order (torch target: `reset_parameters`, or the
+    # model's `init_weights`, for a model built on the meta device); None where the backend makes none
+    reset: list[str] | None = None
+    reset_method: str | None = None  # the method the torch target puts `reset` in (None: `_reset` walks children)
 
 
 @dataclass
@@ -56,9 +60,12 @@ class ModuleTree:
     (itself, or its fusion group); `render_step(step, var)` gives a step's init line (or "") and its
     forward statement, with values spelled `var[value]`."""
 
-    def __init__(self, graph: Graph, step_of: Callable[[str], str], reserved: set[str]) -> None:
+    def __init__(self, graph: Graph, step_of: Callable[[str], str], reserved: set[str],
+                 reset_step: Callable[[str, str], str] | None = None) -> None:
         self.graph = graph
         self.step_of = step_of
+        # (step, its init line) -> the line re-initializing what that init line made (torch target only)
+        self.reset_step = reset_step
         self.order = {name: i for i, name in enumerate(graph.topo_order())}
         self.io: dict[Path, _ScopeIO] = {}
         self.members: dict[Path, list[str]] = {}  # scope -> every node in its subtree, in order
@@ -200,18 +207,24 @@ class ModuleTree:
             if name not in g.inputs:
                 made.setdefault(self._unit(path, name, loops), self.order[name])
         init: list[tuple[int, str]] = []
+        resets: list[tuple[int, str]] = []
         steps: list[str] = []
         for kind, key in schedule:
             line, code = render_step(key, var) if kind == "step" else self._call(key, path, loops, names, var,
                                                                                  render_step)
             if line:
                 init.append((made[(kind, key)], line))
+                if self.reset_step is not None:  # a child block, loop or list: reset the module it assigned
+                    resets.append((made[(kind, key)], self.reset_step(key, line) if kind == "step"
+                                   else f"_reset({line.partition(' = ')[0]})"))
             steps.append(code)
         outputs = [var[v] for v in (self.outputs_of(path) if path else g.outputs.values())]
         scope = g.scopes.get(path)
         container = any(not attribute_name(n) for n in g.names_in(path).taken)
         return ClassView("", scope.block if scope else None, inputs, outputs,
-                         [line for _, line in sorted(init, key=lambda item: item[0])], steps, container=container)
+                         [line for _, line in sorted(init, key=lambda item: item[0])], steps, container=container,
+                         reset=[line for _, line in sorted(resets, key=lambda item: item[0])]
+                         if self.reset_step is not None else None)
 
     def _call(self, key: Path, parent: Path, loops: set[Path], names: _Names, var: dict[str, str],
               render_step: Callable) -> tuple[str, str]:
@@ -270,7 +283,8 @@ class ModuleTree:
         those sizes as constructor arguments: `BasicBlock(inplanes=64, planes=128, stride=2)`."""
         by_text: dict[str, list[Path]] = {}
         for path, view in views.items():
-            view.text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container))
+            view.text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container,
+                              view.reset))
             by_text.setdefault(view.text, []).append(path)
         groups: dict[tuple, list[str]] = {}
         for text, paths in by_text.items():
@@ -304,6 +318,8 @@ class ModuleTree:
                          and all(name in sizes[p] and name not in g.names_in(p).taken for p in every)),
                         key=lambda n: n in g.scopes[every[0]].size_dims)  # parameters before dims
         first = variants[0][0]
+        if any(view.reset != first.reset for view, _ in variants):
+            return None  # re-initialized differently (a parameter's std differs): one class per variant
         n_init = len(first.init)
         lines = [view.init + view.steps for view, _ in variants]
         used: list[str] = []
@@ -336,12 +352,13 @@ class ModuleTree:
         args = [(name, "float" if isinstance(sizes[every[0]][name], float) else "int") for name in order]
         view = ClassView("", first.block, first.inputs, first.outputs,
                          [f"self.{name} = {name}" for name in stored] + merged[:n_init], merged[n_init:],
-                         container=first.container, args=args)
+                         container=first.container, args=args, reset=first.reset)
         return view, {p: ", ".join(f"{name}={_number(sizes[p][name])}" for name in order) for p in every}
 
     def _add_class(self, view: ClassView, path: Path) -> str:
         """Name a new class, or return the name of the same code's class made at another depth."""
-        text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container, view.args))
+        text = repr((view.block, view.inputs, view.outputs, view.init, view.steps, view.container, view.args,
+                     view.reset))
         if text in self.named:
             return self.named[text]
         scope = self.graph.scopes[path]

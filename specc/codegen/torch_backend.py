@@ -13,12 +13,13 @@ import types
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..escape import comment, py_float
+from ..escape import comment, py_float, py_string
 from ..ir import Graph, Node
 from ..types import DTYPES, FLOAT_DTYPES, dim_value
 from . import (_MODULE_NAMES, Artifact, Backend, NodeView, class_name, environment, node_view, register_backend,
                render, self_attribute)
-from ..ties import tie_lines
+from ..ties import attribute_path, tie_lines
+from .. import parallel
 from .modules import ModuleTree
 
 TARGET = "torch"
@@ -53,10 +54,19 @@ def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
     for v in nodes:
         helpers.setdefault(op("helpers", v), None)
     name = class_name(graph.name)
-    tree = ModuleTree(graph, step_of or (lambda n: n), set(_MODULE_NAMES) | {name})
+    torch_target = render_step is None  # the triton target renders its own steps and makes no init methods
+    tree = ModuleTree(graph, step_of or (lambda n: n), set(_MODULE_NAMES) | {name},
+                      (lambda step, line: reset_line(graph, step, line)) if torch_target else None)
     model = tree.build_all(render_step or (lambda step, var: torch_step(graph, step, var)))
     model.name = name
     model.init += tie_lines(graph)
+    if torch_target:
+        for c in tree.classes:  # a class owning tensors itself re-initializes them in order; others: `_reset`
+            c.reset_method = "reset_parameters" if any(not r.startswith("_reset(") for r in c.reset) else None
+        model.reset_method = "init_weights"
+        untie = [f"{attribute_path(t.target)} = nn.Parameter(torch.empty_like({attribute_path(t.source)}))"
+                 f"  # untied while the layers re-initialize, as __init__ ties after making them" for t in graph.ties]
+        model.reset = untie + model.reset + tie_lines(graph)
     return {
         "model": graph.name,
         "class_name": name,
@@ -67,6 +77,70 @@ def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
         "nodes": nodes,
         "classes": tree.classes + [model],
         "helpers": [code for code in helpers if code],
+        "parallel": parallel_context(graph) if torch_target else None,
+    }
+
+
+def reset_line(graph: Graph, step: str, line: str) -> str:
+    """The `init_weights` line for a node's `__init__` line: a layer is `_reset` (its `reset_parameters`),
+    a `parameter` value is initialized in place as `__init__` drew it, an `arange` buffer refilled."""
+    node = graph.node(step)
+    if node.op == "parameter":
+        a = node.attrs
+        target = self_attribute(node.local) if a.trainable else f"getattr(self, {py_string(node.local)})"
+        if a.init in ("zeros", "ones"):
+            return f"nn.init.{a.init}_({target})"
+        if a.init == "normal":
+            return f"nn.init.normal_({target}, mean={py_float(a.mean)}, std={py_float(a.std)})"
+        return f"nn.init.uniform_({target}, a={py_float(a.low)}, b={py_float(a.high)})"
+    if node.op == "arange":
+        dtype = "torch.int64" if node.attrs.dtype == "i64" else "torch.float32"
+        target = f"getattr(self, {py_string(node.local)})"
+        return f"{target}.copy_(torch.arange({node.attrs.start}, {node.attrs.end}, {node.attrs.step}, dtype={dtype}))"
+    lhs, sep, _ = line.partition(" = ")
+    if sep and lhs.startswith("self") and "(" not in lhs.replace("self.get_submodule(", ""):
+        return f"_reset({lhs})"
+    return f"raise RuntimeError({py_string(f'{node.op} layer `{node.key}` cannot be re-initialized in place')})"
+
+
+def parallel_context(graph: Graph) -> dict[str, Any]:
+    """What `parallelize` needs (backends/torch/parallel.j2): the `shard` plan as module-path patterns and
+    styles, the sizes it splits (checked against the tensor-parallel degree at run time, as `--mesh` does
+    at compile time), the colwise layers whose output is a model output (gathered), and the modules
+    `fully_shard` wraps one by one: each iteration of the outermost `repeat`s, else each block instance
+    directly in the model."""
+    entries = parallel.plan(graph)
+    by_key = {s.key: s for s in entries}
+    patterns = parallel.layer_patterns(graph, [s.key for s in entries])
+    plan = []
+    outputs = set(graph.outputs.values())
+    for pattern in patterns:
+        s = next(by_key[k] for k in by_key if parallel._match(k, pattern))
+        if s.style == "heads":
+            plan += [(f"{pattern}.{proj}", "ColwiseParallel()", "heads / tp query heads" if proj == "q_proj" else "")
+                     for proj in ("q_proj", "k_proj", "v_proj")]
+            plan.append((f"{pattern}.o_proj", "RowwiseParallel()", ""))
+        elif s.style == "colwise" and s.node.name in outputs:
+            plan.append((pattern, "ColwiseParallel(output_layouts=Replicate())", "a model output: gathered"))
+        elif s.style == "colwise":
+            plan.append((pattern, "ColwiseParallel()", ""))
+        elif s.style == "rowwise" and s.node.op == "embedding":
+            plan.append((pattern, "RowwiseParallel(input_layouts=Replicate())", "token ids: whole on every rank"))
+        elif s.style == "rowwise":
+            plan.append((pattern, "RowwiseParallel()", ""))
+    splits: dict[tuple[str, int], str] = {}
+    for s in entries:
+        for what, size in parallel.split_sizes(s):
+            splits.setdefault((what, size), s.key)
+    made = {n.scope[:i] for n in graph.nodes() for i in range(1, len(n.scope) + 1)}
+    lists = [p for p in graph.scopes if graph.scopes[p].kind == "list" and p in made
+             and not any(graph.scopes.get(p[:i]) and graph.scopes[p[:i]].kind == "list" for i in range(1, len(p)))]
+    blocks = [p for p in graph.scopes if len(p) == 1 and graph.scopes[p].kind == "block" and p in made]
+    return {
+        "plan": plan,
+        "splits": [(key, what, size) for (what, size), key in splits.items()],
+        "lists": [".".join(p) for p in lists],
+        "blocks": [] if lists else [".".join(p) for p in blocks],
     }
 
 
