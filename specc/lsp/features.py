@@ -27,6 +27,7 @@ from ..ir import Node
 from ..lower import PARAM_TYPES  # the parameter types the lowering accepts
 from ..parser import lark_parser, parse
 from ..types import DTYPES
+from . import analysis as analysis_module
 from .analysis import Analysis, Chunk
 from .index import BUILTINS, Occurrence, occurrences
 
@@ -296,11 +297,15 @@ class _Values:
     def __init__(self, analysis: Analysis) -> None:
         self.analysis = analysis
         self.by_span: dict[tuple, list[_Found]] = {}
+        self.models_by_source: dict[int, list[Any]] = {}  # id(a chunk's source) -> the models with values in it
         for model in analysis.models.values():
             for node in model.nodes:
                 key = _node_key(node.span)
                 if key is not None:
                     self.by_span.setdefault(key, []).append(_Found(model.name, node))
+                    models = self.models_by_source.setdefault(key[0], [])
+                    if not models or models[-1] is not model:
+                        models.append(model)
 
     def of(self, expr: Any, definition: Any, sites: tuple[Span, ...] = (), depth: int = 0) -> list[_Found]:
         """The values an expression computed (one per model and inlining of its definition)."""
@@ -996,6 +1001,11 @@ def _repaired(chunk: Chunk, line: int) -> Chunk | None:
 
 # ------------------------------------------------------------------ symbols
 def document_symbols(analysis: Analysis, pos: Positions) -> list[lsp.DocumentSymbol]:
+    """The outline: imports, then each definition (with its parameters and values, and their types)
+    and compression, in file order.
+
+    Listed chunk by chunk, and each chunk's symbols are cached (`_chunk_symbols`), so that the outline
+    an editor asks for after each edit lists the edited chunk again, not the whole file."""
     out: list[lsp.DocumentSymbol] = []
     module = analysis.module
     for imp in module.imports:
@@ -1003,7 +1013,79 @@ def document_symbols(analysis: Analysis, pos: Positions) -> list[lsp.DocumentSym
         if r is not None:
             out.append(lsp.DocumentSymbol(name=imp.path, kind=lsp.SymbolKind.File, range=r, selection_range=r,
                                           detail="import"))
-    items: list[Any] = module.definitions + module.compressions
+    if module is not analysis.root.partial:  # parsed as a whole (a chunk alone does not parse): nothing cached
+        return out + _item_symbols(analysis, pos, module.definitions + module.compressions)
+    values = _values(analysis)
+    for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
+        out += _chunk_symbols(analysis, pos, values, chunk, start)
+    return out
+
+
+# a chunk's symbols: (what they were computed from, the chunk's first line then, the symbols)
+_SYMBOLS_CACHE: "weakref.WeakKeyDictionary[Chunk, tuple[tuple, int, list[lsp.DocumentSymbol]]]" = \
+    weakref.WeakKeyDictionary()
+_CALLED: "weakref.WeakKeyDictionary[Chunk, frozenset[str]]" = weakref.WeakKeyDictionary()
+
+
+def _chunk_symbols(analysis: Analysis, pos: Positions, values: "_Values", chunk: Chunk,
+                   start: int) -> list[lsp.DocumentSymbol]:
+    """The symbols of one chunk's items, cached under all they are computed from besides the chunk:
+    the chunks of the definitions its items call, transitively (a value's type may come from a
+    block's return statement), the compiled models with values in any of those chunks, and the
+    client's unit counter. A chunk that only moved gets its cached symbols moved."""
+    if chunk.module is None:
+        return []
+    seen: dict[str, Any] = {}
+    todo = [chunk]
+    while todo:
+        for name in _called_in(todo.pop()):
+            if name in seen:
+                continue
+            d = analysis.definitions.get(name) if _is_block_call(analysis, name) else None
+            seen[name] = d.span.source if d is not None else None
+            hit = analysis.chunk_of(d.span) if d is not None else None
+            if hit is not None:
+                todo.append(hit[0].chunks[hit[1]])
+    sources = {id(chunk.source)} | {id(source) for source in seen.values() if source is not None}
+    models = sorted({(m.name, id(m)): m for i in sources for m in values.models_by_source.get(i, ())}.items())
+    key = (pos.units, tuple(sorted(seen.items(), key=lambda kv: kv[0])), tuple(m for _, m in models))
+    hit = _SYMBOLS_CACHE.get(chunk)
+    if hit is not None and hit[0] == key:
+        return hit[2] if hit[1] == start else _moved(hit[2], start - hit[1])
+    symbols = _item_symbols(analysis, pos, chunk.module.definitions + chunk.module.compressions)
+    _SYMBOLS_CACHE[chunk] = (key, start, symbols)
+    return symbols
+
+
+def _called_in(chunk: Chunk) -> frozenset[str]:
+    """The names a chunk's items call (and the base models of its compressions)."""
+    names = _CALLED.get(chunk)
+    if names is None:
+        module = chunk.module
+        names = frozenset(analysis_module._call_names(module.definitions + module.compressions)) | frozenset(
+            c.base for c in module.compressions) if module is not None else frozenset()
+        _CALLED[chunk] = names
+    return names
+
+
+def _moved(symbols: list[lsp.DocumentSymbol] | None, delta: int) -> Any:
+    """Copies of symbols `delta` lines further down."""
+    if symbols is None:
+        return None
+
+    def at(p: lsp.Position) -> lsp.Position:
+        return lsp.Position(line=p.line + delta, character=p.character)
+
+    return [lsp.DocumentSymbol(name=s.name, kind=s.kind, detail=s.detail, children=_moved(s.children, delta),
+                               range=lsp.Range(start=at(s.range.start), end=at(s.range.end)),
+                               selection_range=lsp.Range(start=at(s.selection_range.start),
+                                                         end=at(s.selection_range.end)))
+            for s in symbols]
+
+
+def _item_symbols(analysis: Analysis, pos: Positions, items: list[Any]) -> list[lsp.DocumentSymbol]:
+    """The symbols of some definitions and compressions, in file order."""
+    out: list[lsp.DocumentSymbol] = []
     for item in sorted(items, key=lambda d: (analysis.locate(d.span) or ("", 0, 0, 0, 0))[1:3]):
         r, sel = pos.local(item.span), pos.local(item.name_span)
         if r is None or sel is None:
@@ -1057,28 +1139,66 @@ _BLANK = frozenset({"WS", "_NL"})  # whitespace lexemes: never a token
 
 
 def semantic_tokens(analysis: Analysis, pos: Positions) -> lsp.SemanticTokens:
-    """Every token of the document, classified by what the syntax tree says it is."""
-    kw = keywords()
+    """Every token of the document, classified by what the syntax tree says it is.
+
+    Tokens are encoded chunk by chunk, and each chunk's encoding is cached (`_chunk_tokens`): in the
+    relative encoding only a chunk's first token depends on where the chunk is (its line delta from
+    the previous chunk's last token; chunks never share a line), so after an edit only the edited
+    chunk is classified again, and moving chunks up or down costs a copy of their numbers."""
     data: list[int] = []
-    prev_line = prev_col = 0
-    path = str(analysis.path)
+    prev_line = 0
     for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
-        names = {(o.span.line, o.span.col): o for o in occurrences(chunk)}
-        for t in chunk.tokens:
-            if t.type in _BLANK:
-                continue
-            token = _classify(analysis, t, names.get((t.line, t.col)), kw)
-            if token is None:
-                continue
-            kind, modifiers = token
-            line = t.line - 1 + start
-            col = pos.column(path, line, t.col - 1)
-            text = t.text.rstrip("\r")
-            length = len(text) if text.isascii() else pos.units(text)
+        encoded, first, last = _chunk_tokens(analysis, pos, chunk, start)
+        if not encoded:
+            continue
+        data.append(start + first - prev_line)
+        data += encoded
+        prev_line = start + last
+    return lsp.SemanticTokens(data=data)
+
+
+# a chunk's tokens: (what the classification read, the units counter) -> encoding, first and last line
+_TOKENS_CACHE: "weakref.WeakKeyDictionary[Chunk, tuple[tuple, list[int], int, int]]" = weakref.WeakKeyDictionary()
+
+
+def _chunk_tokens(analysis: Analysis, pos: Positions, chunk: Chunk, start: int) -> tuple[list[int], int, int]:
+    """One chunk's tokens in the relative encoding, less the first number (the line delta from the
+    previous chunk), and the chunk-relative lines of its first and last token. Cached per chunk under
+    what its classification reads from the rest of the analysis: which names it mentions are blocks
+    or models there (`_classify`), and the client's unit counter (columns)."""
+    occurrences_of = occurrences(chunk)
+    names = sorted({o.name for o in occurrences_of if o.kind in ("call", "definition")}
+                   | {o.symbol[1] for o in occurrences_of if o.kind == "kwarg" and o.symbol})
+    key = (pos.units, tuple((n, analysis.definitions[n].kind if _is_block_call(analysis, n) else None)
+                            for n in names))
+    hit = _TOKENS_CACHE.get(chunk)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2], hit[3]
+    kw = keywords()
+    by_place = {(o.span.line, o.span.col): o for o in occurrences_of}
+    path = str(analysis.path)
+    data: list[int] = []
+    first = prev_line = prev_col = -1
+    for t in chunk.tokens:
+        if t.type in _BLANK:
+            continue
+        token = _classify(analysis, t, by_place.get((t.line, t.col)), kw)
+        if token is None:
+            continue
+        kind, modifiers = token
+        line = t.line - 1
+        col = pos.column(path, line + start, t.col - 1)
+        text = t.text.rstrip("\r")
+        length = len(text) if text.isascii() else pos.units(text)
+        if first < 0:
+            first = line
+            data += [col, length, _TOKEN_INDEX[kind], modifiers]
+        else:
             data += [line - prev_line, col - prev_col if line == prev_line else col, length,
                      _TOKEN_INDEX[kind], modifiers]
-            prev_line, prev_col = line, col
-    return lsp.SemanticTokens(data=data)
+        prev_line, prev_col = line, col
+    _TOKENS_CACHE[chunk] = (key, data, first, prev_line)
+    return data, first, prev_line
 
 
 def _classify(analysis: Analysis, t: Lexeme, occ: Occurrence | None, kw: frozenset[str]) -> tuple[str, int] | None:

@@ -39,6 +39,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
@@ -218,11 +219,67 @@ class _Requests:
         return await asyncio.wrap_future(self.submit(job))
 
 
+class RawJSON:
+    """A response's result already encoded as JSON, sent as it is (see `_Protocol`)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Protocol(LanguageServerProtocol):
+    """pygls's protocol, plus results encoded ahead (`RawJSON`): the big answers (outline, semantic
+    tokens, hints) are encoded on the request thread, partly from caches, instead of by pygls's
+    converter on the event loop, where encoding a 2,000-line file's outline took longer than computing it."""
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        if error is not None or not isinstance(result, RawJSON):
+            super()._send_response(msg_id, result, error)
+            return
+        self._result_types.pop(msg_id, None)
+        body = f'{{"id": {json.dumps(msg_id)}, "jsonrpc": "2.0", "result": {result.text}}}'
+        if self.writer is None:
+            return
+        header = (f"Content-Length: {len(body)}\r\n"
+                  f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n") if self._include_headers else ""
+        self.writer.write((header + body).encode(self.CHARSET))
+
+
+class _Encoder:
+    """Encodes results as JSON on the request thread. The symbols of each top-level item are encoded once
+    per object: `features.document_symbols` hands back the same objects for the chunks it has cached."""
+
+    def __init__(self, converter: Any) -> None:
+        self.converter = converter  # pygls's (the protocol's), so that the JSON is what pygls would send
+        self._symbols: dict[int, tuple[Any, str]] = {}  # id(symbol) -> (the symbol, kept alive; its JSON)
+
+    def encode(self, result: Any) -> RawJSON:
+        return RawJSON(json.dumps(self.converter.unstructure(result)))
+
+    def symbols(self, symbols: list[lsp.DocumentSymbol]) -> RawJSON:
+        cache, fresh = self._symbols, {}
+        parts = []
+        for s in symbols:
+            hit = cache.get(id(s))
+            if hit is None or hit[0] is not s:
+                hit = (s, json.dumps(self.converter.unstructure(s)))
+            fresh[id(s)] = hit
+            parts.append(hit[1])
+        self._symbols = fresh  # what the newest outline holds (an editor asks for one document's at a time)
+        return RawJSON("[" + ",".join(parts) + "]")
+
+    def tokens(self, tokens: lsp.SemanticTokens) -> RawJSON:
+        return RawJSON(f'{{"data": {json.dumps(tokens.data)}}}')
+
+
 class SpeccServer(LanguageServer):
     """A pygls server plus the documents' analyses."""
 
     def __init__(self) -> None:
-        super().__init__("specc", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__("specc", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+                         protocol_cls=_Protocol)
+        self.encoder = _Encoder(self.protocol._converter)  # used only on the request thread
         self.specs = Workspace()  # used only on the worker thread
         self.analyses: dict[str, Analysis] = {}  # the newest finished analysis of each open document
         self._worker = _Worker()
@@ -522,17 +579,19 @@ def make_server() -> SpeccServer:
         line, col = pos.from_client(params.position)
         return analysis, pos, line, col
 
-    async def whole_document(params: Any, empty: T, job: Callable[..., T], across: bool = False) -> T:
+    async def whole_document(params: Any, empty: T, job: Callable[..., T], across: bool = False,
+                             encode: Callable[[T], RawJSON] | None = None) -> T | RawJSON:
         """`job(analysis, positions)` of the document's newest analysis (`across`: and every open document's,
         taken here on the event loop, as a third argument), run on the request thread so a slow whole-document
-        request never holds up diagnostics; `empty` for a document not analyzed."""
+        request never holds up diagnostics, and encoded there (by `encode`, else pygls's converter);
+        `empty` for a document not analyzed."""
         uri = params.text_document.uri
         analysis = await server.analysis(uri)
         if analysis is None:
             return empty
         pos = server.positions(uri, analysis)
         extra = (views(),) if across else ()
-        return await server.requests.run(lambda: job(analysis, pos, *extra))
+        return await server.requests.run(lambda: (encode or server.encoder.encode)(job(analysis, pos, *extra)))
 
     @server.feature(lsp.INITIALIZED)
     @safe(lambda: None)
@@ -613,7 +672,8 @@ def make_server() -> SpeccServer:
     @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     @safe(list)
     async def symbols(params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
-        return await whole_document(params, [], features.document_symbols)
+        return await whole_document(params, [], lambda analysis, pos: features.document_symbols(analysis, pos),
+                                    encode=server.encoder.symbols)
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     @safe(lambda: None)
@@ -636,7 +696,9 @@ def make_server() -> SpeccServer:
                     lsp.SemanticTokensLegend(token_types=features.TOKEN_TYPES, token_modifiers=features.TOKEN_MODIFIERS))
     @safe(lambda: lsp.SemanticTokens(data=[]))
     async def semantic_tokens(params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
-        return await whole_document(params, lsp.SemanticTokens(data=[]), features.semantic_tokens)
+        return await whole_document(params, lsp.SemanticTokens(data=[]),
+                                    lambda analysis, pos: features.semantic_tokens(analysis, pos),
+                                    encode=server.encoder.tokens)
 
     def views() -> list[tuple[Analysis, features.Positions]]:
         """Every open document's newest analysis (for features that look across documents)."""
@@ -679,7 +741,9 @@ def make_server() -> SpeccServer:
     @safe(list)
     async def folding_range(params: lsp.FoldingRangeParams) -> list[lsp.FoldingRange]:
         analysis = await server.analysis(params.text_document.uri)
-        return await server.requests.run(lambda: navigation.folding_ranges(analysis)) if analysis else []
+        if analysis is None:
+            return []
+        return await server.requests.run(lambda: server.encoder.encode(navigation.folding_ranges(analysis)))
 
     @server.feature(lsp.WORKSPACE_SYMBOL)
     @safe(list)
