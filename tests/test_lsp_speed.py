@@ -339,3 +339,101 @@ def test_the_server_publishes_the_stage_then_the_models():
         assert second["params"]["diagnostics"][0]["range"]["start"]["line"] == 5 * (STAGE_AFTER + 1) + 2
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------ per-chunk caches
+def _counting(monkeypatch, module, name: str) -> list[int]:
+    """Count the calls of module.name from now on."""
+    count = [0]
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return count
+
+
+def _fresh(analysis, path: Path, feature):
+    """The feature's answer with its per-chunk caches emptied (what it computes from scratch)."""
+    features._SYMBOLS_CACHE.clear()
+    features._TOKENS_CACHE.clear()
+    return feature(analysis, features.Positions(analysis, path.as_uri(), UTF16))
+
+
+def test_an_edit_recomputes_the_outline_of_what_it_can_change(tmp_path, monkeypatch):
+    """After an edit inside one model, the outline lists that model's chunk again, and the block it calls
+    (the types of the block's values come from the model's compile), and reuses the rest; after an edit to a
+    block, the block and the models calling it; after a line added at the top, none (the symbols are
+    moved). Each answer is the uncached one."""
+    n = 12
+    text = _spec(n)
+    path = tmp_path / "outline.nnspec"
+    path.write_text(text)
+    workspace = Workspace()
+
+    def outline(new_text: str) -> tuple[int, list]:
+        analysis = workspace.analyze(path, new_text)
+        count = _counting(monkeypatch, features, "_children_symbols")  # once per definition listed
+        symbols = features.document_symbols(analysis, features.Positions(analysis, path.as_uri(), UTF16))
+        monkeypatch.undo()
+        assert symbols == _fresh(analysis, path, features.document_symbols)
+        return count[0], symbols
+
+    assert outline(text)[0] == 2 * n  # every chunk, once
+    in_model = text.replace("    output y = linear(g, 4)", "    output y = linear(g, 5)", 1)
+    assert outline(in_model)[0] == 2  # net0 and res0
+    in_block = in_model.replace("    h = relu(linear(x, width))", "    h = gelu(linear(x, width))", 1)
+    assert outline(in_block)[0] == 2  # res0 and net0, its one caller
+    moved, symbols = outline("// a new first line\n" + in_block)
+    assert moved == 0 and symbols[0].range.start.line == 1
+
+
+def test_an_edit_reclassifies_the_tokens_of_one_chunk(tmp_path, monkeypatch):
+    """Semantic tokens after an edit inside one model classify that chunk's tokens only; the encoding of
+    the others is reused (moved, for a line added above them); the answer is the uncached one."""
+    n = 12
+    text = _spec(n)
+    path = tmp_path / "tokens.nnspec"
+    path.write_text(text)
+    workspace = Workspace()
+
+    def tokens(new_text: str) -> tuple[int, list[int]]:
+        analysis = workspace.analyze(path, new_text)
+        count = _counting(monkeypatch, features, "_classify")
+        data = features.semantic_tokens(analysis, features.Positions(analysis, path.as_uri(), UTF16)).data
+        monkeypatch.undo()
+        assert data == _fresh(analysis, path, features.semantic_tokens).data
+        return count[0], data
+
+    everything, data = tokens(text)
+    assert everything >= len(data) // 5
+    edited = text.replace("    output y = linear(g, 4)", "    output y = linear(g, 5)", 1)
+    one, _ = tokens(edited)
+    assert 0 < one <= 2 * everything / (2 * n)  # one chunk of 2n (the edited model), about
+    moved, data = tokens("// a new first line\n" + edited)
+    assert moved == 1 and data[:5] == [0, 0, len("// a new first line"), features._TOKEN_INDEX["comment"], 0]
+    assert data[5] == 1  # the first item's first token: one line further down, classified before
+    renamed = edited.replace("block res1(", "model res1(", 1)  # its callers' tokens change class
+    again, _ = tokens(renamed)
+    assert 0 < again < everything / 2
+
+
+def test_formatting_lays_out_the_chunks_it_has_not_seen(monkeypatch):
+    """The language server hands the formatter the document's chunks: after an edit, one chunk is laid out
+    again, and the text is the same as formatting the file whole."""
+    from specc import fmt
+    from specc.lsp.analysis import split_chunks
+
+    text = _spec(10).replace("relu(linear(x, width))", "relu( linear(x,width) )")
+    parts = [chunk for _, chunk in split_chunks(text)]
+    assert fmt.format_text(text, parts=parts) == fmt.format_text(text)
+    edited = text.replace("linear(g, 4)", "linear(g,5)", 1)
+    count = _counting(monkeypatch, fmt, "_layout")
+    formatted = fmt.format_text(edited, parts=[chunk for _, chunk in split_chunks(edited)])
+    assert count[0] == 1
+    monkeypatch.undo()
+    assert formatted == fmt.format_text(edited) and "linear(g, 5)" in formatted
+    with pytest.raises(ValueError):
+        fmt.format_text(edited, parts=parts)  # parts of another text
