@@ -41,6 +41,8 @@ _DEFAULT_SUFFIX = {"torch": ".py", "triton": "_triton.py", "onnx": ".onnx"}
 FileArg = typer.Argument(..., help="The .nnspec file.", show_default=False)
 ModelOpt = typer.Option(None, "--model", "-m", help="Which model of the file (default: its only model).")
 ParamOpt = typer.Option(None, "--param", "-p", help="Override a model parameter, e.g. -p hidden=512 (repeatable).")
+MeshOpt = typer.Option(None, "--mesh", help="A device mesh, e.g. dp=2,tp=4: the sizes the spec's `shard` plan "
+                       "splits must divide by tp (and `summary` shows what one rank holds).")
 IncludeOpt = typer.Option(None, "--include", "-I", exists=True, file_okay=False, dir_okay=True,
                           help="Also look for imports in DIR, and allow importing from it (repeatable). "
                                "Without it, imports must lie in the spec's directory or below.")
@@ -72,6 +74,18 @@ def _parse_params(items: Optional[list[str]]) -> dict[str, Any]:
             raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
         params[name] = _literal(text)
     return params
+
+
+def _parse_mesh(text: Optional[str]) -> Optional[dict[str, int]]:
+    """`--mesh dp=2,tp=4` -> {"dp": 2, "tp": 4}; a malformed one is a usage error."""
+    if text is None:
+        return None
+    from .parallel import parse_mesh
+
+    try:
+        return parse_mesh(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--mesh") from None
 
 
 def _literal(text: str) -> Any:
@@ -139,12 +153,14 @@ def compile_cmd(
     param: Optional[list[str]] = ParamOpt,
     include: Optional[list[Path]] = IncludeOpt,
     dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass."),
+    mesh: Optional[str] = MeshOpt,
 ) -> None:
     """Compile one model to a PyTorch module, a Triton module, or an ONNX file."""
     if weights is not None and target is not Target.onnx:
         raise typer.BadParameter("--weights only applies to --target onnx (torch modules load state dicts "
                                  "themselves)", param_hint="--weights")
     params = _parse_params(param)
+    sizes = _parse_mesh(mesh)
 
     def action() -> None:
         from .codegen import backends
@@ -156,6 +172,10 @@ def compile_cmd(
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, _dump if dump_ir else None, loaded=loaded)
         _print_plan_warnings(graph)
+        if sizes is not None:
+            from . import parallel
+
+            parallel.check_mesh(parallel.plan(graph), sizes["tp"])
         out = output or Path(graph.name + _DEFAULT_SUFFIX[target.value])
         _check_module_name(out, explicit=output is not None)
         backend = backends()[target.value]
@@ -226,9 +246,10 @@ def ir_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optiona
 
 @app.command("summary")
 def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Optional[list[str]] = ParamOpt,
-                include: Optional[list[Path]] = IncludeOpt) -> None:
-    """A table of layers: output shapes, parameter counts, weight bytes and FLOPs."""
+                include: Optional[list[Path]] = IncludeOpt, mesh: Optional[str] = MeshOpt) -> None:
+    """A table of layers: output shapes, parameter counts, weight bytes and FLOPs (with --mesh: per rank)."""
     params = _parse_params(param)
+    sizes = _parse_mesh(mesh)
 
     def action() -> None:
         from rich.console import Console
@@ -266,6 +287,12 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         if old_total is not None and total.weight_bytes:
             print(f"weights: {old_total.weight_bytes / total.weight_bytes:.2f}x smaller "
                   f"({old_total.params:,} -> {total.params:,} parameters)")
+        if sizes is not None:
+            from .parallel import check_mesh, plan, rank_report
+
+            entries = plan(graph)
+            check_mesh(entries, sizes["tp"])
+            print(rank_report(graph, entries, sizes["dp"], sizes["tp"]))
 
     _run(action)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import ast, limits, ties
+from . import ast, limits, parallel, ties
 from .diagnostics import Note, Span, SpeccError, load_source
 from .ir import Graph
 from .lower import Program, lower
@@ -187,6 +187,7 @@ def compile_target(loaded: Loaded, target: Target, params: dict[str, Any] | None
     run_pipeline(graph, pipeline, after_each)
     if "infer_shapes" in pipeline:  # a tie needs the parameters' shapes (a compression may also have replaced one)
         ties.check(graph)
+        parallel.plan(graph)  # `shard` statements name layers with the op their style splits (specc/parallel.py)
     return graph
 
 

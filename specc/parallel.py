@@ -32,7 +32,7 @@ from . import ops
 from .diagnostics import SpeccError, Span
 from .ir import Graph, Node
 from .ties import tied_targets
-from .types import DTYPES, Dim, dim_add, dim_mul
+from .types import DTYPES, Dim, Sym, _terms, dim_add, dim_mul
 
 STYLES = ("colwise", "rowwise", "heads", "replicate")
 _SPLIT = ("linear", "embedding")  # what colwise and rowwise split
@@ -237,9 +237,8 @@ def _tp_split(style: str | None, op: str, param: str) -> int | None:
 
 
 def _divide(size: Dim, tp: int) -> Dim:
-    from fractions import Fraction
-
-    return dim_mul(size, Fraction(1, tp)) if tp > 1 else size
+    """`size / tp`, exact (a symbolic size keeps a rational coefficient)."""
+    return Sym._make({m: c / tp for m, c in _terms(size).items()}) if tp > 1 else size
 
 
 def layer_patterns(graph: Graph, keys: list[str]) -> list[str]:
@@ -265,3 +264,31 @@ def layer_patterns(graph: Graph, keys: list[str]) -> list[str]:
 def _match(key: str, pattern: str) -> bool:
     a, b = key.split("."), pattern.split(".")
     return len(a) == len(b) and all(fnmatch.fnmatchcase(x, y) for x, y in zip(a, b))
+
+
+def rank_report(graph: Graph, entries: list[Sharded], dp: int, tp: int) -> str:
+    """The lines `specc summary --mesh` prints after its table: what one rank of the mesh holds."""
+    from .summary import summarize, totals
+    from .types import dim_str
+
+    whole = totals(summarize(graph))[0]
+    mine = per_rank(graph, entries, dp, tp)
+    split = sum(1 for s in entries if s.style != "replicate")
+    kept = sum(1 for s in entries if s.style == "replicate")
+    return "\n".join([
+        f"mesh dp={dp} x tp={tp} ({dp * tp} ranks), per rank:",
+        f"  parameters   {mine.params:,} of {whole:,} ({_bytes(mine.param_bytes)} of parameters and buffers; "
+        "gradients as much again, optimizer state per its kind)",
+        f"  activations  {dim_str(mine.activation_bytes)} bytes for the rank's own batch (an estimate: every "
+        "value once, as backward may keep them; the slices colwise layers make count 1/tp)",
+        f"  plan         {split} layer instances split over tp, {kept} kept whole by `replicate`; FSDP shards "
+        "every parameter over dp",
+    ])
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GiB"

@@ -97,6 +97,10 @@ def run(rank: int, world: int, workdir: str, modes: list[str]) -> None:
                 dcp.save(get_model_state_dict(model), checkpoint_id=str(work / f"checkpoint_{mode}"))
             worst["dtype"] = dtype
             worst["whole"] = [n for n, p in model.named_parameters() if not hasattr(p, "full_tensor")]
+            held = [0] * world  # parameters each rank holds (a shard's local part), for `specc summary --mesh`
+            dist.all_gather_object(held, sum((p.to_local() if hasattr(p, "to_local") else p).numel()
+                                             for p in model.parameters()))
+            worst["held"] = held
             results[mode] = worst
             dist.barrier()
         if rank == 0:

@@ -20,6 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 import distributed_worker
+from specc import parallel
 from specc.compiler import compile_graph
 from specc.codegen import backends
 from specc.codegen.torch_backend import load_module
@@ -64,6 +65,11 @@ def test_sharded_training_matches_one_process(tmp_path, name):
         else:  # TP splits the planned layers (and leaves the others whole)
             split = [n for n in expected["trained"] if any(fnmatch(n.rpartition(".")[0], p) for p in module.tp_plan())]
             assert split and not set(split) & set(r["whole"]), (mode, r["whole"])
+    graph = compile_graph(PARALLEL / f"{name}.nnspec", params=CONFIGS[name])
+    entries = parallel.plan(graph)
+    for mode, (dp, tp) in {"fsdp": (2, 1), "tp": (1, 2), "2d": (1, 2)}.items():
+        # what `specc summary --mesh` says one rank holds is what the most loaded rank held
+        assert max(results[mode]["held"]) == parallel.per_rank(graph, entries, dp, tp).params, (mode, results[mode])
     assert results["fsdp_mp"]["dtype"] == "torch.float64"  # the mixed-precision policy computed
     assert results["fsdp"]["dtype"] == "torch.float32"
 
@@ -76,3 +82,108 @@ def test_sharded_training_matches_one_process(tmp_path, name):
         single.load_state_dict(state, strict=True)
         for key, value in single.state_dict().items():
             torch.testing.assert_close(value, expected["trained"][key], rtol=0, atol=TOLERANCE)
+
+
+# ---------------------------------------------------------------- meta-device init
+
+# ops whose torch layer makes its tensors in its constructor without a `reset_parameters` (init_weights
+# says so, naming the class, rather than leaving them uninitialized)
+NO_RESET = {"moe", "moe_merged", "quant_linear", "nm_linear", "nm_mask_linear", "fixed_point", "codebook_linear",
+            "tt_linear", "masked_linear"}
+
+
+def test_meta_init_reproduces_the_constructor_exactly():
+    """`to_empty` + `init_weights` after building on the meta device gives, under the same seed, exactly the
+    values (parameters and buffers: BatchNorm statistics, tied weights) of building on the CPU."""
+    from targets import compile_spec, spec_models
+
+    checked, refused = [], []
+    for spec, name in spec_models():
+        graph = compile_spec(spec, name)
+        module = load_module(backends()["torch"].emit(graph).data.decode(), f"specc_test_meta_{name}")
+        torch.manual_seed(3)
+        reference = module.Model()
+        if {n.op for n in graph.nodes()} & NO_RESET:
+            try:
+                with torch.device("meta"):
+                    meta = module.Model()
+                meta.to_empty(device="cpu")
+            except NotImplementedError:  # a layer whose constructor computes on its values (nonzero)
+                continue
+            with pytest.raises(RuntimeError, match="cannot re-initialize"):
+                meta.init_weights()
+            refused.append(name)
+            continue
+        with torch.device("meta"):
+            meta = module.Model()
+        meta.to_empty(device="cpu")
+        torch.manual_seed(3)
+        meta.init_weights()
+        want, got = reference.state_dict(), meta.state_dict()
+        assert list(want) == list(got), name
+        for key in want:
+            assert torch.equal(want[key], got[key]), (name, key)
+        checked.append(name)
+    assert {"tiny_gpt", "llama", "gpt2", "vit", "resnet18", "lstm_lm", "unet"} <= set(checked), checked
+    assert "moe_block" in refused
+
+
+# ---------------------------------------------------------------- located errors
+PLAN = ROOT / "tests" / "parallel" / "plan.nnspec"
+
+
+def plan_with(tmp_path, old: str, new: str) -> Path:
+    text = PLAN.read_text()
+    assert old in text
+    path = tmp_path / "plan.nnspec"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("old, new, code, message, column", [
+    ("shard up = colwise", "shard up = colwse", "E0233", "`colwse` is not a sharding style", 16),
+    ("shard attn = heads", "shard atn = heads", "E0234", "`atn` is not a layer of model `plan`", 11),
+    ("shard down = rowwise", "shard down = heads", "E0235", "`heads` splits an attention's heads", 11),
+    ('qkv="separate", ', "", "E0235", 'needs an attention with qkv="separate"', 11),
+    ("    shard down = rowwise\n", "", "E0236", "`down` (linear) reads the per-rank slice of colwise `mlp.up`", 12),
+    ("shard down = rowwise", "shard down = colwise", "E0236", "colwise `mlp.down` reads a per-rank slice", 11),
+    ("shard up = colwise", "shard up, down = colwise", "E0234", "`mlp.down` is sharded `colwise` and `rowwise`", 11),
+])
+def test_a_plan_that_cannot_work_is_a_located_error(tmp_path, old, new, code, message, column):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(plan_with(tmp_path, old, new))
+    error = info.value
+    assert error.code == code and message in error.message, error.render()
+    assert error.span.col == column, error.render()
+
+
+def test_mesh_sizes_must_divide(tmp_path):
+    """`--mesh` checks the split sizes at compile time; the generated `parallelize` checks them at run time."""
+    run = [sys.executable, "-m", "specc.cli"]
+    result = subprocess.run(run + ["compile", str(PLAN), "--mesh", "dp=2,tp=4", "-o", str(tmp_path / "p.py")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "plan.nnspec:14:11: error[E0237]: `attn` cannot be split 4 ways: its number of heads is 2" in result.stderr
+    ok = subprocess.run(run + ["compile", str(PLAN), "--mesh", "tp=2", "-o", str(tmp_path / "p.py")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(run + ["summary", str(PLAN), "--mesh", "tp=two"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--mesh" in bad.stderr
+    summary = subprocess.run(run + ["summary", str(PLAN), "--mesh", "dp=2,tp=2"], capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    graph = compile_graph(PLAN)
+    mine = parallel.per_rank(graph, parallel.plan(graph), 2, 2)
+    assert f"parameters   {mine.params:,} of" in summary.stdout
+    module = load_module((tmp_path / "p.py").read_text(), "specc_test_plan")
+
+    class Mesh:  # parallelize checks the degree before it shards anything
+        mesh_dim_names = ("tp",)
+
+        def __getitem__(self, name):
+            return self
+
+        def size(self):
+            return 4
+
+    with pytest.raises(ValueError, match="cannot be split 4 ways: its number of heads is 2"):
+        module.parallelize(module.Model(), Mesh())
