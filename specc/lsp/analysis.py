@@ -267,19 +267,29 @@ _WARM_UP = """model warm_up(width: int = 8) {
 """
 
 
-def warm_up() -> None:
-    """Pay the one-time costs of a process before the first document arrives: building the Lark parser
-    (about 0.3 s), importing every op, the lowering and the passes (most of a second on a loaded
-    machine), the lexer and the editor features' keyword table. The server runs this on its analysis worker as it
-    starts, while the editor is still sending `initialize`; the first document's diagnostics then wait
-    only for its own parsing and compiling. Uses a workspace of its own: no cache of the server's sees it."""
+def warm_up_parser() -> None:
+    """Pay the one-time costs of parsing before the first document arrives: building the Lark parser
+    (about 0.3 s), the lexer and the editor features' keyword table. The server runs this on its analysis
+    worker as it starts, while the editor is still sending `initialize`."""
     from ..fmt import keywords
+    from ..parser import lark_parser
+    lark_parser()
+    lex("x")  # builds the lexer
+    keywords()
+
+
+def warm_up() -> None:
+    """Pay the one-time costs of compiling too: the first lowering, shape inference and passes (half a
+    second or more on a loaded machine). The server runs this after `warm_up_parser`, unless a document
+    comes first: that document's analysis would wait for it, while its parse (and the diagnostics of
+    its first stage) need none of it; its first compile then pays these costs itself. Uses a
+    workspace of its own: no cache of the server's sees it."""
+    warm_up_parser()
     workspace = Workspace()
     path = Path.cwd() / "<specc warm-up>.nnspec"
     analysis = workspace.analyze(path, _WARM_UP)
     for chunk in analysis.root.chunks:
-        chunk.tokens  # noqa: B018 - lexes (builds the lexer)
-    keywords()
+        chunk.tokens  # noqa: B018 - lexes
 
 
 STAGE_AFTER = 8  # models left to compile for which an analysis first hands out the diagnostics it has

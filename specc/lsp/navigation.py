@@ -364,7 +364,7 @@ def folding_ranges(analysis: Analysis) -> list[lsp.FoldingRange]:
                 item = line
             if t.type in closers:
                 stack.append((closers[t.type], item if not stack and t.type == "LBRACE" else line))
-            elif any(closer == t.type for closer, _ in stack):
+            elif t.type in ("RPAR", "RSQB", "RBRACE") and any(closer == t.type for closer, _ in stack):
                 while stack[-1][0] != t.type:  # brackets left open inside (a half-typed call) end here
                     stack.pop()
                 _, opened = stack.pop()

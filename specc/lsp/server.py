@@ -47,7 +47,7 @@ from .. import __version__
 from ..diagnostics import SpeccError
 from ..fmt import format_text
 from . import actions, features, index, navigation
-from .analysis import Analysis, Cancelled, Workspace, warm_up
+from .analysis import Analysis, Cancelled, Workspace, warm_up, warm_up_parser
 
 T = TypeVar("T")
 
@@ -246,6 +246,11 @@ class _Protocol(LanguageServerProtocol):
         self.writer.write((header + body).encode(self.CHARSET))
 
 
+def _dumps(value: Any) -> str:
+    """Compact JSON (no blanks after separators: an outline of a 2,000-line file is a tenth smaller)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 class _Encoder:
     """Encodes results as JSON on the request thread. The symbols of each top-level item are encoded once
     per object: `features.document_symbols` hands back the same objects for the chunks it has cached."""
@@ -255,7 +260,7 @@ class _Encoder:
         self._symbols: dict[int, tuple[Any, str]] = {}  # id(symbol) -> (the symbol, kept alive; its JSON)
 
     def encode(self, result: Any) -> RawJSON:
-        return RawJSON(json.dumps(self.converter.unstructure(result)))
+        return RawJSON(_dumps(self.converter.unstructure(result)))
 
     def symbols(self, symbols: list[lsp.DocumentSymbol]) -> RawJSON:
         cache, fresh = self._symbols, {}
@@ -263,14 +268,14 @@ class _Encoder:
         for s in symbols:
             hit = cache.get(id(s))
             if hit is None or hit[0] is not s:
-                hit = (s, json.dumps(self.converter.unstructure(s)))
+                hit = (s, _dumps(self.converter.unstructure(s)))
             fresh[id(s)] = hit
             parts.append(hit[1])
         self._symbols = fresh  # what the newest outline holds (an editor asks for one document's at a time)
         return RawJSON("[" + ",".join(parts) + "]")
 
     def tokens(self, tokens: lsp.SemanticTokens) -> RawJSON:
-        return RawJSON(f'{{"data": {json.dumps(tokens.data)}}}')
+        return RawJSON(f'{{"data":{_dumps(tokens.data)}}}')
 
 
 class SpeccServer(LanguageServer):
@@ -283,7 +288,10 @@ class SpeccServer(LanguageServer):
         self.specs = Workspace()  # used only on the worker thread
         self.analyses: dict[str, Analysis] = {}  # the newest finished analysis of each open document
         self._worker = _Worker()
-        self._worker.submit(warm_up)  # while the editor initializes: the first analysis waits on no import
+        # while the editor initializes, so that the first analysis waits on no import; the compiling half
+        # is dropped if a document comes first (see `warm_up`)
+        self._worker.submit(warm_up_parser)
+        self._warming: Future[None] | None = self._worker.submit(warm_up)
         self.requests = _Requests()  # whole-document requests, off the event loop and off the analysis worker
         self._wanted: dict[str, int] = {}  # the generation of each document's newest requested analysis
         self._timers: dict[str, asyncio.TimerHandle] = {}  # debounced analyses not started yet
@@ -369,6 +377,9 @@ class SpeccServer(LanguageServer):
         if document is None or self._wanted.get(uri) != generation:
             return
         text, version = document.source, document.version
+        if self._warming is not None:
+            self._warming.cancel()  # unless it is running: then the analysis waits for it, as before
+            self._warming = None
         buffers = {self.path_of(u): d.source for u, d in self.workspace.text_documents.items()}
 
         def stale() -> bool:
