@@ -74,7 +74,7 @@ def plan(graph: Graph) -> list[Sharded]:
                 raise SpeccError("E0234", f"`{path}` is not a layer of {where}", span,
                                  help=f"did you mean `{close[0]}`?" if close else
                                  "name a layer with parameters by its path in this block (see `specc summary`)")
-            _check_style(node, stmt.style, span)
+            _check_style(graph, node, stmt.style, span)
             earlier = chosen.get(key)
             if earlier is not None and earlier.style != stmt.style:
                 raise SpeccError("E0234", f"`{key}` is sharded `{earlier.style}` and `{stmt.style}`", span)
@@ -85,7 +85,7 @@ def plan(graph: Graph) -> list[Sharded]:
     return entries
 
 
-def _check_style(node: Node, style: str, span: Span) -> None:
+def _check_style(graph: Graph, node: Node, style: str, span: Span) -> None:
     if style in ("colwise", "rowwise") and node.op not in _SPLIT:
         raise SpeccError("E0235", f"`{style}` splits a linear or embedding layer; `{node.key}` is {node.op}", span,
                          help="split an attention's heads with `heads`; leave other layers whole (`replicate`)")
@@ -96,6 +96,12 @@ def _check_style(node: Node, style: str, span: Span) -> None:
             raise SpeccError("E0235", f"`heads` needs an attention with qkv=\"separate\"; `{node.key}` fuses q, k and "
                                       "v in one `qkv` weight, whose rows cannot be split per rank", span,
                              help="use qkv=\"separate\", or keep this attention whole with `replicate`")
+        if "mask" in node.attrs.operands:
+            mask = graph.node(graph.operands(node.name)[node.attrs.operands.index("mask")]).type
+            if mask.rank == 4 and mask.shape[1] != 1:
+                raise SpeccError("E0235", f"`heads` splits `{node.key}`'s heads, but its mask has a dim per head, "
+                                          "which would not be split with them", span,
+                                 help="give a mask of [T, S] or [B, 1, T, S], or keep this attention `replicate`")
 
 
 def _check_dataflow(graph: Graph, entries: list[Sharded]) -> None:

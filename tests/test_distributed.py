@@ -132,11 +132,14 @@ def test_meta_init_reproduces_the_constructor_exactly():
 PLAN = ROOT / "tests" / "parallel" / "plan.nnspec"
 
 
-def plan_with(tmp_path, old: str, new: str) -> Path:
+def plan_with(tmp_path, old: str | tuple, new: str | tuple) -> Path:
+    """The test plan with `old` replaced by `new` (or each of several)."""
     text = PLAN.read_text()
-    assert old in text
+    for a, b in zip((old,) if isinstance(old, str) else old, (new,) if isinstance(new, str) else new):
+        assert a in text
+        text = text.replace(a, b)
     path = tmp_path / "plan.nnspec"
-    path.write_text(text.replace(old, new))
+    path.write_text(text)
     return path
 
 
@@ -147,6 +150,8 @@ def plan_with(tmp_path, old: str, new: str) -> Path:
     ('qkv="separate", ', "", "E0235", 'needs an attention with qkv="separate"', 11),
     ("    shard down = rowwise\n", "", "E0236", "`down` (linear) reads the per-rank slice of colwise `mlp.up`", 12),
     ("shard down = rowwise", "shard down = colwise", "E0236", "colwise `mlp.down` reads a per-rank slice", 11),
+    (("causal=true)", "f32[B, T, d]"), ("causal=true, mask=m)", "f32[B, T, d]\n    input m: bool[B, heads, T, T]"),
+     "E0235", "its mask has a dim per head", 11),
     ("shard up = colwise", "shard up, down = colwise", "E0234", "`mlp.down` is sharded `colwise` and `rowwise`", 11),
 ])
 def test_a_plan_that_cannot_work_is_a_located_error(tmp_path, old, new, code, message, column):
