@@ -1,15 +1,31 @@
-"""Compression numbers: size of the example compressed specs, quantizer SQNR, and fused-kernel timings.
+"""Compression numbers: size of the example compressed specs, quantizer SQNR, run time, fused-kernel timings.
 
     python bench/compression_bench.py            # sizes and SQNR (CPU, a few seconds)
+    python bench/compression_bench.py --runtime  # also each compressed layer vs dense on CPU (minutes)
+    python bench/compression_bench.py --runtime --size 1024 --layers int4,int8   # a quick look
     python bench/compression_bench.py --kernels  # also time the Triton kernels against torch (needs CUDA)
 
 Sizes are what `specc summary` reports (weight bytes: parameters and buffers at
 their dtype); SQNR is measured on a 1024x4096 standard Gaussian weight.
+
+`--runtime` times one SIZE x SIZE layer (default 4096) per compression, dense fp32 included,
+on the torch target and on onnxruntime (the onnx target), batch 1 and 64, one thread. Every
+variant runs once per round, rounds interleaved, so a load change on a shared machine hits all
+alike; the table gives min and median per call and speed = dense median / median (above 1:
+faster than dense). `peak` is the resident memory (weights + the forward's peak), measured in a
+fresh process per variant (Linux: the high-water mark is reset through /proc/self/clear_refs),
+over dense's. The torch target's packed aten kernels are timed as reference rows (`aten int8pack`,
+`aten int4pack`), since they are what torch offers for weight-only int8/int4 on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,10 +90,175 @@ def kernels() -> None:
         print(f"{expr:<40} torch {times['torch']:8.1f} us   triton {times['triton']:8.1f} us")
 
 
+# ------------------------------------------------------------------ run time on CPU
+# name -> the compress stage applied to `y = linear(x, SIZE)` (None: the dense layer itself)
+VARIANTS = {
+    "dense": None,
+    "int8": "quantize(int8)",
+    "int8 acc4": "quantize(int8, accuracy_level=4)",
+    "int4 g128": "quantize(int4, group=128)",
+    "int4 g128 acc4": "quantize(int4, group=128, accuracy_level=4)",
+    "int4 g128 std": "quantize(int4, group=128, onnx=\"standard\")",
+    "2:4": "sparsity(pattern=2:4)",
+    "2:4 learnable": "sparsity(pattern=2:4, learnable=true)",
+    "prune 0.5": "prune(0.5)",
+    "codebook k16": "codebook(k=16, dim=1)",
+    "lowrank s/16": "lowrank(rank={rank})",
+    "tt bond 8": "tensor_train(bond=8)",
+}
+ONNX_ONLY = {"int8 acc4", "int4 g128 acc4", "int4 g128 std"}  # differ from their siblings on onnx only
+
+
+def _graph(variant: str, size: int):
+    spec = Path(tempfile.mkdtemp()) / "layer.nnspec"
+    text = f"model dense() {{\n    input x: f32[B, {size}]\n    output y = linear(x, {size})\n}}\n"
+    stage = VARIANTS[variant]
+    if stage is not None:
+        text += f"compress small = dense {{\n    {stage.format(rank=size // 16)} on linear\n}}\n"
+    spec.write_text(text)
+    return compile_graph(spec, "dense" if stage is None else "small")
+
+
+def _runner(variant: str, target: str, size: int):
+    """A callable running one forward on an input of any batch, with its weights already built."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    graph = _graph(variant, size)
+    if target == "torch":
+        model = load_module(backends()["torch"].emit(graph).data.decode(), "bench_layer").Model().eval()
+
+        def run(x):
+            with torch.no_grad():
+                return model(x)
+        return run
+    if target.startswith("aten"):  # torch's packed weight-only kernels, on the same codes as `int8`/`int4 g128`
+        layer = next(m for m in load_module(backends()["torch"].emit(graph).data.decode(), "bench_layer")
+                     .Model().modules() if type(m).__name__ == "_QuantLinear")
+        if target == "aten int8pack":
+            q, s = layer.qweight, layer.scale[:, 0].contiguous()
+            return lambda x: torch.ops.aten._weight_int8pack_mm(x, q, s) + layer.bias
+        codes = torch.stack((layer.qweight & 15, layer.qweight >> 4), dim=-1).flatten(-2).to(torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        scale = layer.scale  # symmetric: w = (q - 8) * scale, tinygemm's zero term is 0
+        scale_zero = torch.stack((scale, torch.zeros_like(scale)), dim=-1).transpose(0, 1).contiguous()
+        return lambda x: torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, layer.group, scale_zero) + layer.bias
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(backends()["onnx"].emit(graph, seed=0).data, options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x.numpy()})[0]
+
+
+def _cases(size: int, layers: list[str]) -> list[tuple[str, str]]:
+    cases = []
+    for variant in layers:
+        targets = ["onnx"] if variant in ONNX_ONLY else ["torch", "onnx"]
+        if variant == "int8":
+            targets.insert(1, "aten int8pack")
+        if variant == "int4 g128" and size % 128 == 0:
+            targets.insert(1, "aten int4pack")
+        cases += [(variant, t) for t in targets]
+    return cases
+
+
+def peak(variant: str, target: str, size: int, batch: int) -> int:
+    """KiB of resident memory building the layer and running one forward adds at its peak (fresh process)."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compression_bench as b; "
+            f"print(b._peak_here({variant!r}, {target!r}, {size}, {batch}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1])
+
+
+def _peak_here(variant: str, target: str, size: int, batch: int) -> int:
+    def status(field: str) -> int:
+        return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
+
+    torch.set_num_threads(1)
+    x = torch.randn(batch, size)
+    _graph(variant, size)  # compile once first: the compiler's own memory is not the layer's
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    start = status("VmRSS:")
+    run = _runner(variant, target, size)
+    import gc
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:  # building the weights peaks too (conversion, export)
+        f.write("5")
+    run(x)
+    return status("VmHWM:") - start  # the weights built, plus the forward's peak
+
+
+def runtime(size: int, batches: list[int], rounds: int, layers: list[str], memory: bool) -> None:
+    torch.set_num_threads(1)
+    cases = _cases(size, layers)
+    runners = {case: _runner(*case, size) for case in cases}
+    print(f"\nrun time, {size}x{size} layer, 1 thread, {rounds} interleaved rounds "
+          f"(speed = dense median / median, same target; aten rows vs torch dense)")
+    print(f"{'layer':<16}{'target':<16}{'batch':>6}{'min ms':>10}{'median ms':>11}{'speed':>8}"
+          + (f"{'peak MiB':>10}{'vs dense':>10}" if memory else ""))
+    results = {}
+    for batch in batches:
+        x = torch.randn(batch, size)
+        times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
+        peaks: dict[tuple[str, str], int] = {}
+        for run in runners.values():
+            run(x)  # warm up (onnxruntime prepacks, allocators settle)
+        for _ in range(rounds):
+            for case, run in runners.items():
+                calls = max(1, min(20, int(0.05 / max(times[case][-1:] or [0.05]))))
+                start = time.perf_counter()
+                for _ in range(calls):
+                    run(x)
+                times[case].append((time.perf_counter() - start) / calls)
+        for case in cases:
+            variant, target = case
+            base = ("dense", "onnx" if target == "onnx" else "torch")
+            median = statistics.median(times[case])
+            speed = statistics.median(times[base]) / median
+            line = f"{variant:<16}{target:<16}{batch:>6}{min(times[case]) * 1e3:>10.2f}{median * 1e3:>11.2f}{speed:>7.2f}x"
+            results[(variant, target, batch)] = speed
+            if memory:
+                kib = peaks[case] = peak(variant, target, size, batch)
+                dense_kib = peaks.get(base) or peak("dense", base[1], size, batch)
+                line += f"{kib / 1024:>10.1f}{kib / dense_kib:>9.2f}x"
+            print(line, flush=True)
+    bar(results, batches)
+
+
+BAR = [("int4 g128", "onnx", 1, 2.0), ("int4 g128", "onnx", 64, 1.0), ("int8", "onnx", 1, 1.0),
+       ("int4 g128", "torch", 1, 0.3), ("int8", "torch", 1, 0.3)]
+
+
+def bar(results: dict, batches: list[int]) -> None:
+    """The issue's bar (issue 15), for the variants and batches that ran."""
+    checks = [(v, t, b, want) for v, t, b, want in BAR if (v, t, b) in results]
+    if checks:
+        print("\nbar: " + "; ".join(f"{v} {t} batch {b} {results[(v, t, b)]:.2f}x "
+                                   f"{'>=' if results[(v, t, b)] >= want else '<'} {want}x "
+                                   f"{'ok' if results[(v, t, b)] >= want else 'MISSED'}" for v, t, b, want in checks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kernels", action="store_true")
+    parser.add_argument("--runtime", action="store_true", help="time each compressed layer against dense on CPU")
+    parser.add_argument("--size", type=int, default=4096, help="--runtime: the layer is SIZE x SIZE")
+    parser.add_argument("--batches", default="1,64", help="--runtime: comma-separated batch sizes")
+    parser.add_argument("--rounds", type=int, default=7, help="--runtime: interleaved rounds")
+    parser.add_argument("--layers", default=",".join(VARIANTS),
+                        help=f"--runtime: comma-separated, dense always included (of: {', '.join(VARIANTS)})")
+    parser.add_argument("--no-memory", action="store_true", help="--runtime: skip the peak memory column")
     args = parser.parse_args()
+    if args.runtime:
+        layers = ["dense"] + [v for v in args.layers.split(",") if v != "dense"]
+        unknown = [v for v in layers if v not in VARIANTS]
+        if unknown:
+            parser.error(f"unknown --layers {', '.join(unknown)} (of: {', '.join(VARIANTS)})")
+        runtime(args.size, [int(b) for b in args.batches.split(",")], args.rounds, layers, not args.no_memory)
+        return
     sizes()
     sqnr()
     if args.kernels:
