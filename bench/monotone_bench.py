@@ -1,216 +1,220 @@
-"""The monotone DBM layer against the reference algorithm: the softmax prox and the whole fixed-point solve.
+"""The monotone DBM layer against the reference code (bench/reference_mdbm.py, a port of locuslab/MonotoneDBM
+and locuslab/monotone_op_net): the whole fixed-point solve, forward and backward, and the softmax prox.
 
-    python bench/monotone_bench.py [--batch 64] [--tol 1e-6] [--repeat 5]
+    python bench/monotone_bench.py [--batch 64] [--tol 1e-6] [--rounds 5] [--threads 1] [--dtype float64]
+                                   [--sizes spec,1000] [--ref-prox-tol 1e-10] [--max-iter 500]
 
-Sizes are those of specs/mdbm_mnist.nnspec (64 pixel groups of 2, 8 hidden groups of 4, a label group
-of 10: 170 units) at the same tolerance for everyone. Each line prints wall time (and iterations) and
-the ratio reference / ours (> 1: ours is faster):
+Sizes: "spec" is specs/mdbm_mnist.nnspec as written (64 pixel groups of 2, 8 hidden groups of 4, a label
+group of 10: 170 units); "1000" is the same spec with pixels=190, hidden=800 (1,000 units). Every row
+observes a random half of its pixels (whole pixel groups), as examples/train_mdbm.py does.
 
-- prox: the simplex prox of the whole state, by
-  * "python loop": the reference algorithm as written in Python: per group, Newton on the normalizer
-    until |log sum z| <= tol, each z_i by Halley iterations on its Lambert-W equation until the step
-    is <= tol (scalar floats, data-dependent loops);
-  * "torch, synced loops": the same iterations batched in torch, with a tolerance check (a host
-    sync) after every Newton and every Halley step, as the reference code does;
-  * ours: specc's torch prox (fixed step counts, no sync), and its Triton kernel on CUDA.
-- solve: Peaceman-Rachford to tol, ours (per-row convergence, a host check every 8 iterations) vs
-  the reference loop (the synced prox, a global convergence check every iteration).
-The bar: our prox at least 10x faster than the Python Newton/Halley loop on CPU.
+Both sides solve the same problem: specc's generated torch module's fixed_point layer (`model.q`) and the
+reference's Peaceman-Rachford loop over the same W (the layer's `weight_matrix()`, computed inside every
+timed call on both sides), the same alpha, the same solver tolerance and iteration limit. The reference's
+prox iterates to --ref-prox-tol (its own default, 1e-4, is far less accurate than specc's prox, which is
+exact to rounding). Timed:
+- forward: the solve without autograd;
+- backward: `loss.backward()` after a forward with autograd (the forward is not in this time): specc's
+  implicit backward vs the reference's adjoint hook; gradients reach W's parameters and the bias on both;
+- prox: one softmax prox of the whole state.
+Each configuration runs in interleaved rounds (A B C A B C ..., as bench/run.py does), so load that comes
+and goes lands on all alike; the table shows min and median over rounds, ratios are reference / specc of
+medians (> 1: specc is faster). Accuracy: the max |difference| of each result (and of the gradients) to a
+float64 solve at tol 1e-13. The bar: specc >= 1.5x the reference, forward and backward, at both sizes.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from reference_mdbm import DenseLinear, GroupedProxSoftmax, MONPeacemanRachford  # noqa: E402
 from specc.codegen import backends  # noqa: E402
 from specc.codegen.torch_backend import load_module  # noqa: E402
 from specc.compiler import compile_graph  # noqa: E402
 
 SPEC = ROOT / "specs" / "mdbm_mnist.nnspec"
+SIZES = {"spec": {}, "1000": {"pixels": 190, "hidden": 800}}
+BAR = 1.5
 
 
-# ----------------------------------------------------------------- the reference algorithm, in Python
-def _solve_unit(t: float, beta: float, tol: float) -> tuple[float, int]:
-    """p with beta e^p + p = t, Halley until the step is <= tol; returns (p, steps)."""
-    p = t - math.log1p(beta * math.exp(min(t, 700.0))) if beta * math.exp(min(t, 700.0)) < math.e else \
-        math.log(max(math.log(beta) + t - math.log(math.log(beta) + t), 1e-300)) - math.log(beta)
-    for steps in range(1, 100):
-        e = beta * math.exp(p)
-        f, d1 = e + p - t, e + 1
-        step = 2 * f * d1 / (2 * d1 * d1 - f * e)
-        p -= step
-        if abs(step) <= tol * (1 + abs(p)):
-            return p, steps
-    return p, 100
+def specc_layer(params: dict, dtype: torch.dtype, tol: float, max_iter: int):
+    """The fixed_point layer of the generated torch module of mdbm_mnist at `params`."""
+    graph = compile_graph(SPEC, params=params)
+    module = load_module(backends()["torch"].emit(graph).data.decode(), "mdbm_bench_" + "_".join(map(str, params.values())))
+    torch.manual_seed(0)
+    layer = module.Model().to(dtype).q
+    layer.tol, layer.max_iter = tol, max_iter
+    return layer
 
 
-def python_prox_group(v: list[float], alpha: float, tol: float) -> list[float]:
-    beta = 1 / alpha - 1
-    s = [x / alpha - 1 for x in v]
-    lo, hi = max(s) - beta, max(s) + math.log(sum(math.exp(x - max(s)) for x in s))
-    mu = hi
-    for _ in range(100):
-        p = [_solve_unit(x - mu, beta, tol)[0] for x in s]
-        z = [math.exp(q) for q in p]
-        total = sum(z)
-        g = math.log(total)
-        if abs(g) <= tol:
-            break
-        lo, hi = (mu, hi) if g > 0 else (lo, mu)
-        step = mu + g * total / sum(q / (1 + beta * q) for q in z)
-        mu = step if lo <= step <= hi else (lo + hi) / 2
-    return [q / total for q in z]
+class Problem:
+    """One size: specc's layer, the reference solver on the same W, inputs and a loss direction."""
 
+    def __init__(self, name: str, params: dict, args: argparse.Namespace, dtype: torch.dtype) -> None:
+        self.name = name
+        self.layer = specc_layer(params, dtype, args.tol, args.max_iter)
+        layer = self.layer
+        n, pixels = layer.n, layer.n_in
+        gen = torch.Generator().manual_seed(1)
+        on = torch.rand(args.batch, pixels // 2, generator=gen) < 0.5
+        self.x = torch.stack([~on, on], -1).reshape(args.batch, pixels).to(dtype)
+        self.observed = (torch.rand(args.batch, pixels // 2, generator=gen) < 0.5).repeat_interleave(2, 1)
+        self.clamp = torch.cat([self.x, self.x.new_zeros(args.batch, n - pixels)], 1)
+        self.mask = torch.cat([self.observed, self.observed.new_zeros(args.batch, n - pixels)], 1).to(dtype)
+        self.direction = torch.randn(args.batch, n, generator=gen, dtype=dtype)
+        parts = [s for _, s, _ in layer.softmax_blocks]
+        groups = [g for _, _, g in layer.softmax_blocks]
+        self.ref_prox = GroupedProxSoftmax(parts, groups, layer.alpha, tol=args.ref_prox_tol)
+        self.reference = MONPeacemanRachford(DenseLinear(layer.weight_matrix, layer.bias), self.ref_prox,
+                                             alpha=layer.alpha, tol=args.tol, max_iter=args.max_iter)
+        self.iterations: dict[str, int] = {}
 
-def python_prox(v: torch.Tensor, alpha: float, blocks, tol: float) -> torch.Tensor:
-    rows = v.tolist()
-    out = []
-    for row in rows:
-        units = []
-        for start, size, g in blocks:
-            for u in range(start, start + size, g):
-                units += python_prox_group(row[u:u + g], alpha, tol)
-        out.append(units)
-    return torch.tensor(out, dtype=v.dtype)
-
-
-# ------------------------------------------------ the reference structure in torch: loops synced on tol
-def synced_prox(v: torch.Tensor, alpha: float, blocks, tol: float) -> torch.Tensor:
-    beta = 1 / alpha - 1
-    pieces = []
-    for start, size, g in blocks:
-        s = v[:, start:start + size].reshape(-1, g) / alpha - 1
-        lo = s.amax(-1, keepdim=True) - beta
-        hi = torch.logsumexp(s, -1, keepdim=True)
-        mu = hi
-        for _ in range(100):
-            t = s - mu
-            p = t - torch.log1p(beta * torch.exp(t.clamp(max=60)))
-            for _ in range(100):  # Halley until every step is small: a host sync per step
-                e = beta * torch.exp(p)
-                f, d1 = e + p - t, e + 1
-                step = 2 * f * d1 / (2 * d1 * d1 - f * e)
-                p = p - step
-                if (step.abs() / (1 + p.abs())).max().item() <= tol:
-                    break
-            z = torch.exp(p)
-            total = z.sum(-1, keepdim=True)
-            g_ = torch.log(total)
-            if g_.abs().max().item() <= tol:
-                break
-            lo, hi = torch.where(g_ > 0, mu, lo), torch.where(g_ > 0, hi, mu)
-            cand = mu + g_ * total / (z / (1 + beta * z)).sum(-1, keepdim=True)
-            mu = torch.where((cand >= lo) & (cand <= hi), cand, (lo + hi) / 2)
-        pieces.append((z / total).reshape(-1, size))
-    return torch.cat(pieces, 1)
-
-
-def reference_solve(layer, inj, W, alpha: float, V, clamp, mask, tol: float, max_iter: int):
-    """Peaceman-Rachford with the synced prox and a global check every iteration."""
-    def prox(u):
-        return torch.where(mask, clamp, synced_prox(u.double(), alpha, layer.softmax_blocks, tol).to(u.dtype))
-
-    u = torch.zeros_like(inj)
-    z = prox(u)
-    for i in range(1, max_iter + 1):
-        reflected = 2 * z - u
-        u = 2 * ((reflected + alpha * inj) @ V.t()) - reflected
-        z_new = prox(u)
-        res = ((z_new - z).norm(dim=-1) / (z_new.norm(dim=-1) + 1e-6)).max().item()
-        z = z_new
-        if res <= tol:
-            return z, i
-    return z, max_iter
-
-
-def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
+    # the four timed calls: each returns the seconds of its own timed part
+    def specc_forward(self) -> float:
         start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        with torch.no_grad():
+            self.layer(self.x, self.observed)
+        return time.perf_counter() - start
+
+    def reference_forward(self) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            self.reference(self.clamp, self.mask)
+        return time.perf_counter() - start
+
+    def specc_backward(self) -> float:
+        self.layer.zero_grad()
+        loss = (self.layer(self.x, self.observed) * self.direction).sum()
+        start = time.perf_counter()
+        loss.backward()
+        return time.perf_counter() - start
+
+    def reference_backward(self) -> float:
+        self.layer.zero_grad()
+        loss = (self.reference(self.clamp, self.mask) * self.direction).sum()
+        start = time.perf_counter()
+        loss.backward()
+        return time.perf_counter() - start
+
+    def gradients(self, run) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        self.layer.zero_grad()
+        z = run()
+        (z * self.direction).sum().backward()
+        return z.detach(), [p.grad.clone() for p in (self.layer.A, self.layer.bias)]
+
+
+def measure(configs: dict, rounds: int) -> dict[str, list[float]]:
+    """One sample per configuration per round, in A B C A B C order, after one warm-up call each."""
+    for fn in configs.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(rounds):
+        for name, fn in configs.items():
+            samples[name].append(fn())
+    return samples
+
+
+def accuracy(problem: Problem, exact) -> dict[str, float]:
+    """Max |difference| of each side's result and gradients to the float64 solve at tol 1e-13."""
+    z_exact, g_exact = exact
+    out = {}
+    for side, run in (("specc", lambda: problem.layer(problem.x, problem.observed)),
+                      ("reference", lambda: problem.reference(problem.clamp, problem.mask))):
+        z, grads = problem.gradients(run)
+        out[side] = (z - z_exact).abs().max().item()
+        out[side + " grad"] = max(((g - e).abs().max() / e.abs().max()).item() for g, e in zip(grads, g_exact))
+    return out
+
+
+def exact_solution(problem: Problem):
+    layer = problem.layer
+    tol, max_iter, dtype = layer.tol, layer.max_iter, layer.bias.dtype
+    layer.double()
+    layer.tol, layer.max_iter = 1e-13, 20000
+    try:
+        x, observed, direction = problem.x.double(), problem.observed, problem.direction.double()
+        layer.zero_grad()
+        z = layer(x, observed)
+        (z * direction).sum().backward()
+        return z.detach().to(dtype), [p.grad.clone().to(dtype) for p in (layer.A, layer.bias)]
+    finally:
+        layer.to(dtype)
+        layer.tol, layer.max_iter = tol, max_iter
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--tol", type=float, default=1e-6)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--max-iter", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--sizes", default="spec,1000")
+    parser.add_argument("--ref-prox-tol", type=float, default=1e-10)
     args = parser.parse_args()
-    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    print(f"monotone DBM ({SPEC.name}), Peaceman-Rachford to tol {args.tol} (max_iter {args.max_iter}), batch "
+          f"{args.batch}, {args.dtype}, {torch.get_num_threads()} thread(s), reference prox tol {args.ref_prox_tol}, "
+          f"{args.rounds} interleaved rounds\n")
+    header = f"{'size':>6} {'phase':9} {'specc min/med ms':>20} {'reference min/med ms':>22} {'ratio':>7}  bar"
+    rows, notes = [], []
+    met = True
+    for name in args.sizes.split(","):
+        problem = Problem(name, SIZES[name], args, dtype)
+        exact = exact_solution(problem)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an unconverged specc solve must not be timed silently
+            acc = accuracy(problem, exact)
+        steps = problem.reference.forward_steps, problem.reference.backward_steps
+        v = torch.randn(args.batch, problem.layer.n, generator=torch.Generator().manual_seed(2), dtype=dtype) * 3
+        alpha = torch.tensor(problem.layer.alpha, dtype=dtype)
 
-    graph = compile_graph(SPEC)
-    module = load_module(backends()["torch"].emit(graph).data.decode(), "mdbm_bench")
-    model = module.Model().eval()
-    layer = model.q
-    n, alpha = layer.n, layer.alpha
-    print(f"monotone DBM {SPEC.name}: {n} units in {sum(s // g for _, s, g in layer.softmax_blocks)} groups, "
-          f"batch {args.batch}, tol {args.tol}, alpha {alpha}, {torch.get_num_threads()} threads")
+        def specc_prox():
+            start = time.perf_counter()
+            problem.layer.prox(v, alpha)
+            return time.perf_counter() - start
 
-    v = torch.randn(args.batch, n) * 3
-    a = torch.tensor(alpha)
-    with torch.no_grad():
-        t_ours, ours = timed(lambda: layer.prox(v, a), args.repeat)
-        t_synced, synced = timed(lambda: synced_prox(v.double(), alpha, layer.softmax_blocks, args.tol * 1e-2),
-                                 args.repeat)
-        t_python, python = timed(lambda: python_prox(v.double(), alpha, layer.softmax_blocks, args.tol * 1e-2), 1)
-    agree = max((ours.double() - python).abs().max().item(), (synced.double() - python).abs().max().item())
-    print("\nprox of the whole state (max |difference| to the Python loop: %.1e)" % agree)
-    print(f"  {'python Newton/Halley loop':28s} {t_python * 1e3:9.2f} ms   ratio {t_python / t_ours:8.1f}x")
-    print(f"  {'torch, loops synced on tol':28s} {t_synced * 1e3:9.2f} ms   ratio {t_synced / t_ours:8.1f}x")
-    print(f"  {'specc torch prox (ours)':28s} {t_ours * 1e3:9.2f} ms   ratio      1.0x")
-    if torch.cuda.is_available():
-        tmod = load_module(backends()["triton"].emit(graph).data.decode(), "mdbm_bench_triton")
-        vt, at = v.cuda(), a.cuda()
-        tlayer = tmod.Model().cuda().eval().q
-        prox = tmod._fixed_point_prox(tlayer)
-        prox(vt, at)
-        torch.cuda.synchronize()
-        t_kernel, _ = timed(lambda: (prox(vt, at), torch.cuda.synchronize()), args.repeat)
-        print(f"  {'specc triton kernel (cuda)':28s} {t_kernel * 1e3:9.2f} ms   ratio {t_python / t_kernel:8.1f}x "
-              "vs python")
-    bar = t_python / t_ours
-    print(f"  bar (ours >= 10x the Python loop): {'met' if bar >= 10 else 'NOT met'} ({bar:.0f}x)")
+        def reference_prox():
+            start = time.perf_counter()
+            problem.ref_prox(v)
+            return time.perf_counter() - start
 
-    x = torch.randn(args.batch, 128)
-    observed = torch.rand(args.batch, 128) < 0.5
-    with torch.no_grad():
-        W, alpha_t, V = layer.operators()
-        clamp = torch.cat([x, x.new_zeros(args.batch, n - 128)], 1)
-        mask = torch.cat([observed, observed.new_zeros(args.batch, n - 128)], 1)
-        inj = layer.bias.expand(args.batch, n)
-        layer.tol = args.tol
-        counter = {"calls": 0}
-        original = layer._map
-
-        def counted(*a, **k):
-            counter["calls"] += 1
-            return original(*a, **k)
-
-        layer._map = counted
-        t_solve, (_, z_ours) = timed(lambda: layer._iterate(layer.prox, inj, W, alpha_t, V, clamp, mask, None),
-                                     args.repeat)
-        iterations = counter["calls"] // args.repeat
-        layer._map = original
-        t_ref, (z_ref, ref_iterations) = timed(
-            lambda: reference_solve(layer, inj, W, alpha, V, clamp, mask, args.tol, layer.max_iter), 1)
-    print(f"\nfixed-point solve, Peaceman-Rachford to tol {args.tol} (max |difference| %.1e)"
-          % (z_ours - z_ref).abs().max().item())
-    print(f"  {'reference (synced prox, global check)':38s} {ref_iterations:4d} iterations {t_ref * 1e3:9.1f} ms"
-          f"   ratio {t_ref / t_solve:6.1f}x")
-    print(f"  {'specc (per-row stop, check every 8)':38s} {iterations:4d} iterations {t_solve * 1e3:9.1f} ms"
-          "   ratio    1.0x")
+        prox_diff = (problem.layer.prox(v, alpha) - problem.ref_prox(v)).abs().max().item()
+        samples = measure({"specc forward": problem.specc_forward, "reference forward": problem.reference_forward,
+                           "specc backward": problem.specc_backward,
+                           "reference backward": problem.reference_backward,
+                           "specc prox": specc_prox, "reference prox": reference_prox}, args.rounds)
+        for phase in ("forward", "backward", "prox"):
+            ours, ref = samples["specc " + phase], samples["reference " + phase]
+            ratio = statistics.median(ref) / statistics.median(ours)
+            ok = ratio >= BAR
+            if phase != "prox":
+                met &= ok
+            rows.append(f"{problem.layer.n:>6} {phase:9} {min(ours) * 1e3:9.2f} /{statistics.median(ours) * 1e3:9.2f} "
+                        f"{min(ref) * 1e3:10.2f} /{statistics.median(ref) * 1e3:10.2f} {ratio:6.2f}x  "
+                        + ("" if phase == "prox" else "met" if ok else "NOT met"))
+        notes.append(f"{problem.layer.n} units: max |z - exact| specc {acc['specc']:.1e}, reference "
+                     f"{acc['reference']:.1e}; gradient (relative to its max) specc {acc['specc grad']:.1e}, "
+                     f"reference {acc['reference grad']:.1e}; reference iterations forward {steps[0]}, backward "
+                     f"{steps[1]}; prox |specc - reference| {prox_diff:.1e}")
+    print(header)
+    print("\n".join(rows))
+    print()
+    print("\n".join(notes))
+    print(f"\nbar (specc >= {BAR}x the reference, forward and backward, every size): {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

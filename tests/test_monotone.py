@@ -325,3 +325,103 @@ def test_softmax_prox_float32_ignores_a_large_common_offset(mdbm, alpha):
 def test_prox_softmax_without_arguments_is_one_group_per_part(tmp_path_factory):
     layer = _layer(tmp_path_factory, "state=[3, 4], weight=mdbm(m=0.1), activation=prox_softmax()")
     assert [(start, size, g) for start, size, g in layer.softmax_blocks] == [(0, 3, 3), (3, 4, 4)]
+
+
+# ---------------------------------------------------------------- the solver's warm-started prox and closed-form backward
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Softmax groups of 2, 10 and 1,000 units in one state: the layout the flat, warm-started prox runs on."""
+    return _layer(tmp_path_factory, "state=[4, 20, 1000], weight=mdbm(m=0.1), activation=prox_softmax(groups=[2, 10, "
+                                    "1000]), solver=peaceman_rachford(alpha=0.5, tol=1e-9, max_iter=1000)",
+                  "x: f32[B, 4]")
+
+
+def _per_block(layer, v, alpha):
+    return torch.cat([_prox_reference(v[:, s:s + n].reshape(-1, g), alpha).reshape(len(v), n)
+                      for s, n, g in layer.softmax_blocks], 1)
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 1e-2, 0.1, 0.5, 1.0])
+def test_warm_started_prox_is_exact_in_float64(mixed, alpha):
+    """_prox_fast (every group in one pass; Newton on the normalizers and Halley on the units jointly) within 1e-10 of
+    the reference, cold and warm-started from the solution for a nearby input and for a far one (where the units
+    restart from the closed form), including one dominant unit over a flat rest."""
+    gen = torch.Generator().manual_seed(3)
+    a = torch.tensor(alpha, dtype=torch.float64)
+    flat = torch.randn(3, mixed.n, generator=gen, dtype=torch.float64)
+    outlier = flat * 0.01
+    outlier[:, ::7] += 1.0
+    for v in (flat * 0.01, flat, flat * 10, outlier):
+        z, state = mixed._prox_fast(v, a, None)
+        assert (z - _per_block(mixed, v, alpha)).abs().max() <= 1e-10
+        for moved in (v + 1e-3 * flat.flip(0), v + 3 * flat.flip(0)):
+            warm, _ = mixed._prox_fast(moved, a, state)
+            assert (warm - _per_block(mixed, moved, alpha)).abs().max() <= 1e-10
+
+
+def test_warm_started_prox_float32_ignores_a_large_common_offset(mixed):
+    """As _prox_simplex: exact for the float32 input it is given (compared with the float64 prox of that input)."""
+    v = torch.randn(4, mixed.n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a = torch.tensor(0.5)
+    near = v + 0.01 * v.flip(0)
+    layer = mixed.float()
+    try:
+        z, state = layer._prox_fast((v + 1e4).float(), a, None)
+        warm, _ = layer._prox_fast((near + 1e4).float(), a, state)
+    finally:
+        mixed.double()
+    for out, given in ((z, v), (warm, near)):
+        exact = _per_block(mixed, (given + 1e4).float().double() - 1e4, 0.5)
+        assert (out.double() - exact).abs().max() <= 1e-6
+
+
+def _unrolled(layer, x, mask, steps: int) -> torch.Tensor:
+    """The solver's iteration with autograd through every step and through the differentiable prox (`layer.prox`):
+    what the closed-form implicit backward must reproduce."""
+    W, alpha, _ = layer.operators()
+    eye = torch.eye(layer.n, dtype=W.dtype)
+    V = torch.linalg.inv(eye + alpha * (eye - W))  # differentiable here, unlike the layer's
+    clamp = observed = None
+    if layer.clamp:
+        pad = x.new_zeros(len(x), layer.n - x.shape[1])
+        clamp, observed = torch.cat([x, pad], 1), torch.cat([mask > 0, pad.bool()], 1)
+        inj = layer.bias.expand(len(x), layer.n)
+    else:
+        inj = x @ layer.U.t() + layer.bias
+    s = torch.zeros_like(inj)
+    if clamp is not None and layer.solver == "forward_backward":
+        s = torch.where(observed, clamp, s)
+    for _ in range(steps):
+        z = layer._readout(layer.prox, s, alpha, clamp, observed)
+        s = layer._map(layer.prox, s, z, inj, W, alpha, V, clamp, observed)
+    return layer._readout(layer.prox, s, alpha, clamp, observed)
+
+
+@pytest.mark.parametrize("args, inputs", [
+    ("state=[4, 4, 3], weight=mdbm(m=0.2), activation=prox_softmax(groups=[2, 4, 3]), "
+     "solver=peaceman_rachford(alpha=0.5, tol=1e-13, max_iter=2000)", "x: f32[B, 4]; mask: f32[B, 4]"),
+    ("state=[4, 4, 3], weight=mdbm(m=0.2), activation=prox_softmax(groups=[2, 4, 3]), "
+     "solver=forward_backward(alpha=0.5, tol=1e-13, max_iter=3000)", "x: f32[B, 4]; mask: f32[B, 4]"),
+    ("state=[5, 3], weight=monotone(m=0.3), activation=sigmoid(), "
+     "solver=peaceman_rachford(alpha=0.8, tol=1e-13, max_iter=2000)", "x: f32[B, 3]"),
+    ("state=[5, 3], weight=monotone(m=0.5), activation=relu(), "
+     "solver=forward_backward(alpha=0.2, tol=1e-13, max_iter=3000)", "x: f32[B, 3]"),
+], ids=["mdbm-pr-clamped", "mdbm-fb-clamped", "sigmoid-pr", "relu-fb"])
+def test_closed_form_backward_matches_unrolled_backprop(args, inputs, tmp_path_factory):
+    """The implicit gradients (closed-form adjoint: prox Jacobians and dV = alpha V dW V, no autograd through the
+    solve) equal backpropagation through 400 unrolled iterations, for every parameter and the input."""
+    layer = _layer(tmp_path_factory, args, inputs)
+    _randomize(layer, 21, 0.3)
+    gen = torch.Generator().manual_seed(22)
+    d = int(inputs.split("]")[0].split(",")[-1])
+    x = torch.rand(5, d, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(5, d, generator=gen) < 0.5).double() if layer.clamp else None
+    direction = torch.randn(5, layer.n, generator=gen, dtype=torch.float64)
+    grads = []
+    for run in (lambda x: layer(x, mask), lambda x: _unrolled(layer, x, mask, 400)):
+        layer.zero_grad()
+        x_ = x.clone().requires_grad_()
+        (run(x_) * direction).sum().backward()
+        grads.append([x_.grad] + [p.grad.clone() for p in layer.parameters()])
+    for implicit, unrolled in zip(*grads):
+        assert (implicit - unrolled).abs().max() <= 1e-9 * max(1.0, unrolled.abs().max().item())

@@ -44,7 +44,16 @@ that reaches max_iter with rows above that is never returned silently: the torch
 warn; they return the last iterate). Anderson acceleration runs
 in eager torch (and the triton module's loop); the ONNX Loop and torch.compile run the plain
 iteration, which reaches the same fixed point. Gradients come from implicit differentiation (the adjoint fixed point of the same
-splitting), not from backpropagation through the iterations.
+splitting), not from backpropagation through the iterations; the torch layer writes the adjoint out (the prox
+Jacobians are diagonal, or diagonal minus rank one per softmax group, and W's gradient follows from
+dV = alpha V dW V), so a backward step costs one product with V or W.
+
+Speed (torch, eager): Peaceman-Rachford's V is factored once per forward (Cholesky for the symmetric mdbm
+weight) and reused by the backward; the softmax prox inside a solve is warm-started from the previous
+iterate's solution and runs Newton on every group's normalizer and Halley on the units jointly, over all groups
+in one pass (falling back to the safeguarded search when that does not settle), as exact as the standalone prox;
+on the CPU rows are checked every iteration (a host check costs nothing there). bench/monotone_bench.py times it
+against a port of the reference code (bench/reference_mdbm.py).
 
 Observed units (joint completion and classification): `fixed_point(x, mask, ...)` clamps the leading
 `x.shape[-1]` state units (which must end at a part boundary) to x where `mask > 0` and infers the
@@ -85,8 +94,10 @@ BAD_OPERANDS = "E0856"
 # unit of the sigmoid/softmax prox (from a closed-form start: enough for float64); the most safeguarded
 # Newton/bisection steps for a softmax group's normalizer, which iterates until it is settled (bisection
 # alone takes about 60 steps from a bracket of 1e3 to float64 rounding); steps between host checks that
-# every group's normalizer (torch) or every row (torch, solver) has settled; and the Anderson memory.
-NUMERICS = {"halley": 3, "normalizer": 100, "normalizer_check": 4, "check_every": 8, "anderson_memory": 5}
+# every group's normalizer (torch) or every row (torch, solver) has settled; the Anderson memory; and the most
+# steps of the torch solver's warm-started prox (joint Newton/Halley) before it falls back to the safeguarded search.
+NUMERICS = {"halley": 3, "normalizer": 100, "normalizer_check": 4, "check_every": 8, "anderson_memory": 5,
+            "joint": 16}
 
 GroupSpec = Any  # `...` (each part one group), an int (the group size in every part), or one size per part
 
