@@ -256,7 +256,7 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         from rich.table import Table
 
         from .compiler import compile_graph, compile_target, load_project
-        from .summary import LayerRow, summarize, totals
+        from .summary import LayerRow, speed_notes, summarize, totals
 
         loaded = load_project(file, include=include or ())
         graph = compile_graph(file, model, params, loaded=loaded)
@@ -287,6 +287,8 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         if old_total is not None and total.weight_bytes:
             print(f"weights: {old_total.weight_bytes / total.weight_bytes:.2f}x smaller "
                   f"({old_total.params:,} -> {total.params:,} parameters)")
+        for note in speed_notes(graph):  # compressed layers that run slower than dense, and where
+            print(f"note: {note}")
         if sizes is not None:
             from .parallel import check_mesh, plan, rank_report
 

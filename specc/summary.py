@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from math import prod
 
 from . import ops
-from .ir import Graph, param_key
+from .ir import Graph, Node, param_key
 from .ties import tied_targets
 from .types import DTYPES, Dim, TensorType, dim_add
 
@@ -49,3 +49,47 @@ def totals(rows: list[LayerRow]) -> tuple[int, int, Dim]:
     for r in rows:
         flops = dim_add(flops, r.flops)
     return sum(r.params for r in rows), sum(r.weight_bytes for r in rows), flops
+
+
+
+# Compressed ops that run slower than the dense layer they replace, and where (measured with
+# bench/compression_bench.py --runtime, CPU, one thread). They store less but rebuild a float weight at
+# run time; the onnx target's rebuild reads constants only, so onnxruntime folds it into a dense weight
+# when it loads the model (dense speed and dense memory in the session, the small weights in the file).
+_REBUILT = {
+    "nm_linear": "N:M sparsity rebuilds the dense weight in every forward (no sparse kernels are used)",
+    "nm_mask_linear": "learnable N:M masks score every candidate mask in every forward; freeze them "
+                      "(`sparsity` on the layer) before deploying",
+    "masked_linear": "pruning multiplies the dense weight by its mask in every forward",
+    "codebook_linear": "codebook weights are looked up into a dense weight in every forward",
+}
+
+
+def speed_notes(graph: Graph) -> list[str]:
+    """One line per compressed op kind in the graph that runs slower than its dense layer somewhere:
+    which layers, on which target, and which target runs them fast."""
+    layers: dict[str, list[Node]] = {}
+    for node in graph.nodes():
+        if node.op in _REBUILT or node.op == "quant_linear":
+            layers.setdefault(node.op, []).append(node)
+    notes = []
+    for op, nodes in layers.items():
+        if op == "quant_linear":
+            text = ("slower than dense on the torch target (CPU: one pass over the codes per forward, about "
+                    "0.2-0.3x dense at batch 1 for int4, 0.5-0.8x for int8; GPU: the whole weight rebuilt); "
+                    "fast on the onnx target on CPU (onnxruntime MatMulNBits: int4 faster than dense, int8 "
+                    "with accuracy_level=4) and on the triton target on GPU (dequantized inside its matmul)")
+            standard = [n for n in nodes if n.attrs.onnx == "standard"]
+            if standard:
+                text += (f"; {_named(standard)} use onnx=\"standard\" (blocked DequantizeLinear, kept "
+                         f"quantized by onnxruntime): slower than dense on the onnx target too")
+        else:
+            text = (f"{_REBUILT[op]}: slower than dense on the torch and triton targets, CPU and GPU; the onnx "
+                    f"target runs at dense speed (onnxruntime folds the weight at load, into dense memory)")
+        notes.append(f"{_named(nodes)} ({op}): {text}")
+    return notes
+
+
+def _named(nodes: list[Node]) -> str:
+    keys = [n.key for n in nodes]
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
