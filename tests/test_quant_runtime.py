@@ -62,8 +62,10 @@ CASES = [
     ("quant_linear(x, 24, 4, group=16)", "f32[B, T, 40]", True),  # short last group, blocks of 16
     ("quant_linear(x, 24, 4, group=16, symmetric=false)", "f32[B, T, 40]", True),  # packed zero points
     ("quant_linear(x, 24, 4, group=48, symmetric=false, bias=false)", "f32[B, 100]", True),  # 3 blocks per group
-    ("quant_linear(x, 24, 8)", "f32[B, 40]", True),  # per-channel int8: codes shifted to zero point 128
-    ("quant_linear(x, 24, 8, group=32, symmetric=false)", "f32[B, 70]", True),
+    ("quant_linear(x, 24, 8)", "f32[B, 40]", False),  # int8, f32 activations: folded at load
+    ("quant_linear(x, 24, 8, group=32, symmetric=false)", "f32[B, 70]", False),
+    ("quant_linear(x, 24, 8, group=16, symmetric=false, onnx=\"standard\")", "f32[B, 70]", False),
+    ("quant_linear(x, 24, 4, group=10, symmetric=false)", "f32[B, 40]", False),
     ("quant_linear(x, 24, 4)", "f32[B, 33]", True),  # per-channel, odd width, block wider than the layer
     ("quant_linear(x, 24, 4, group=10)", "f32[B, 40]", False),  # no power-of-two block: standard ops
     ("quant_linear(x, 24, 4, group=16, onnx=\"standard\")", "f32[B, 40]", False),
@@ -89,16 +91,20 @@ def test_onnx_matches_the_dequantized_layer(tmp_path, expr, shape, nbits):
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_accuracy_level_reaches_matmulnbits(tmp_path):
+@pytest.mark.parametrize("fmt,symmetric", [("int4", "true"), ("int8", "true"), ("int8", "false")])
+def test_accuracy_level_reaches_matmulnbits(tmp_path, fmt, symmetric):
+    """accuracy_level=4 runs MatMulNBits (int8 weights too: codes shifted to its zero point 128, or
+    their own zero points) with int8 activations: close to the f32 numbers, not equal to them."""
     path = tmp_path / "a.nnspec"
     path.write_text("model net() {\n    input x: f32[B, 256]\n    output y = linear(x, 64)\n}\n"
-                    "compress small = net {\n    quantize(int4, group=32, accuracy_level=4) on linear\n}\n")
+                    f"compress small = net {{\n    quantize({fmt}, group=32, symmetric={symmetric}, "
+                    "accuracy_level=4) on linear\n}\n")
     graph = compile_graph(path, "small")
     model = randomized(graph)
     data, proto = emit_onnx(graph, model, tmp_path)
     (node,) = [n for n in proto.graph.node if n.op_type == "MatMulNBits"]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    assert attrs == {"K": 256, "N": 64, "bits": 4, "block_size": 32, "accuracy_level": 4}
+    assert attrs == {"K": 256, "N": 64, "bits": int(fmt[3:]), "block_size": 32, "accuracy_level": 4}
     x = torch.randn(4, 256)
     with torch.no_grad():
         expected = plain(model, x)

@@ -14,9 +14,12 @@ The last group may be shorter when `group` does not divide the input width.
 
 How each target runs it (the storage is the same everywhere):
   - onnx: `com.microsoft.MatMulNBits` (onnxruntime's fused dequantize-matmul kernel) when the
-    input is f32 and a MatMulNBits block size fits the groups (`onnx_block`), else, or with
-    `onnx="standard"`, blocked DequantizeLinear then MatMul (standard ONNX only, any runtime).
-    `accuracy_level` is MatMulNBits' attribute: 0 computes in the input's float type (the
+    input is f32, a MatMulNBits block size fits the groups, and for int8 only with
+    accuracy_level=4 (`onnx_block`). Otherwise the weight is rebuilt with Cast/Sub/Mul from
+    constants, which onnxruntime folds into an f32 weight when it loads the model: dense speed
+    and dense memory in the session, packed codes in the file. `onnx="standard"` instead rebuilds
+    it with blocked DequantizeLinear (standard ONNX, which runtimes keep quantized: less memory,
+    slower). `accuracy_level` is MatMulNBits' attribute: 0 computes in the input's float type (the
     numbers of the other targets); 4 quantizes the activations to int8 per block, several times
     faster on CPU at a small loss of accuracy.
   - torch: dequantizes a few rows of the weight at a time into a cache-sized tile and multiplies
@@ -49,9 +52,10 @@ class QuantLinearAttrs(OpAttrs):
         MatMulNBits needs a power-of-two block of at least 16 input features with one scale each:
         a block that divides `group` (its scale repeated across the group's blocks), or any
         block for per-channel scales. Its CPU kernel runs f32 inputs (other dtypes: standard ops).
+        Its 8-bit kernel is fast only with int8 activations (accuracy_level=4).
         """
-        if self.onnx != "contrib" or dtype != "f32":
-            return None
+        if self.onnx != "contrib" or dtype != "f32" or (self.bits == 8 and self.accuracy_level != 4):
+            return None  # 8-bit MatMulNBits on f32 activations is 20-40x slower than dense (onnxruntime 1.32, CPU)
         if self.group is None or self.group >= in_features:
             return 128 if in_features >= 128 else 16 if in_features <= 16 else 32
         block = min(self.group & -self.group, 128)  # the largest power of two dividing the group
