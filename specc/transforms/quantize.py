@@ -6,6 +6,12 @@ number of input features sharing a scale (unset: one scale per output row). The
 converter searches, per group, the clipping of the range that minimizes the
 squared error (absmax scaling wastes levels on rare outliers), then rounds.
 
+How the onnx target runs the layers is the stage's choice too: `accuracy_level=4` lets
+onnxruntime's MatMulNBits quantize the activations to int8 (several times faster on CPU, and
+what makes int8 layers fast there, at a small loss of accuracy; the default 0 computes in f32,
+the other targets' numbers), and `onnx="standard"` keeps the graph to standard ONNX ops
+(DequantizeLinear) for runtimes without onnxruntime's contrib ops. See specc/ops/quant_linear.py.
+
 `quantize(mixed, budget=0.3)` picks int4 or int8 per selected layer so that
 their stored weight bytes stay within `budget` times their dense bytes, with the
 least total sensitivity: an exact dynamic program over the layers (a
