@@ -437,3 +437,31 @@ def test_formatting_lays_out_the_chunks_it_has_not_seen(monkeypatch):
     assert formatted == fmt.format_text(edited) and "linear(g, 5)" in formatted
     with pytest.raises(ValueError):
         fmt.format_text(edited, parts=parts)  # parts of another text
+
+
+def test_an_edit_recomputes_the_hints_of_what_it_can_change(tmp_path, monkeypatch):
+    """Inlay hints are cached per chunk as the outline is: after an edit inside a model, that model's chunk
+    and its block's are computed again, after a line added at the top none (the hints are moved); each
+    answer is the uncached one, for the whole file and for a range."""
+    n = 12
+    text = _spec(n)
+    path = tmp_path / "hints.nnspec"
+    path.write_text(text)
+    workspace = Workspace()
+
+    def hints(new_text: str) -> tuple[int, list]:
+        analysis = workspace.analyze(path, new_text)
+        pos = features.Positions(analysis, path.as_uri(), UTF16)
+        count = _counting(monkeypatch, navigation, "_chunk_hints")
+        got = navigation.inlay_hints(analysis, pos)
+        monkeypatch.undo()
+        navigation._HINTS_CACHE.clear()
+        assert got == navigation.inlay_hints(analysis, pos)
+        assert navigation.inlay_hints(analysis, pos, 20, 40) == [h for h in got if 20 <= h.position.line <= 40]
+        return count[0], got
+
+    assert hints(text)[0] == 2 * n
+    edited = text.replace("    output y = linear(g, 4)", "    output y = linear(g, 5)", 1)
+    assert hints(edited)[0] == 2  # net0 and res0
+    moved, got = hints("// a new first line\n" + edited)
+    assert moved == 1 and got[0].position.line == 2  # the comment's own chunk; res0's `h` one line down

@@ -1029,12 +1029,24 @@ _CALLED: "weakref.WeakKeyDictionary[Chunk, frozenset[str]]" = weakref.WeakKeyDic
 
 def _chunk_symbols(analysis: Analysis, pos: Positions, values: "_Values", chunk: Chunk,
                    start: int) -> list[lsp.DocumentSymbol]:
-    """The symbols of one chunk's items, cached under all they are computed from besides the chunk:
-    the chunks of the definitions its items call, transitively (a value's type may come from a
-    block's return statement), the compiled models with values in any of those chunks, and the
-    client's unit counter. A chunk that only moved gets its cached symbols moved."""
+    """The symbols of one chunk's items, cached under all they are computed from besides the chunk
+    (`_chunk_key`). A chunk that only moved gets its cached symbols moved."""
     if chunk.module is None:
         return []
+    key = _chunk_key(analysis, pos, values, chunk)
+    hit = _SYMBOLS_CACHE.get(chunk)
+    if hit is not None and hit[0] == key:
+        return hit[2] if hit[1] == start else _moved(hit[2], start - hit[1])
+    symbols = _item_symbols(analysis, pos, chunk.module.definitions + chunk.module.compressions)
+    _SYMBOLS_CACHE[chunk] = (key, start, symbols)
+    return symbols
+
+
+def _chunk_key(analysis: Analysis, pos: Positions, values: "_Values", chunk: Chunk) -> tuple:
+    """All that what the editor shows of a chunk's values (outline details, inlay hints) is computed from
+    besides the chunk: the chunks of the definitions it calls, transitively (a value's type may come from a
+    block's return statement), the compiled models with values in any of those chunks, and the client's
+    unit counter."""
     seen: dict[str, Any] = {}
     todo = [chunk]
     while todo:
@@ -1048,13 +1060,7 @@ def _chunk_symbols(analysis: Analysis, pos: Positions, values: "_Values", chunk:
                 todo.append(hit[0].chunks[hit[1]])
     sources = {id(chunk.source)} | {id(source) for source in seen.values() if source is not None}
     models = sorted({(m.name, id(m)): m for i in sources for m in values.models_by_source.get(i, ())}.items())
-    key = (pos.units, tuple(sorted(seen.items(), key=lambda kv: kv[0])), tuple(m for _, m in models))
-    hit = _SYMBOLS_CACHE.get(chunk)
-    if hit is not None and hit[0] == key:
-        return hit[2] if hit[1] == start else _moved(hit[2], start - hit[1])
-    symbols = _item_symbols(analysis, pos, chunk.module.definitions + chunk.module.compressions)
-    _SYMBOLS_CACHE[chunk] = (key, start, symbols)
-    return symbols
+    return pos.units, tuple(sorted(seen.items(), key=lambda kv: kv[0])), tuple(m for _, m in models)
 
 
 def _called_in(chunk: Chunk) -> frozenset[str]:

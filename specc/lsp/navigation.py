@@ -12,6 +12,7 @@ documents that read the same files), so it can be asked for on every keystroke.
 from __future__ import annotations
 
 import re
+import sys
 import weakref
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -20,7 +21,8 @@ from lsprotocol import types as lsp
 
 from .. import ast, ops
 from ..fmt import Lexeme
-from .analysis import Analysis
+from . import features
+from .analysis import Analysis, Chunk
 from .features import (_HIDDEN_ATTRS, Positions, _default, _all_occurrences, _declaration, _is_block_call, _occurrence_at,
                        _types, _Values)
 from .index import Occurrence, occurrences
@@ -45,33 +47,57 @@ def inlay_hints(analysis: Analysis, pos: Positions, first_line: int = 0, last_li
     """
     last = last_line if last_line is not None else len(analysis.text)
     readers = [analysis] + [v[0] for v in _reading(others, _resolved(str(analysis.path))) if v[0] is not analysis]
-    lookups: list[_Values] | None = None
     out: list[lsp.InlayHint] = []
     for chunk, start in zip(analysis.root.chunks, analysis.root.starts):
         if start > last or start + chunk.source.text.count("\n") < first_line or chunk.module is None:
             continue
-        for occ in occurrences(chunk):
-            stmt = occ.node
-            if not (occ.decl and occ.kind == "value" and isinstance(stmt, (ast.Assign, ast.Output))
-                    and stmt.value is not None):
-                continue
-            line = occ.span.line - 1 + start
-            if not first_line <= line <= last:
-                continue
-            names = stmt.targets if isinstance(stmt, ast.Assign) else stmt.names
-            if occ.name not in names:
-                continue
-            lookups = lookups or [_values_of(a) for a in readers]  # built on the first statement in range
-            types = _types([f for values in lookups
-                            for f in _parts(values, stmt.value, occ.definition, names.index(occ.name), len(names))])
-            if len(types) != 1:
-                continue
-            where = pos.range(occ.span)
-            if where is None or where[0] != pos.uri:
-                continue
-            (type_text,) = types
-            out.append(lsp.InlayHint(position=where[1].end, label=f": {type_text}", kind=lsp.InlayHintKind.Type,
-                                     padding_left=False, padding_right=False))
+        if len(readers) > 1:  # read by other open documents: their models count too (not cached)
+            out += _chunk_hints(readers, pos, chunk, start, first_line, last)
+            continue
+        values = _values_of(analysis)
+        key = features._chunk_key(analysis, pos, values, chunk)
+        hit = _HINTS_CACHE.get(chunk)
+        if hit is None or hit[0] != key:
+            hit = _HINTS_CACHE[chunk] = (key, start, _chunk_hints(readers, pos, chunk, start, 0, sys.maxsize))
+        hints = hit[2] if hit[1] == start else [
+            lsp.InlayHint(position=lsp.Position(line=h.position.line + start - hit[1], character=h.position.character),
+                          label=h.label, kind=h.kind, padding_left=h.padding_left, padding_right=h.padding_right)
+            for h in hit[2]]
+        out += [h for h in hints if first_line <= h.position.line <= last]
+    return out
+
+
+# a chunk's hints (all its lines): (what they were computed from, the chunk's first line then, the hints)
+_HINTS_CACHE: "weakref.WeakKeyDictionary[Chunk, tuple[tuple, int, list[lsp.InlayHint]]]" = weakref.WeakKeyDictionary()
+
+
+def _chunk_hints(readers: list[Analysis], pos: Positions, chunk: Chunk, start: int, first_line: int,
+                 last: int) -> list[lsp.InlayHint]:
+    """The hints of one chunk's statements on lines `first_line`..`last`, from the models of `readers`."""
+    lookups: list[_Values] | None = None
+    out: list[lsp.InlayHint] = []
+    for occ in occurrences(chunk):
+        stmt = occ.node
+        if not (occ.decl and occ.kind == "value" and isinstance(stmt, (ast.Assign, ast.Output))
+                and stmt.value is not None):
+            continue
+        line = occ.span.line - 1 + start
+        if not first_line <= line <= last:
+            continue
+        names = stmt.targets if isinstance(stmt, ast.Assign) else stmt.names
+        if occ.name not in names:
+            continue
+        lookups = lookups or [_values_of(a) for a in readers]  # built on the first statement in range
+        types = _types([f for values in lookups
+                        for f in _parts(values, stmt.value, occ.definition, names.index(occ.name), len(names))])
+        if len(types) != 1:
+            continue
+        where = pos.range(occ.span)
+        if where is None or where[0] != pos.uri:
+            continue
+        (type_text,) = types
+        out.append(lsp.InlayHint(position=where[1].end, label=f": {type_text}", kind=lsp.InlayHintKind.Type,
+                                 padding_left=False, padding_right=False))
     return out
 
 
