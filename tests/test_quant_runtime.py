@@ -181,3 +181,25 @@ def test_torch_forward_peaks_below_the_dense_weight(tmp_path):
     dense_kib = 4096 * 2048 * 4 // 1024
     assert tiled < dense_kib // 4, (tiled, dense_kib)
     assert whole >= dense_kib // 2, (whole, dense_kib)  # the measurement can see a whole W
+
+
+def test_summary_says_which_compressed_layers_run_slower_than_dense(tmp_path):
+    path = tmp_path / "n.nnspec"
+    path.write_text("model net() {\n    input x: f32[B, 64]\n    h = relu(linear(x, 32))\n    g = relu(linear(h, 32))\n"
+                    "    output y = linear(g, 8)\n}\n"
+                    "compress small = net {\n    quantize(int4, group=32) on \"h_linear\"\n"
+                    "    quantize(int8, onnx=\"standard\") on \"g_linear\"\n    sparsity(pattern=2:4) on \"y\"\n}\n")
+    from specc.summary import speed_notes
+
+    assert speed_notes(compile_graph(path, "net")) == []  # dense layers: nothing to say
+    quant, sparse = speed_notes(compile_graph(path, "small"))
+    assert quant.startswith("h_linear, g_linear (quant_linear): slower than dense on the torch target")
+    assert "g_linear use onnx=\"standard\"" in quant and "MatMulNBits" in quant
+    assert sparse.startswith("y (nm_linear)") and "onnx target runs at dense speed" in sparse
+    from typer.testing import CliRunner
+
+    from specc.cli import app
+
+    result = CliRunner().invoke(app, ["summary", str(path), "-m", "small"])
+    assert result.exit_code == 0
+    assert result.output.count("note: ") == 2 and f"note: {sparse}" in result.output.replace("\n", " ")
