@@ -54,6 +54,7 @@ T = TypeVar("T")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a bigger message is dropped unread (no editor sends one)
 MAX_HEADER_BYTES = 8 * 1024  # headers are a few dozen bytes; more means the stream is not LSP
 DEBOUNCE_S = 0.15  # wait for a pause in typing before analyzing
+WARM_UP_AFTER_S = 1.0  # how long the server waits for a first document before warming up the compiler
 PATIENCE_S = 1.0  # how long a request waits for the analysis in flight before answering from the last one
 
 
@@ -289,9 +290,10 @@ class SpeccServer(LanguageServer):
         self.analyses: dict[str, Analysis] = {}  # the newest finished analysis of each open document
         self._worker = _Worker()
         # while the editor initializes, so that the first analysis waits on no import; the compiling half
-        # is dropped if a document comes first (see `warm_up`)
+        # waits for the editor to open no document for a moment (see `warm_up`, `_warm_compiler`)
         self._worker.submit(warm_up_parser)
-        self._warming: Future[None] | None = self._worker.submit(warm_up)
+        self._warming: Future[None] | None = None
+        self._documents_seen = False
         self.requests = _Requests()  # whole-document requests, off the event loop and off the analysis worker
         self._wanted: dict[str, int] = {}  # the generation of each document's newest requested analysis
         self._timers: dict[str, asyncio.TimerHandle] = {}  # debounced analyses not started yet
@@ -310,7 +312,16 @@ class SpeccServer(LanguageServer):
         finally:
             self.shutdown()
 
+    def _warm_compiler(self) -> None:
+        """Start the compiling half of the warm-up, unless a document came first: an editor opens its first
+        document right after initializing, and that analysis would otherwise wait for the warm-up before
+        parsing (its parse, and the diagnostics of its first stage, need none of it; its first compile
+        pays the same costs the warm-up would have)."""
+        if not self._documents_seen:
+            self._warming = self._worker.submit(warm_up)
+
     async def _serve(self, stdin: BinaryIO) -> None:
+        asyncio.get_running_loop().call_later(WARM_UP_AFTER_S, self._warm_compiler)
         chunks: asyncio.Queue[bytes] = asyncio.Queue()
         threading.Thread(target=_pump, args=(stdin, asyncio.get_running_loop(), chunks), daemon=True).start()
         framer = Framer()
@@ -365,6 +376,7 @@ class SpeccServer(LanguageServer):
     def schedule(self, uri: str, delay: float = 0.0) -> None:
         """Analyze a document again after `delay` seconds, superseding any analysis of it not finished yet."""
         self._wanted[uri] = generation = self._wanted.get(uri, 0) + 1
+        self._documents_seen = True
         timer = self._timers.pop(uri, None)
         if timer is not None:
             timer.cancel()
