@@ -294,8 +294,11 @@ class _Found:
 class _Values:
     """Typed values of the analysis's models, found by the source they came from."""
 
-    def __init__(self, analysis: Analysis) -> None:
+    def __init__(self, analysis: Analysis, like: "_Values | None" = None) -> None:
         self.analysis = analysis
+        if like is not None:  # the same tables, read another way (a subclass's): built once per analysis
+            self.by_span, self.models_by_source = like.by_span, like.models_by_source
+            return
         self.by_span: dict[tuple, list[_Found]] = {}
         self.models_by_source: dict[int, list[Any]] = {}  # id(a chunk's source) -> the models with values in it
         for model in analysis.models.values():

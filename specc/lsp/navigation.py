@@ -118,7 +118,7 @@ def _values_of(analysis: Analysis) -> _NamedValues:
     """The value lookup of an analysis, built once (an analysis never changes; the server replaces it)."""
     values = _VALUES.get(analysis)
     if values is None:
-        values = _VALUES[analysis] = _NamedValues(analysis)
+        values = _VALUES[analysis] = _NamedValues(analysis, features._values(analysis))  # hover's tables
     return values
 
 
