@@ -221,3 +221,54 @@ def test_mesh_sizes_must_divide(tmp_path):
 
     with pytest.raises(ValueError, match="cannot be split 4 ways: its number of heads is 2"):
         module.parallelize(module.Model(), Mesh())
+
+
+# ---------------------------------------------------------------- the GPU check
+LLAMA_1B = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
+            "num_attention_heads": 32, "num_key_value_heads": 4}  # TinyLlama-1.1B's shape
+
+
+def one_rank_meta_run(tmp_path, params: dict, device: str, backend: str) -> dict:
+    """Build LLaMA at `params` on the meta device, shard it with FSDP2 on a mesh of one `device`, allocate
+    and initialize it there, and train one AdamW step; returns the parameter count, the loss and how much
+    the process's peak resident memory grew (a model materialized on the CPU would add 4 bytes a parameter)."""
+    import resource
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    module = distributed_worker.load(generate(PARALLEL / "llama.nnspec", params, tmp_path / "llama_big.py"))
+    dist.init_process_group(backend, init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        warm = torch.ones(64, 64, device=device)  # the device's libraries load before the measurement
+        (warm @ warm).sum().item()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        mesh = init_device_mesh(device, (1,), mesh_dim_names=("dp",))
+        with torch.device("meta"):
+            model = module.Model()
+        module.parallelize(model, mesh, checkpoint=True,
+                           mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32))
+        model.to_empty(device=device)
+        torch.manual_seed(0)
+        model.init_weights()
+        count = sum(p.numel() for p in model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        tokens = torch.randint(0, params["vocab_size"], (1, 128), device=device)
+        logits = model(tokens)
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1)[:-1], tokens.flatten()[1:])
+        loss.backward()
+        optimizer.step()
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        return {"params": count, "loss": loss.item(), "rss_growth": grown}
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_llama_1b_under_fsdp_on_one_gpu_never_materializes_on_the_cpu(tmp_path):
+    result = one_rank_meta_run(tmp_path, LLAMA_1B, "cuda", "nccl")
+    graph = compile_graph(PARALLEL / "llama.nnspec", params=LLAMA_1B)
+    assert result["params"] == parallel.per_rank(graph, parallel.plan(graph), 1, 1).params > 1_000_000_000
+    assert torch.isfinite(torch.tensor(result["loss"]))
+    assert result["rss_growth"] < 2 * result["params"]  # half the 4 bytes a parameter a CPU copy would take
