@@ -16,7 +16,11 @@ exact to rounding). Timed:
 - forward: the solve without autograd;
 - backward: `loss.backward()` after a forward with autograd (the forward is not in this time): specc's
   implicit backward vs the reference's adjoint hook; gradients reach W's parameters and the bias on both;
-- prox: one softmax prox of the whole state.
+- prox: one softmax prox of the whole state: "prox" is the layer's standalone, differentiable prox
+  (`layer.prox`, per state part); "prox cold" the solver's (`_prox_fast`: every group in one pass, Newton on
+  the normalizers and Halley on the units jointly) from scratch, as the first iteration of a solve calls it;
+  "prox warm" the same for an input 0.01 away from the last one, started from that one's solution, as the
+  solver's later iterations call it. The reference's prox has no warm start: the same column for all three.
 Each configuration runs in interleaved rounds (A B C A B C ..., as bench/run.py does), so load that comes
 and goes lands on all alike; the table shows min and median over rounds, ratios are reference / specc of
 medians (> 1: specc is faster). Accuracy: the max |difference| of each result (and of the gradients) to a
@@ -63,7 +67,7 @@ class Problem:
 
     def __init__(self, name: str, params: dict, args: argparse.Namespace, dtype: torch.dtype) -> None:
         self.name = name
-        self.layer = specc_layer(params, dtype, args.tol, args.max_iter)
+        self.layer = specc_layer(params, dtype, args.specc_tol or args.tol, args.max_iter)
         layer = self.layer
         n, pixels = layer.n, layer.n_in
         gen = torch.Generator().manual_seed(1)
@@ -163,10 +167,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--sizes", default="spec,1000")
     parser.add_argument("--ref-prox-tol", type=float, default=1e-10)
+    parser.add_argument("--specc-tol", type=float, default=None,
+                        help="specc's solver tolerance, if not --tol (to compare at equal accuracy: specc's rows stop "
+                             "one by one, the reference's batch on its root-mean-square change)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    print(f"monotone DBM ({SPEC.name}), Peaceman-Rachford to tol {args.tol} (max_iter {args.max_iter}), batch "
+    print(f"monotone DBM ({SPEC.name}), Peaceman-Rachford to tol {args.tol}"
+          + (f" (specc {args.specc_tol})" if args.specc_tol else "") + f" (max_iter {args.max_iter}), batch "
           f"{args.batch}, {args.dtype}, {torch.get_num_threads()} thread(s), reference prox tol {args.ref_prox_tol}, "
           f"{args.rounds} interleaved rounds\n")
     header = f"{'size':>6} {'phase':9} {'specc min/med ms':>20} {'reference min/med ms':>22} {'ratio':>7}  bar"
@@ -179,12 +187,30 @@ def main() -> None:
             warnings.simplefilter("error")  # an unconverged specc solve must not be timed silently
             acc = accuracy(problem, exact)
         steps = problem.reference.forward_steps, problem.reference.backward_steps
+        calls = []
+        problem.layer._map = lambda *a: calls.append(1) or type(problem.layer)._map(problem.layer, *a)
+        with torch.no_grad():
+            problem.layer(problem.x, problem.observed)
+        del problem.layer._map
         v = torch.randn(args.batch, problem.layer.n, generator=torch.Generator().manual_seed(2), dtype=dtype) * 3
         alpha = torch.tensor(problem.layer.alpha, dtype=dtype)
 
         def specc_prox():
             start = time.perf_counter()
             problem.layer.prox(v, alpha)
+            return time.perf_counter() - start
+
+        _, state = problem.layer._prox_fast(v, alpha, None)
+        nearby = v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
+
+        def specc_solver_prox():
+            start = time.perf_counter()
+            problem.layer._prox_fast(v, alpha, None)
+            return time.perf_counter() - start
+
+        def specc_warm_prox():
+            start = time.perf_counter()
+            problem.layer._prox_fast(nearby, alpha, state)
             return time.perf_counter() - start
 
         def reference_prox():
@@ -196,20 +222,22 @@ def main() -> None:
         samples = measure({"specc forward": problem.specc_forward, "reference forward": problem.reference_forward,
                            "specc backward": problem.specc_backward,
                            "reference backward": problem.reference_backward,
-                           "specc prox": specc_prox, "reference prox": reference_prox}, args.rounds)
-        for phase in ("forward", "backward", "prox"):
-            ours, ref = samples["specc " + phase], samples["reference " + phase]
+                           "specc prox": specc_prox, "specc solver prox": specc_solver_prox,
+                           "specc warm prox": specc_warm_prox, "reference prox": reference_prox}, args.rounds)
+        for phase, mine in (("forward", "forward"), ("backward", "backward"), ("prox", "prox"),
+                            ("prox cold", "solver prox"), ("prox warm", "warm prox")):
+            ours, ref = samples["specc " + mine], samples["reference prox" if "prox" in phase else "reference " + phase]
             ratio = statistics.median(ref) / statistics.median(ours)
             ok = ratio >= BAR
-            if phase != "prox":
+            if "prox" not in phase:
                 met &= ok
             rows.append(f"{problem.layer.n:>6} {phase:9} {min(ours) * 1e3:9.2f} /{statistics.median(ours) * 1e3:9.2f} "
                         f"{min(ref) * 1e3:10.2f} /{statistics.median(ref) * 1e3:10.2f} {ratio:6.2f}x  "
-                        + ("" if phase == "prox" else "met" if ok else "NOT met"))
+                        + ("" if "prox" in phase else "met" if ok else "NOT met"))
         notes.append(f"{problem.layer.n} units: max |z - exact| specc {acc['specc']:.1e}, reference "
                      f"{acc['reference']:.1e}; gradient (relative to its max) specc {acc['specc grad']:.1e}, "
-                     f"reference {acc['reference grad']:.1e}; reference iterations forward {steps[0]}, backward "
-                     f"{steps[1]}; prox |specc - reference| {prox_diff:.1e}")
+                     f"reference {acc['reference grad']:.1e}; forward iterations specc {len(calls)}, reference "
+                     f"{steps[0]} (backward {steps[1]}); prox |specc - reference| {prox_diff:.1e}")
     print(header)
     print("\n".join(rows))
     print()
