@@ -9,6 +9,10 @@ it (as `tie` names parameters) and gives each a tensor-parallel style:
   multiplies its slice and the partial results are summed, so its output is whole again.
 - `heads`: an `attention` with `qkv="separate"`: its heads are split, `q_proj`/`k_proj`/`v_proj`
   colwise and `o_proj` rowwise, so every rank runs heads / tp query heads and kv_heads / tp key/value heads.
+- `sequence`: a norm (`rmsnorm`, `layernorm`) run on each rank's part of the sequence (`SequenceParallel`).
+  A plan with `sequence` layers keeps the residual stream split over the sequence (dim 1) between them:
+  rowwise layers and `heads` attentions scatter their summed output over the sequence, a rowwise
+  embedding too, and colwise layers and `heads` attentions gather their input first.
 - `replicate`: kept whole on every tensor-parallel rank (also what every layer not named gets); it says
   so in the spec and in `specc summary`.
 
@@ -34,7 +38,8 @@ from .ir import Graph, Node
 from .ties import tied_targets
 from .types import DTYPES, Dim, Sym, _terms, dim_add, dim_mul
 
-STYLES = ("colwise", "rowwise", "heads", "replicate")
+STYLES = ("colwise", "rowwise", "heads", "sequence", "replicate")
+_NORMS = ("rmsnorm", "layernorm")  # what `sequence` splits over the sequence
 _SPLIT = ("linear", "embedding")  # what colwise and rowwise split
 MESH_DIMS = ("dp", "tp")
 
@@ -47,6 +52,8 @@ class Sharded:
     node: Node
     style: str
     span: Span  # the path in the `shard` statement
+    seq_input: bool = False  # its input arrives split over the sequence: gathered first (colwise, heads)
+    seq_output: bool = False  # sequence parallelism: its summed output is scattered over the sequence (rowwise, heads)
 
 
 def plan(graph: Graph) -> list[Sharded]:
@@ -86,6 +93,8 @@ def plan(graph: Graph) -> list[Sharded]:
 
 
 def _check_style(graph: Graph, node: Node, style: str, span: Span) -> None:
+    if style == "sequence" and node.op not in _NORMS:
+        raise SpeccError("E0235", f"`sequence` splits a norm over the sequence; `{node.key}` is {node.op}", span)
     if style in ("colwise", "rowwise") and node.op not in _SPLIT:
         raise SpeccError("E0235", f"`{style}` splits a linear or embedding layer; `{node.key}` is {node.op}", span,
                          help="split an attention's heads with `heads`; leave other layers whole (`replicate`)")
@@ -105,11 +114,16 @@ def _check_style(graph: Graph, node: Node, style: str, span: Span) -> None:
 
 
 def _check_dataflow(graph: Graph, entries: list[Sharded]) -> None:
-    """A colwise layer's output is one rank's slice of the features: it may only flow through elementwise
-    ops whose tensor operands are all such slices, into rowwise layers, or be a model output (gathered)."""
+    """Follow the layout of every value: whole, a colwise layer's slice of the features, or (with
+    `sequence` layers) a part of the sequence. A feature slice may only flow through elementwise ops whose
+    tensor operands are all such slices, into rowwise layers, or be a model output (gathered). A sequence
+    part may only flow through elementwise ops on sequence parts, into sequence norms and colwise or
+    `heads` layers (which gather it). Marks each entry's `seq_input` and `seq_output` for the plan."""
     style = {s.node.name: s for s in entries}
+    sequence_parallel = any(s.style == "sequence" for s in entries)
     outputs = set(graph.outputs.values())
     sharded: dict[str, Sharded] = {}  # value -> the colwise layer it is a slice of
+    seq: set[str] = set()  # values split over the sequence
     for name in graph.topo_order():
         node = graph.node(name)
         s = style.get(name)
@@ -120,13 +134,40 @@ def _check_dataflow(graph: Graph, entries: list[Sharded]) -> None:
                 raise SpeccError("E0236", f"rowwise `{s.key}` reads `{graph.node(operands[0]).local}`, which is not "
                                           "the output of a colwise layer", s.span,
                                  help="a rowwise layer takes the per-rank slice a colwise layer makes")
+            if sequence_parallel:
+                s.seq_output = True
+                seq.add(name)
             continue
-        if s is not None and s.style == "colwise":
+        if s is not None and s.style in ("colwise", "heads"):
             if slices:
-                raise SpeccError("E0236", f"colwise `{s.key}` reads a per-rank slice of "
+                raise SpeccError("E0236", f"{s.style} `{s.key}` reads a per-rank slice of "
                                           f"`{sharded[slices[0]].key}`", s.span)
-            sharded[name] = s
+            s.seq_input = bool(operands) and operands[0] in seq
+            if any(o in seq for o in operands[1:]):
+                raise SpeccError("E0236", f"`{s.key}` reads a mask or context split over the sequence", s.span)
+            if s.style == "colwise":
+                sharded[name] = s
+            elif sequence_parallel:
+                s.seq_output = True
+                seq.add(name)
             continue
+        if s is not None and s.style == "sequence":
+            if operands[0] not in seq:
+                raise SpeccError("E0236", f"sequence-parallel `{s.key}` reads `{graph.node(operands[0]).local}`, "
+                                          "which is whole on every rank, not split over the sequence", s.span,
+                                 help="split the sequence before it: a rowwise embedding or layer, or a `heads` "
+                                      "attention, scatters its output over the sequence in a plan with `sequence`")
+            seq.add(name)
+            continue
+        parts = [o for o in operands if o in seq]
+        if parts:
+            if ops.get(node.op).elementwise and all(o in seq for o in operands):
+                seq.add(name)
+                continue
+            raise SpeccError("E0236", f"`{node.local}` ({node.op}) reads `{graph.node(parts[0]).local}`, which is "
+                                      "split over the sequence", node.span or (s.span if s else None),
+                             help="only elementwise ops on sequence parts, `sequence` norms and colwise or `heads` "
+                                  "layers may read it")
         if not slices:
             continue
         source = sharded[slices[0]]
@@ -140,6 +181,10 @@ def _check_dataflow(graph: Graph, entries: list[Sharded]) -> None:
         if name in sharded and graph.node(name).op not in ("linear", "embedding"):
             raise SpeccError("E0236", f"output `{graph.node(name).local}` is a per-rank slice of colwise "
                                       f"`{sharded[name].key}`", sharded[name].span)
+        if name in seq:
+            raise SpeccError("E0236", f"output `{graph.node(name).local}` is split over the sequence",
+                             graph.output_spans.get(next(k for k, v in graph.outputs.items() if v == name)),
+                             help="end the model with a colwise layer (gathered, as a model output) or keep it whole")
 
 
 # ------------------------------------------------------------------ meshes
@@ -195,8 +240,9 @@ def per_rank(graph: Graph, entries: list[Sharded], dp: int, tp: int) -> RankMemo
     """What one rank of a dp x tp mesh holds: tensor parallelism splits the planned weights tp ways, then
     FSDP shards every parameter's dim 0 dp ways (padded up, as `fully_shard` does). Activations are an
     estimate for a rank's own batch: every value's output once (what backward may keep; attention's
-    internals not counted), the slices colwise layers make divided by tp."""
+    internals not counted), the feature slices and sequence parts tensor parallelism makes divided by tp."""
     style = {s.node.name: s.style for s in entries}
+    by_name = {s.node.name: s for s in entries}
     tied = tied_targets(graph)
     params = param_bytes = 0
     for node in graph.nodes():
@@ -219,9 +265,11 @@ def per_rank(graph: Graph, entries: list[Sharded], dp: int, tp: int) -> RankMemo
         node = graph.node(name)
         if node.op == "input" or node.type is None:
             continue
-        if style.get(name) == "colwise" or (ops.get(node.op).elementwise and graph.operands(name)
-                                            and all(o in sliced for o in graph.operands(name))):
-            sliced.add(name)
+        split = by_name.get(name)
+        if (split is not None and (split.style in ("colwise", "sequence") or split.seq_output)) or \
+                (split is None and ops.get(node.op).elementwise and graph.operands(name)
+                 and all(o in sliced for o in graph.operands(name))):
+            sliced.add(name)  # a slice of the features, or a part of the sequence
         size = dim_mul(node.type.numel(), DTYPES[node.type.dtype][2])
         activations = dim_add(activations, _divide(size, tp) if name in sliced else size)
     return RankMemory(params, param_bytes, activations)

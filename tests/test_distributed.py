@@ -181,6 +181,11 @@ def plan_with(tmp_path, old: str | tuple, new: str | tuple) -> Path:
     ("shard down = rowwise", "shard down = colwise", "E0236", "colwise `mlp.down` reads a per-rank slice", 11),
     (("causal=true)", "f32[B, T, d]"), ("causal=true, mask=m)", "f32[B, T, d]\n    input m: bool[B, heads, T, T]"),
      "E0235", "its mask has a dim per head", 11),
+    ("shard down = rowwise", "shard down = sequence", "E0235", "`sequence` splits a norm over the sequence", 11),
+    ("output y = mlp(a, d) as mlp", "output y = mlp(rmsnorm(a) as n, d) as mlp\n    shard n = sequence", "E0236",
+     "`a` (add) reads `attn`, which is split over the sequence", 9),
+    ("    a = x + attention", "    shard n = sequence\n    a = rmsnorm(x) as n\n    a = a + attention", "E0236",
+     "sequence-parallel `n` reads `x`, which is whole on every rank", 11),
     ("shard up = colwise", "shard up, down = colwise", "E0234", "`mlp.down` is sharded `colwise` and `rowwise`", 11),
 ])
 def test_a_plan_that_cannot_work_is_a_located_error(tmp_path, old, new, code, message, column):

@@ -103,6 +103,29 @@ def reset_line(graph: Graph, step: str, line: str) -> str:
     return f"raise RuntimeError({py_string(f'{node.op} layer `{node.key}` cannot be re-initialized in place')})"
 
 
+def tp_styles(path: str, s: "parallel.Sharded", output: bool) -> list[tuple[str, str, str]]:
+    """The `parallelize_module` entries of one planned layer: (module path, ParallelStyle code, comment)."""
+    gather = "input_layouts=Shard(1)" if s.seq_input else ""  # a sequence part: gathered first
+    scatter = "output_layouts=Shard(1)" if s.seq_output else ""  # summed, then scattered over the sequence
+    if s.style == "heads":
+        prepare = [(path, "PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),))",
+                    "the sequence, gathered")] if s.seq_input else []
+        return prepare + [(f"{path}.{proj}", "ColwiseParallel()", "heads / tp query heads" if proj == "q_proj" else "")
+                          for proj in ("q_proj", "k_proj", "v_proj")] + \
+            [(f"{path}.o_proj", f"RowwiseParallel({scatter})", "")]
+    if s.style == "colwise":
+        args = ", ".join(a for a in (gather, "output_layouts=Replicate()" if output else "") if a)
+        return [(path, f"ColwiseParallel({args})", "a model output: gathered" if output else "")]
+    if s.style == "rowwise" and s.node.op == "embedding":
+        args = ", ".join(a for a in ("input_layouts=Replicate()", scatter) if a)
+        return [(path, f"RowwiseParallel({args})", "token ids: whole on every rank")]
+    if s.style == "rowwise":
+        return [(path, f"RowwiseParallel({scatter})", "")]
+    if s.style == "sequence":
+        return [(path, "SequenceParallel(use_local_output=True)", "on this rank's part of the sequence")]
+    return []  # replicate
+
+
 def parallel_context(graph: Graph) -> dict[str, Any]:
     """What `parallelize` needs (backends/torch/parallel.j2): the `shard` plan as module-path patterns and
     styles, the sizes it splits (checked against the tensor-parallel degree at run time, as `--mesh` does
@@ -116,18 +139,7 @@ def parallel_context(graph: Graph) -> dict[str, Any]:
     outputs = set(graph.outputs.values())
     for pattern in patterns:
         s = next(by_key[k] for k in by_key if parallel._match(k, pattern))
-        if s.style == "heads":
-            plan += [(f"{pattern}.{proj}", "ColwiseParallel()", "heads / tp query heads" if proj == "q_proj" else "")
-                     for proj in ("q_proj", "k_proj", "v_proj")]
-            plan.append((f"{pattern}.o_proj", "RowwiseParallel()", ""))
-        elif s.style == "colwise" and s.node.name in outputs:
-            plan.append((pattern, "ColwiseParallel(output_layouts=Replicate())", "a model output: gathered"))
-        elif s.style == "colwise":
-            plan.append((pattern, "ColwiseParallel()", ""))
-        elif s.style == "rowwise" and s.node.op == "embedding":
-            plan.append((pattern, "RowwiseParallel(input_layouts=Replicate())", "token ids: whole on every rank"))
-        elif s.style == "rowwise":
-            plan.append((pattern, "RowwiseParallel()", ""))
+        plan += tp_styles(pattern, s, s.node.name in outputs)
     splits: dict[tuple[str, int], str] = {}
     for s in entries:
         for what, size in parallel.split_sizes(s):
