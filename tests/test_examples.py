@@ -23,6 +23,15 @@ def test_train_cdgm_reports_zero_violations_with_the_layer():
     assert all("with it   0.0%" in line for line in lines), out
 
 
+def test_train_cdgm_tabular_reports_violations_and_utility_per_generator():
+    out = run_example("train_cdgm_tabular.py", "--steps", "4")
+    rows = {line[:18].strip(): line[18:].split() for line in out.splitlines()[1:]}
+    assert set(rows) == {"real", "without layer", "+ violation loss", "C-DGM layer"}, out
+    assert rows["C-DGM layer"][0] == "0.0%" and rows["real"][0] == "0.0%"
+    assert float(rows["real"][2]) > 0.9  # AUC of the classifier trained on real rows
+    assert all(0 <= float(v) <= 1 for r in rows.values() for v in r[1:])
+
+
 def test_train_mdbm_runs_and_learns():
     out = run_example("train_mdbm.py", "--steps", "3")
     before, after = (ast.literal_eval(line.split(":", 1)[1].strip()) for line in out.splitlines()
