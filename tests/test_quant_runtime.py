@@ -172,14 +172,15 @@ def test_torch_forward_peaks_below_the_dense_weight(tmp_path):
         model.load_state_dict(torch.load({str(weights)!r}))
         layer, x = model.y, torch.randn(1, 2048)
         with torch.no_grad():
-            model(x)  # first-call costs (thread pools, allocator arenas)
-            print(peak_kib(lambda: model(x)))
+            warm = gen.Model().eval()  # kept alive, so the measured call cannot reuse its memory
+            warm(x)  # first-call costs of another instance (library code paged in, thread pools)
+            print(peak_kib(lambda: model(x)))  # the first call: int4 codes unpacked, one a byte, and kept
             print(peak_kib(lambda: torch.nn.functional.linear(x, layer.dequantized(), layer.bias)))
     """)
     tiled, whole = map(int, subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                            check=True).stdout.split())
     dense_kib = 4096 * 2048 * 4 // 1024
-    assert tiled < dense_kib // 4, (tiled, dense_kib)
+    assert tiled < dense_kib // 2, (tiled, dense_kib)  # a quarter of W for the codes kept, a tile
     assert whole >= dense_kib // 2, (whole, dense_kib)  # the measurement can see a whole W
 
 
