@@ -73,6 +73,11 @@ def run(rank: int, world: int, workdir: str, modes: list[str]) -> None:
             reference = torch.load(work / "init.pt")  # loaded each time: set_model_state_dict distributes it in place
             set_model_state_dict(model, reference, options=StateDictOptions(full_state_dict=True))
             optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            # a layer inside the first block counts its calls: twice a step where blocks recompute in backward
+            block = next(iter(model.get_submodule(generated.FSDP_BLOCKS[0]).children()))
+            layer = next(m for m in block.modules() if isinstance(m, torch.nn.Linear))
+            calls = []
+            layer.register_forward_hook(lambda *args: calls.append(1))
             dp_rank = mesh["dp"].get_local_rank() if "dp" in (mesh.mesh_dim_names or ()) and dp > 1 else 0
             rows = slice(dp_rank * tokens.shape[0] // dp, (dp_rank + 1) * tokens.shape[0] // dp)
             worst = {"loss": 0.0, "grad": 0.0, "param": 0.0}
@@ -96,6 +101,7 @@ def run(rank: int, world: int, workdir: str, modes: list[str]) -> None:
             if mode in ("tp", "2d", "fsdp"):  # a sharded checkpoint, for the single-process load in the test
                 dcp.save(get_model_state_dict(model), checkpoint_id=str(work / f"checkpoint_{mode}"))
             worst["dtype"] = dtype
+            worst["calls"] = len(calls)
             worst["whole"] = [n for n, p in model.named_parameters() if not hasattr(p, "full_tensor")]
             held = [0] * world  # parameters each rank holds (a shard's local part), for `specc summary --mesh`
             dist.all_gather_object(held, sum((p.to_local() if hasattr(p, "to_local") else p).numel()

@@ -73,6 +73,8 @@ def test_sharded_training_matches_one_process(tmp_path, name):
         # what `specc summary --mesh` says one rank holds is what the most loaded rank held
         assert max(results[mode]["held"]) == parallel.per_rank(graph, entries, dp, tp).params, (mode, results[mode])
     assert results["fsdp_mp"]["dtype"] == "torch.float64"  # the mixed-precision policy computed
+    for mode in modes:  # checkpoint=True (fsdp_mp, 2d) recomputes each block's forward in backward
+        assert results[mode]["calls"] == distributed_worker.STEPS * (2 if mode in ("fsdp_mp", "2d") else 1), results
     assert results["fsdp"]["dtype"] == "torch.float32"
 
     for mode in ("fsdp", "tp", "2d"):  # a sharded checkpoint loads into a module in one process
