@@ -76,7 +76,7 @@ def speed_notes(graph: Graph) -> list[str]:
     for op, nodes in layers.items():
         if op == "quant_linear":
             text = ("slower than dense on the torch target (CPU: one pass over the codes per forward, about "
-                    "0.2-0.3x dense at batch 1 for int4, 0.5-0.8x for int8; GPU: the whole weight rebuilt); "
+                    "0.4x dense at batch 1 for int4, 0.5-0.8x for int8; GPU: the whole weight rebuilt); "
                     "fast on the onnx target on CPU (onnxruntime MatMulNBits: int4 faster than dense, int8 "
                     "with accuracy_level=4) and on the triton target on GPU (dequantized inside its matmul)")
             standard = [n for n in nodes if n.attrs.onnx == "standard"]
