@@ -302,13 +302,11 @@ class _Values:
         self.by_span: dict[tuple, list[_Found]] = {}
         self.models_by_source: dict[int, list[Any]] = {}  # id(a chunk's source) -> the models with values in it
         for model in analysis.models.values():
-            for node in model.nodes:
-                key = _node_key(node.span)
-                if key is not None:
-                    self.by_span.setdefault(key, []).append(_Found(model.name, node))
-                    models = self.models_by_source.setdefault(key[0], [])
-                    if not models or models[-1] is not model:
-                        models.append(model)
+            entries = _entries(model)
+            for key, found in entries[0]:
+                self.by_span.setdefault(key, []).append(found)
+            for source in entries[1]:
+                self.models_by_source.setdefault(source, []).append(model)
 
     def of(self, expr: Any, definition: Any, sites: tuple[Span, ...] = (), depth: int = 0) -> list[_Found]:
         """The values an expression computed (one per model and inlining of its definition)."""
@@ -354,6 +352,19 @@ class _Values:
 
 
 _VALUES: "weakref.WeakKeyDictionary[Analysis, _Values]" = weakref.WeakKeyDictionary()
+# a compiled model's values by where they came from, and the chunks (ids of sources) they came from
+_ENTRIES: "weakref.WeakKeyDictionary[Any, tuple[list[tuple[tuple, _Found]], list[int]]]" = weakref.WeakKeyDictionary()
+
+
+def _entries(model: Any) -> tuple[list[tuple[tuple, _Found]], list[int]]:
+    """A model's part of the value table, built once per compile (`ModelInfo`): an edit recompiles a
+    model or two, and the table of the next analysis reuses every other model's part."""
+    hit = _ENTRIES.get(model)
+    if hit is None:
+        found = [(key, _Found(model.name, node)) for node in model.nodes
+                 if (key := _node_key(node.span)) is not None]
+        hit = _ENTRIES[model] = (found, list(dict.fromkeys(key[0] for key, _ in found)))
+    return hit
 
 
 def _values(analysis: Analysis) -> _Values:
