@@ -85,7 +85,7 @@ def speed_notes(graph: Graph) -> list[str]:
                          f"quantized by onnxruntime): slower than dense on the onnx target too")
         else:
             text = (f"{_REBUILT[op]}: slower than dense on the torch and triton targets, CPU and GPU; the onnx "
-                    f"target runs at dense speed (onnxruntime folds the weight at load, into dense memory)")
+                    f"target runs at dense speed (onnxruntime folds the weight at load: dense memory or more)")
         notes.append(f"{_named(nodes)} ({op}): {text}")
     return notes
 
