@@ -30,7 +30,7 @@ from specc.diagnostics import SpeccError
 from targets import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
-PARALLEL = ROOT / "specs" / "parallel"
+PARALLEL = ROOT / "specs"
 CONFIGS = {"llama": SMALL["llama"], "tiny_gpt": {"vocab": 64, "context": 8, "width": 32, "heads": 4, "depth": 2}}
 TOLERANCE = 1e-5
 
@@ -204,7 +204,7 @@ def test_mesh_sizes_must_divide(tmp_path):
     result = subprocess.run(run + ["compile", str(PLAN), "--mesh", "dp=2,tp=4", "-o", str(tmp_path / "p.py")],
                             capture_output=True, text=True)
     assert result.returncode == 1
-    assert "plan.nnspec:14:11: error[E0237]: `attn` cannot be split 4 ways: its number of heads is 2" in result.stderr
+    assert "plan.nnspec:13:11: error[E0237]: `attn` cannot be split 4 ways: its number of heads is 2" in result.stderr
     ok = subprocess.run(run + ["compile", str(PLAN), "--mesh", "tp=2", "-o", str(tmp_path / "p.py")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

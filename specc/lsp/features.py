@@ -853,7 +853,7 @@ def completion(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.C
               for d in analysis.definitions.values() if d.kind == "block"]
     items += [lsp.CompletionItem(label=b, kind=lsp.CompletionItemKind.Constant) for b in BUILTINS]
     if last is None or last.type in ("_NL", "LBRACE"):
-        items += _keywords(("input", "output", "return", "columns"))
+        items += _keywords(("input", "output", "return", "columns", "tie", "shard"))
     elif last.type in ("NAME", "RPAR", "RSQB", "NUMBER", "RBRACE"):
         items += _keywords(("if", "else"))
     return lsp.CompletionList(is_incomplete=False, items=items)

@@ -15,6 +15,7 @@
   "return"
   "columns"
   "tie"
+  "shard"
   "repeat"
   "in"
   "as"

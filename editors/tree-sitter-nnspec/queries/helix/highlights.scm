@@ -13,6 +13,7 @@
   "return"
   "columns"
   "tie"
+  "shard"
   "repeat"
   "in"
   "as"
