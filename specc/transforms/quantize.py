@@ -31,6 +31,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from ..diagnostics import SpeccError
 from ..ir import Graph, Node
+from ..ops.lowrank_quant_linear import LowRankQuantLinearAttrs
 from ..ops.quant_linear import QuantLinearAttrs, storage
 from ..types import DTYPES
 from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
@@ -155,10 +156,26 @@ def allocate_bits(costs: Sequence[Mapping[int, float]], sizes: Sequence[Mapping[
     return list(min(frontier, key=lambda t: (t[1], t[0]))[2])
 
 
+def matrices(node: Node) -> list[tuple[int, int]]:
+    """The [out, in] weight matrices quantize stores for a layer it can rewrite: a linear's or an N:M
+    layer's weight (its zeros included), or a low-rank layer's two factors (down [rank, in], up [out, rank])."""
+    if node.op == "nm_linear":
+        return [(node.attrs.out_features, node.params["pattern"].shape[1] * node.attrs.m)]
+    if node.op == "lowrank_linear":
+        rank, in_features = node.params["down.weight"].shape
+        return [(rank, in_features), (node.attrs.out_features, rank)]
+    return [linear_shape(node)]
+
+
+def _group(group: int | None, in_features: int) -> int | None:
+    """A stage's group for one matrix: None (one scale per row) where the group spans its whole input."""
+    return group if group is not None and group < in_features else None
+
+
 def _bytes(node: Node, bits: int, group: int | None, symmetric: bool) -> int:
-    out_features, in_features = linear_shape(node)
     return sum(math.prod(p.shape) * DTYPES[p.dtype or "f32"][2]
-               for p in storage(bits, symmetric, out_features, in_features, group).values())
+               for out_features, in_features in matrices(node)
+               for p in storage(bits, symmetric, out_features, in_features, _group(group, in_features)).values())
 
 
 def _allocate(graph: Graph, layers: list[str], args: QuantizeArgs) -> dict[str, QuantizeArgs]:
@@ -166,10 +183,12 @@ def _allocate(graph: Graph, layers: list[str], args: QuantizeArgs) -> dict[str, 
     if args.format != "mixed":
         return {}
     nodes = [graph.node(layer) for layer in layers]
+    for node in nodes:
+        _refuse(node)
     sizes = [{b: _bytes(n, b, args.group, args.symmetric) for b in BITS.values()} for n in nodes]
-    costs = [{b: sensitivity(b, min(args.group or linear_shape(n)[1], linear_shape(n)[1]), args.symmetric)
+    costs = [{b: sum(sensitivity(b, min(args.group or width, width), args.symmetric) for _, width in matrices(n))
               for b in BITS.values()} for n in nodes]
-    dense = sum(math.prod(linear_shape(n)) * 4 for n in nodes)
+    dense = sum(math.prod(shape) * 4 for n in nodes for shape in matrices(n))
     budget = int(args.budget * dense)
     chosen = allocate_bits(costs, sizes, budget)
     if chosen is None:
@@ -181,27 +200,100 @@ def _allocate(graph: Graph, layers: list[str], args: QuantizeArgs) -> dict[str, 
 
 
 # ------------------------------------------------------------------ the transform
+# what quantize does not compose with: the op an earlier stage left, that stage, and what to do instead
+_AFTER = {
+    "nm_mask_linear": ("sparsity(learnable=true)", "freeze the learned masks first with a `sparsity(pattern=N:M)` "
+                                                   "stage on this layer (it becomes nm_linear, which quantize takes)"),
+    "masked_linear": ("prune", "quantize first and prune the dense layer, or use N:M `sparsity`, which quantize "
+                               "takes"),
+    "codebook_linear": ("codebook", "a codebook already stores the weight as indices: use one of the two"),
+    "tt_linear": ("tensor_train", "quantize a `lowrank` factorization instead, or keep the cores in float"),
+    "quant_linear": ("quantize", "the layer is quantized already: drop one of the two stages"),
+    "lowrank_quant_linear": ("lowrank + quantize", "the layer's factors are quantized already"),
+}
+
+
+def _refuse(node: Node) -> None:
+    """A located error, naming both stages, for a layer an earlier stage made into something quantize cannot store."""
+    if node.op in _AFTER:
+        stage, instead = _AFTER[node.op]
+        raise cannot_apply(node, f"`quantize` cannot follow `{stage}`: an earlier stage made this layer "
+                                 f"`{node.op}`, whose weights quantize cannot store", help=instead)
+
+
 def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
     if args.format == "mixed":
         raise cannot_apply(node, "quantize(mixed) needs the whole stage's layers to share out its budget, "
                                  "but it was called on one layer")
-    out_features, in_features = linear_shape(node)
+    _refuse(node)
     bits = BITS[args.format]
-    group = args.group if args.group is not None and args.group < in_features else None
+    how = (f"{args.format} {'per-channel' if args.group is None else f'group {args.group}'}"
+           f"{'' if args.symmetric else ' asymmetric'}")
+    dense = sum(o * i * 4 for o, i in matrices(node))
+    if node.op == "lowrank_linear":
+        if args.accuracy_level or args.onnx != "contrib":
+            raise cannot_apply(node, f"quantize's onnx options (accuracy_level={args.accuracy_level}, "
+                                     f"onnx={args.onnx!r}) choose MatMulNBits for a quantized linear, which the "
+                                     f"factors of a low-rank layer do not use",
+                               help="leave them at their defaults for low-rank layers (select those in a stage "
+                                    "of their own)")
+        (rank, in_features), (out_features, _) = matrices(node)
+        stored, ordered = _bytes(node, bits, args.group, args.symmetric), node.attrs.ordered
+        node.op = "lowrank_quant_linear"
+        node.attrs = LowRankQuantLinearAttrs(out_features=out_features, rank=rank, bits=bits,
+                                             down_group=_group(args.group, in_features),
+                                             up_group=_group(args.group, rank), symmetric=args.symmetric,
+                                             bias=node.attrs.bias)
+        return (f"{how}, both rank-{rank} factors: {stored:,} weight bytes "
+                f"instead of {dense:,} (float factors){'; ordered dropout ends (inference form)' if ordered else ''}")
+    out_features, in_features = matrices(node)[0]
+    group = _group(args.group, in_features)
+    sparse = node.attrs if node.op == "nm_linear" else None
+    stored = _bytes(node, bits, group, args.symmetric)
     node.op = "quant_linear"
     node.attrs = QuantLinearAttrs(out_features=out_features, bits=bits, group=group, symmetric=args.symmetric,
                                   bias=node.attrs.bias, onnx=args.onnx, accuracy_level=args.accuracy_level)
-    stored = _bytes(node, bits, group, args.symmetric)
-    return (f"{args.format} {'per-channel' if group is None else f'group {group}'}"
-            f"{'' if args.symmetric else ' asymmetric'}: {stored:,} weight bytes instead of "
-            f"{out_features * in_features * 4:,}")
+    if sparse is None:
+        return f"{how}: {stored:,} weight bytes instead of {dense:,}"
+    # the N:M zeros are quantized to zero codes and stored like any code (no mask): bytes as dense int codes
+    return (f"{how} of the {sparse.n}:{sparse.m} weight (its zeros stay exact zero codes): {stored:,} weight "
+            f"bytes instead of {dense:,} dense")
+
+
+def nm_dense(state: Mapping[str, Any], n: int, m: int) -> Any:
+    """The [out, in] weight an nm_linear layer computes with: its kept values at their pattern's positions."""
+    import torch
+
+    from ..ops.sparse_linear import NMAttrs
+
+    values, pattern = state["values"], state["pattern"]
+    out_features, groups = pattern.shape
+    positions = torch.tensor(NMAttrs(out_features=1, n=n, m=m).positions, device=pattern.device)
+    weight = values.new_zeros(out_features, groups, m)
+    weight.scatter_(-1, positions[pattern.long()], values.reshape(out_features, groups, n))
+    return weight.reshape(out_features, groups * m)
 
 
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
     a = node.attrs
-    return with_bias(quantize_weight(dense["weight"], a.bits, a.group, a.symmetric), dense)
+    if node.op == "lowrank_quant_linear":
+        out = {f"down.{k}": v for k, v in quantize_weight(dense["down.weight"], a.bits, a.down_group,
+                                                           a.symmetric).items()}
+        out.update({f"up.{k}": v for k, v in quantize_weight(dense["up.weight"], a.bits, a.up_group,
+                                                              a.symmetric).items()})
+        if "up.bias" in dense:
+            out["up.bias"] = dense["up.bias"]
+        return out
+    if plan.before == "nm_linear":  # quantize the masked weight: its zeros round to zero codes exactly
+        b = plan.before_node.attrs
+        weight = nm_dense(dense, b.n, b.m)
+    else:
+        weight = dense["weight"]
+    return with_bias(quantize_weight(weight, a.bits, a.group, a.symmetric), dense)
 
 
 register_transform(Transform("quantize", "weight-only int8/int4 quantization (per-channel or per-group, packed), "
-                                         "or a mixed int4/int8 choice per layer under a size budget",
-                             QuantizeArgs, frozenset({"linear"}), _rewrite, _convert, allocate=_allocate))
+                                         "or a mixed int4/int8 choice per layer under a size budget; after N:M "
+                                         "`sparsity` (the zeros stay zero) or `lowrank` (both factors)",
+                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear"} | set(_AFTER)),
+                             _rewrite, _convert, allocate=_allocate))

@@ -1,0 +1,166 @@
+"""Compression stages that compose (2:4 then int4, low-rank then int4) and the layers they reach.
+
+Each composed model is converted from a dense model's weights and checked on every target
+against the torch target, and against what the stages promise: the 2:4 zeros stay exact zeros
+after quantization, the factors are each quantized as `quantize` alone would, and the storage
+`specc summary` reports is the stored tensors' bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from specc.codegen import backends
+from specc.compiler import compile_graph
+from specc.diagnostics import SpeccError
+from specc.summary import summarize, totals
+from specc.transforms import convert_weights
+from specc.transforms.quantize import dequantize_weight, quantize_weight
+from targets import as_tuple, example_inputs, python_module, run_onnx
+
+BASE = """\
+model net(d: int = 32) {
+    input x: f32[B, d]
+    h = relu(linear(x, 48))
+    output logits = linear(h, 12)
+}
+"""
+
+
+def spec(tmp_path: Path, stages: str, base: str = BASE) -> Path:
+    path = tmp_path / "c.nnspec"
+    path.write_text(base + "compress small = net {\n" + stages + "}\n")
+    return path
+
+
+def convert(path: Path, seed: int = 0):
+    """(dense module, compressed graph, compressed torch module loaded with the converted weights)."""
+    graph = compile_graph(path, "small")
+    torch.manual_seed(seed)
+    _, dense = python_module(compile_graph(path, "net"), "torch")
+    _, model = python_module(graph, "torch")
+    model.load_state_dict(convert_weights(graph, dense.state_dict()))  # strict: exactly its keys and shapes
+    return dense.eval(), graph, model.eval()
+
+
+def outputs(model, inputs):
+    with torch.no_grad():
+        return as_tuple(model(*inputs))
+
+
+def assert_targets_agree(tmp_path: Path, graph, reference) -> None:
+    inputs = example_inputs(graph)
+    expected = outputs(reference, inputs)
+    module, triton_model = python_module(graph, "triton")
+    triton_model.load_state_dict(reference.state_dict())
+    launches: list[int] = []  # the triton target's fused dequantize-matmul runs every quantized matrix
+    apply = module._QuantMatmul.apply
+    module._QuantMatmul.apply = lambda *a: launches.append(1) or apply(*a)
+    got = outputs(triton_model.eval(), inputs)
+    assert len(launches) == sum({"quant_linear": 1, "lowrank_quant_linear": 2}.get(n.op, 0) for n in graph.nodes())
+    weights = tmp_path / "w.pt"
+    torch.save(reference.state_dict(), weights)
+    onnx_out = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, inputs)
+    for e, t, o in zip(expected, got, onnx_out, strict=True):
+        torch.testing.assert_close(t, e, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(o), e, rtol=1e-5, atol=1e-5)
+
+
+def stored_bytes(state: dict) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+# ------------------------------------------------------------------ 2:4 then int4
+@pytest.mark.parametrize("quant", ["int4, group=16", "int4, symmetric=false", "int8"])
+def test_2_4_then_quantize_keeps_the_zeros_and_agrees_on_every_target(tmp_path, quant):
+    path = spec(tmp_path, f"    sparsity(pattern=2:4) on linear\n    quantize({quant}) on nm_linear\n")
+    dense, graph, model = convert(path)
+    assert {n.op for n in graph.nodes() if n.name in ("h_linear", "logits")} == {"quant_linear"}
+    for layer in (model.h_linear, model.logits):
+        w = layer.dequantized()
+        zeros = (w.view(w.shape[0], -1, 4) == 0).sum(-1)
+        assert bool((zeros >= 2).all()), "every group of 4 keeps at least its 2 pruned weights at exactly 0"
+    # the quantized weight is the quantizer's result for the 2:4-masked dense weight
+    w = dense.h_linear.weight.detach()
+    keep = torch.zeros_like(w, dtype=torch.bool).view(48, -1, 4).scatter(
+        -1, w.abs().view(48, -1, 4).argsort(dim=-1, descending=True, stable=True)[..., :2], True).view(48, 32)
+    bits, a = (8 if "int8" in quant else 4), graph.node("h_linear").attrs
+    expected = dequantize_weight(quantize_weight(w * keep, bits, a.group, a.symmetric), bits, a.group,
+                                 a.symmetric, 32)
+    torch.testing.assert_close(model.h_linear.dequantized(), expected, rtol=0, atol=0)
+    assert_targets_agree(tmp_path, graph, model)
+
+
+def test_2_4_then_int4_summary_counts_the_stored_bytes(tmp_path):
+    path = spec(tmp_path, "    sparsity(pattern=2:4) on linear\n    quantize(int4) on nm_linear\n")
+    _, graph, model = convert(path)
+    after = totals(summarize(graph))[1]
+    assert after == stored_bytes(model.state_dict())
+    # int4 codes for every weight (zeros included) plus a scale per row and the biases
+    assert after == (48 * 16 + 12 * 24) + 4 * (48 + 12) + 4 * (48 + 12)
+
+
+# ------------------------------------------------------------------ low-rank then int4
+@pytest.mark.parametrize("quant", ["int4", "int8, group=8", "int4, group=16, symmetric=false"])
+def test_lowrank_then_quantize_quantizes_both_factors(tmp_path, quant):
+    path = spec(tmp_path, f"    lowrank(rank=4) on linear\n    quantize({quant}) on lowrank_linear\n")
+    _, graph, model = convert(path)
+    node = graph.node("h_linear")
+    assert node.op == "lowrank_quant_linear" and node.attrs.rank == 4
+    # each factor is what `quantize` makes of lowrank's float factor
+    _, lowrank_graph, lowrank = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n"))
+    a = node.attrs
+    for which, group in (("down", a.down_group), ("up", a.up_group)):
+        q = quantize_weight(getattr(lowrank.h_linear, which).weight, a.bits, group, a.symmetric)
+        for key, value in q.items():
+            torch.testing.assert_close(model.state_dict()[f"h_linear.{which}.{key}"], value, rtol=0, atol=0)
+    after = totals(summarize(graph))[1]
+    assert after == stored_bytes(model.state_dict())
+    assert_targets_agree(tmp_path, graph, model)
+
+
+def test_lowrank_int4_is_smaller_than_either_alone(tmp_path):
+    both = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n    quantize(int4) on lowrank_linear\n"))[2]
+    low = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n"))[2]
+    int4 = convert(spec(tmp_path, "    quantize(int4) on linear\n"))[2]
+    assert stored_bytes(both.state_dict()) < min(stored_bytes(low.state_dict()), stored_bytes(int4.state_dict()))
+
+
+def test_mixed_quantization_shares_its_budget_across_sparse_and_low_rank_layers(tmp_path):
+    path = spec(tmp_path, '    sparsity(pattern=2:4) on "h_linear"\n    lowrank(rank=4) on "logits"\n'
+                          '    quantize(mixed, budget=0.2) on "*_linear"\n    quantize(int8) on "logits"\n')
+    _, graph, model = convert(path)
+    assert graph.node("h_linear").op == "quant_linear" and graph.node("logits").op == "lowrank_quant_linear"
+    assert_targets_agree(tmp_path, graph, model)
+
+
+# ------------------------------------------------------------------ combinations that stay unsupported
+@pytest.mark.parametrize("stages,message,help", [
+    ("    sparsity(pattern=2:4, learnable=true) on linear\n    quantize(int4) on nm_mask_linear\n",
+     "`quantize` cannot follow `sparsity(learnable=true)`", "freeze the learned masks first"),
+    ("    prune(0.5) on linear\n    quantize(int4) on masked_linear\n", "`quantize` cannot follow `prune`", None),
+    ("    codebook(k=4) on linear\n    quantize(int8) on codebook_linear\n", "`quantize` cannot follow `codebook`",
+     None),
+    ("    tensor_train(bond=2) on linear\n    quantize(int8) on tt_linear\n", "`quantize` cannot follow `tensor_train`",
+     None),
+    ("    quantize(int8) on linear\n    quantize(int4) on quant_linear\n", "`quantize` cannot follow `quantize`",
+     None),
+    ("    lowrank(rank=4) on linear\n    quantize(int4, accuracy_level=4) on lowrank_linear\n",
+     "quantize's onnx options (accuracy_level=4", "select those in a stage of their own"),
+    ("    sparsity(pattern=2:4, learnable=true) on linear\n    quantize(mixed, budget=0.5) on nm_mask_linear\n",
+     "`quantize` cannot follow `sparsity(learnable=true)`", None),
+])
+def test_unsupported_combinations_are_located_errors_naming_both_stages(tmp_path, stages, message, help):
+    path = spec(tmp_path, stages)
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path, "small")
+    err = info.value
+    assert err.code == "E0808" and message in err.message, err.render()
+    assert err.span is not None and err.span.line in (3, 4)  # the layer's definition
+    if "mixed" not in stages:  # a mixed stage refuses while sharing out its budget, before any layer's rewrite
+        assert any("while applying `quantize`" in n.message for n in err.notes)
+    if help is not None:
+        assert help in (err.help or ""), err.render()
