@@ -10,7 +10,6 @@ every mode gives the loss, gradients and parameters of the same module in one pr
 from __future__ import annotations
 
 import json
-import os
 from fnmatch import fnmatch
 import subprocess
 import sys
@@ -86,7 +85,6 @@ def test_sharded_training_matches_one_process(tmp_path, name):
             torch.testing.assert_close(value, expected["trained"][key], rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 4, reason="4 processes: about 90 s on 2 shared cores")
 def test_fsdp_times_tp_on_a_2x2_mesh(tmp_path):
     """LLaMA on a 2 x 2 mesh (4 processes): FSDP over dp of the tensor-parallel shards, as on many GPUs."""
     name = "llama"
