@@ -40,8 +40,9 @@ def generate(spec: Path, params: dict, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["tiny_gpt", "llama"])
-def test_sharded_training_matches_one_process(tmp_path, name):
+def one_process_run(tmp_path, name: str):
+    """The generated module of spec `name` and what one process gets in three steps from the same weights
+    and batch, which the workers read from `tmp_path` (init.pt, batch.pt, expected.pt)."""
     model_file = generate(PARALLEL / f"{name}.nnspec", CONFIGS[name], tmp_path / "model.py")
     module = distributed_worker.load(model_file)
     torch.manual_seed(0)
@@ -53,7 +54,23 @@ def test_sharded_training_matches_one_process(tmp_path, name):
     torch.save((tokens, targets), tmp_path / "batch.pt")
     expected = distributed_worker.single_process(model, tokens, targets)
     torch.save(expected, tmp_path / "expected.pt")
+    return module, expected
 
+
+def assert_checkpoint_loads_in_one_process(module, checkpoint, expected) -> None:
+    """A checkpoint a sharded run saved with torch.distributed.checkpoint loads into a module in one process,
+    with the one-process run's trained values."""
+    single = module.Model()
+    state = single.state_dict()
+    dcp.load(state, checkpoint_id=str(checkpoint))
+    single.load_state_dict(state, strict=True)
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(value, expected["trained"][key], rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", ["tiny_gpt", "llama"])
+def test_sharded_training_matches_one_process(tmp_path, name):
+    module, expected = one_process_run(tmp_path, name)
     modes = ["fsdp", "fsdp_mp", "tp", "2d"]
     mp.spawn(distributed_worker.run, args=(2, str(tmp_path), modes), nprocs=2, join=True)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -76,28 +93,14 @@ def test_sharded_training_matches_one_process(tmp_path, name):
         assert results[mode]["calls"] == distributed_worker.STEPS * (2 if mode in ("fsdp_mp", "2d") else 1), results
     assert results["fsdp"]["dtype"] == "torch.float32"
 
-    for mode in ("fsdp", "tp", "2d"):  # a sharded checkpoint loads into a module in one process
-        single = module.Model()
-        state = single.state_dict()
-        dcp.load(state, checkpoint_id=str(tmp_path / f"checkpoint_{mode}"))
-        single.load_state_dict(state, strict=True)
-        for key, value in single.state_dict().items():
-            torch.testing.assert_close(value, expected["trained"][key], rtol=0, atol=TOLERANCE)
+    for mode in ("fsdp", "tp", "2d"):
+        assert_checkpoint_loads_in_one_process(module, tmp_path / f"checkpoint_{mode}", expected)
 
 
 def test_fsdp_times_tp_on_a_2x2_mesh(tmp_path):
     """LLaMA on a 2 x 2 mesh (4 processes): FSDP over dp of the tensor-parallel shards, as on many GPUs."""
     name = "llama"
-    model_file = generate(PARALLEL / f"{name}.nnspec", CONFIGS[name], tmp_path / "model.py")
-    module = distributed_worker.load(model_file)
-    torch.manual_seed(0)
-    model = module.Model()
-    torch.save(model.state_dict(), tmp_path / "init.pt")
-    gen = torch.Generator().manual_seed(1)
-    tokens, targets = torch.randint(0, 64, (4, 8), generator=gen), torch.randint(0, 64, (4, 8), generator=gen)
-    torch.save((tokens, targets), tmp_path / "batch.pt")
-    expected = distributed_worker.single_process(model, tokens, targets)
-    torch.save(expected, tmp_path / "expected.pt")
+    module, expected = one_process_run(tmp_path, name)
     mp.spawn(distributed_worker.run, args=(4, str(tmp_path), ["2d"]), nprocs=4, join=True)
     r = json.loads((tmp_path / "results.json").read_text())["2d"]
     print(r)
@@ -105,12 +108,7 @@ def test_fsdp_times_tp_on_a_2x2_mesh(tmp_path):
     assert r["whole"] == [], r  # FSDP shards the norms too; the planned layers are 2-D (dp, tp) shards
     graph = compile_graph(PARALLEL / f"{name}.nnspec", params=CONFIGS[name])
     assert max(r["held"]) == parallel.per_rank(graph, parallel.plan(graph), 2, 2).params, r
-    single = module.Model()
-    state = single.state_dict()
-    dcp.load(state, checkpoint_id=str(tmp_path / "checkpoint_2d"))
-    single.load_state_dict(state, strict=True)
-    for key, value in single.state_dict().items():
-        torch.testing.assert_close(value, expected["trained"][key], rtol=0, atol=TOLERANCE)
+    assert_checkpoint_loads_in_one_process(module, tmp_path / "checkpoint_2d", expected)
 
 
 # ---------------------------------------------------------------- meta-device init
