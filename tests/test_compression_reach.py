@@ -60,7 +60,7 @@ def assert_targets_agree(tmp_path: Path, graph, reference) -> None:
     apply = module._QuantMatmul.apply
     module._QuantMatmul.apply = lambda *a: launches.append(1) or apply(*a)
     got = outputs(triton_model.eval(), inputs)
-    assert len(launches) == sum({"quant_linear": 1, "lowrank_quant_linear": 2}.get(n.op, 0) for n in graph.nodes())
+    assert len(launches) == sum(k.split(".")[-1] == "qweight" for n in graph.nodes() for k in n.params)
     weights = tmp_path / "w.pt"
     torch.save(reference.state_dict(), weights)
     onnx_out = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, inputs)
@@ -164,3 +164,67 @@ def test_unsupported_combinations_are_located_errors_naming_both_stages(tmp_path
         assert any("while applying `quantize`" in n.message for n in err.notes)
     if help is not None:
         assert help in (err.help or ""), err.render()
+
+
+# ------------------------------------------------------------------ attention projections
+ATTENTION = """\
+model net(d: int = 16) {
+    input x: f32[B, 5, d]
+    input c: f32[B, 3, 8]
+    a = attention(x, 4, causal=true)
+    s = attention(a, 4, kv_heads=2, qkv="separate", rotary="rotate_half", bias=false)
+    t = attention(s, 2, qkv="separate", context=c)
+    output y = linear(t, 8)
+}
+"""
+
+
+@pytest.mark.parametrize("quant", ["int4, group=8", "int8, symmetric=false", "int4, group=8, onnx=\"standard\""])
+def test_quantize_on_attention_quantizes_every_projection_on_every_target(tmp_path, quant):
+    path = spec(tmp_path, f"    quantize({quant}) on attention\n    quantize(int8) on linear\n", ATTENTION)
+    dense, graph, model = convert(path)
+    assert [graph.node(n).op for n in ("a", "s", "t")] == ["quant_attention"] * 3
+    keys = model.state_dict().keys()
+    # a projection's weight becomes quant_linear's storage under the same layer key; biases keep theirs
+    assert {"a.qkv.qweight", "a.qkv.scale", "a.qkv.bias", "a.out.qweight", "s.q_proj.qweight", "s.o_proj.scale",
+            "t.k_proj.qweight", "t.v_proj.qweight"} <= set(keys)
+    assert not any(k.endswith(".weight") for k in keys)
+    # each projection is what quantize makes of the dense one (t.k_proj reads the 8-wide context)
+    a = graph.node("t").attrs
+    w = dense.t.k_proj.weight
+    expected = quantize_weight(w, a.bits, a.projection_group(8), a.symmetric)
+    for key, value in expected.items():
+        torch.testing.assert_close(model.state_dict()[f"t.k_proj.{key}"], value, rtol=0, atol=0)
+    after = totals(summarize(graph))[1]
+    assert after == stored_bytes(model.state_dict())
+    assert_targets_agree(tmp_path, graph, model)
+    # and the quantized model stays close to the dense one
+    inputs = example_inputs(graph)
+    for q, d in zip(outputs(model, inputs), outputs(dense, inputs), strict=True):
+        assert float((q - d).norm() / d.norm()) < (0.15 if "int4" in quant else 0.02)
+
+
+def test_quantize_on_attention_reaches_tiny_gpt(tmp_path):
+    from targets import ROOT
+
+    text = (ROOT / "specs" / "tiny_gpt.nnspec").read_text()
+    name = next(line.split()[1].split("(")[0] for line in text.splitlines() if line.startswith("model "))
+    path = tmp_path / "g.nnspec"
+    path.write_text(text + f"\ncompress small = {name} {{\n    quantize(int4, group=16) on attention\n}}\n")
+    graph = compile_graph(path, "small")
+    assert any(n.op == "quant_attention" for n in graph.nodes())
+    assert not any(n.op == "attention" for n in graph.nodes())
+    dense = {r.name: r.weight_bytes for r in summarize(compile_graph(path, name))}
+    rows = [r for r in summarize(graph) if r.op == "quant_attention"]
+    for r in rows:  # int4 codes, a scale per 16 weights, float biases: about 5x fewer bytes
+        assert r.weight_bytes < dense[r.name] / 4, (r.name, r.weight_bytes, dense[r.name])
+    print(f"tiny_gpt: {sum(dense[r.name] for r in rows):,} attention bytes -> {sum(r.weight_bytes for r in rows):,}; "
+          f"model {sum(dense.values()):,} -> {totals(summarize(graph))[1]:,}")
+
+
+def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
+    path = spec(tmp_path, "    quantize(int4, accuracy_level=4) on attention\n", ATTENTION)
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path, "small")
+    assert info.value.code == "E0808" and "accuracy_level=4" in info.value.message
+    assert info.value.span is not None and info.value.span.line == 4

@@ -51,8 +51,8 @@ def module_context(graph: Graph, step_of: Callable[[str], str] | None = None,
     nodes = [view(graph, n) for n in body]
     op = environment(TARGET).globals["op"]
     helpers: dict[str, None] = {}  # each distinct text once (an op may need several, e.g. attention's variants)
-    for v in nodes:
-        helpers.setdefault(op("helpers", v), None)
+    for v in nodes:  # a form feed separates the helpers of one op's text (quant_attention: attention's, quant_linear's)
+        helpers.update(dict.fromkeys(op("helpers", v).split("\f")))
     name = class_name(graph.name)
     torch_target = render_step is None  # the triton target renders its own steps and makes no init methods
     tree = ModuleTree(graph, step_of or (lambda n: n), set(_MODULE_NAMES) | {name},

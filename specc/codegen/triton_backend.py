@@ -130,7 +130,7 @@ def emit(graph: Graph) -> Artifact:
     torch_op, triton_op = environment("torch").globals["op"], environment(TARGET).globals["op"]
     helpers: dict[str, None] = {}  # each distinct text once, as in the torch target
     for node in context["nodes"]:
-        helpers.setdefault((triton_op if _own_kernel(node.op) else torch_op)("helpers", node), None)
+        helpers.update(dict.fromkeys((triton_op if _own_kernel(node.op) else torch_op)("helpers", node).split("\f")))
     context.update(groups=[g for g in groups.values() if g.kernel == g.id], has_epilogues=any(g.anchor for g in groups.values()),
                    helpers=[code for code in helpers if code])
     return Artifact(render(TARGET, "module.py.j2", **context).encode(), ".py")

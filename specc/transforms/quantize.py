@@ -32,6 +32,7 @@ from pydantic import Field, PositiveInt, model_validator
 from ..diagnostics import SpeccError
 from ..ir import Graph, Node
 from ..ops.lowrank_quant_linear import LowRankQuantLinearAttrs
+from ..ops.quant_attention import QuantAttentionAttrs
 from ..ops.quant_linear import QuantLinearAttrs, storage
 from ..types import DTYPES
 from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
@@ -164,6 +165,8 @@ def matrices(node: Node) -> list[tuple[int, int]]:
     if node.op == "lowrank_linear":
         rank, in_features = node.params["down.weight"].shape
         return [(rank, in_features), (node.attrs.out_features, rank)]
+    if node.op == "attention":  # its projections: qkv and out, or q_proj, k_proj, v_proj and o_proj
+        return [tuple(p.shape) for key, p in node.params.items() if key.endswith(".weight")]
     return [linear_shape(node)]
 
 
@@ -210,6 +213,7 @@ _AFTER = {
     "tt_linear": ("tensor_train", "quantize a `lowrank` factorization instead, or keep the cores in float"),
     "quant_linear": ("quantize", "the layer is quantized already: drop one of the two stages"),
     "lowrank_quant_linear": ("lowrank + quantize", "the layer's factors are quantized already"),
+    "quant_attention": ("quantize", "the attention's projections are quantized already: drop one of the two stages"),
 }
 
 
@@ -229,7 +233,18 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
     bits = BITS[args.format]
     how = (f"{args.format} {'per-channel' if args.group is None else f'group {args.group}'}"
            f"{'' if args.symmetric else ' asymmetric'}")
-    dense = sum(o * i * 4 for o, i in matrices(node))
+    matrices_before = matrices(node)
+    dense = sum(o * i * 4 for o, i in matrices_before)
+    if node.op == "attention":
+        if args.accuracy_level:
+            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
+                                     f"activation precision, which attention's projections do not use",
+                               help="leave it at 0 for attention layers (select those in a stage of their own)")
+        stored = _bytes(node, bits, args.group, args.symmetric)
+        node.attrs = QuantAttentionAttrs(**node.attrs.model_dump(), bits=bits, group=args.group,
+                                         symmetric=args.symmetric, onnx=args.onnx)
+        node.op = "quant_attention"
+        return f"{how}, {len(matrices_before)} projections: {stored:,} weight bytes instead of {dense:,}"
     if node.op == "lowrank_linear":
         if args.accuracy_level or args.onnx != "contrib":
             raise cannot_apply(node, f"quantize's onnx options (accuracy_level={args.accuracy_level}, "
@@ -276,6 +291,16 @@ def nm_dense(state: Mapping[str, Any], n: int, m: int) -> Any:
 
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
     a = node.attrs
+    if node.op == "quant_attention":
+        out = {}
+        for key, value in dense.items():
+            if key.endswith(".weight"):
+                group = a.projection_group(value.shape[1])
+                out.update({f"{key[:-len('weight')]}{k}": v
+                            for k, v in quantize_weight(value, a.bits, group, a.symmetric).items()})
+            else:
+                out[key] = value
+        return out
     if node.op == "lowrank_quant_linear":
         out = {f"down.{k}": v for k, v in quantize_weight(dense["down.weight"], a.bits, a.down_group,
                                                            a.symmetric).items()}
@@ -294,6 +319,7 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
 
 register_transform(Transform("quantize", "weight-only int8/int4 quantization (per-channel or per-group, packed), "
                                          "or a mixed int4/int8 choice per layer under a size budget; after N:M "
-                                         "`sparsity` (the zeros stay zero) or `lowrank` (both factors)",
-                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear"} | set(_AFTER)),
+                                         "`sparsity` (the zeros stay zero) or `lowrank` (both factors); "
+                                         "attention's projections",
+                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear", "attention"} | set(_AFTER)),
                              _rewrite, _convert, allocate=_allocate))
