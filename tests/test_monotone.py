@@ -425,3 +425,30 @@ def test_closed_form_backward_matches_unrolled_backprop(args, inputs, tmp_path_f
         grads.append([x_.grad] + [p.grad.clone() for p in layer.parameters()])
     for implicit, unrolled in zip(*grads):
         assert (implicit - unrolled).abs().max() <= 1e-9 * max(1.0, unrolled.abs().max().item())
+
+
+def test_log_marginals_are_the_pre_activation_logits_up_to_a_group_constant(tmp_path_factory):
+    """The paper's objective scores the layer's pre-activation logits W q + b (times learned temperatures); the
+    spec needs no logits output for it: at the fixed point q = softmax(W q + b) per free group, so log q differs
+    from the logits by a constant per group and log_softmax(t log q) = log_softmax(t (W q + b)) for any t
+    (examples/train_mdbm.py relies on this)."""
+    layer = _layer(tmp_path_factory, "state=[4, 4, 3], weight=mdbm(m=0.1), activation=prox_softmax(groups=[2, 4, 3]), "
+                                     "solver=peaceman_rachford(alpha=0.5, tol=1e-12, max_iter=2000)",
+                   "x: f32[B, 4]; mask: f32[B, 4]")
+    _randomize(layer, 31, 1.0)
+    gen = torch.Generator().manual_seed(32)
+    pixels = torch.rand(6, 2, generator=gen) < 0.5
+    x = torch.stack([~pixels, pixels], -1).reshape(6, 4).double()
+    mask = (torch.rand(6, 2, generator=gen) < 0.5).repeat_interleave(2, 1).double()
+    with torch.no_grad():
+        q = layer(x, mask)
+        logits = q @ layer.weight_matrix().t() + layer.bias
+    assert torch.equal(q[:, :4][mask > 0], x[mask > 0])  # observed units as given
+    free = torch.cat([mask == 0, torch.ones(6, 7, dtype=torch.bool)], 1)
+    for start, size, g in layer.softmax_blocks:
+        blocks = slice(start, start + size)
+        rows = free[:, blocks].reshape(6, -1, g)[..., 0]  # the groups to compare (whole groups are clamped)
+        for t in (1.0, 10.0):
+            ours = torch.log_softmax(t * q[:, blocks].log().reshape(6, -1, g), -1)[rows]
+            theirs = torch.log_softmax(t * logits[:, blocks].reshape(6, -1, g), -1)[rows]
+            assert rows.any() and (ours - theirs).abs().max() <= 1e-8
