@@ -228,3 +228,16 @@ def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
         compile_graph(path, "small")
     assert info.value.code == "E0808" and "accuracy_level=4" in info.value.message
     assert info.value.span is not None and info.value.span.line == 4
+
+
+@pytest.mark.parametrize("stages,message", [
+    ("    quantize(int4) on linear\n    sparsity(pattern=2:4) on quant_linear\n", "`sparsity` cannot follow `quantize`"),
+    ("    quantize(int4) on linear\n    lowrank(rank=4) on \"h_linear\"\n", "`lowrank` cannot follow `quantize`"),
+    ("    codebook(k=4) on linear\n    prune(0.5) on codebook_linear\n", "`prune` cannot follow `codebook`"),
+])
+def test_other_stages_after_a_compressed_layer_name_both_stages(tmp_path, stages, message):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(spec(tmp_path, stages), "small")
+    err = info.value
+    assert err.code == "E0802" and message in err.message, err.render()
+    assert err.span is not None and err.span.line == 8 and "apply `" in (err.help or "")

@@ -27,6 +27,13 @@ from ..diagnostics import SpeccError
 from ..ir import Graph, Node
 
 
+# the compressed ops and the stage that makes each, to name both stages when a later one cannot follow
+MADE_BY = {"lowrank_linear": "lowrank", "nm_linear": "sparsity", "nm_mask_linear": "sparsity(learnable=true)",
+           "masked_linear": "prune", "quant_linear": "quantize", "codebook_linear": "codebook",
+           "tt_linear": "tensor_train", "moe_merged": "merge_experts", "lowrank_quant_linear": "lowrank + quantize",
+           "quant_attention": "quantize"}
+
+
 def _layers(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes() if n.op != "input"]
 
@@ -88,6 +95,12 @@ def select(graph: Graph, stage: ast.Stage, applicable: frozenset[str], transform
         chosen = kept
     usable = [n for n in chosen if graph.node(n).op in applicable]
     if not usable:
+        made = next((graph.node(n) for n in chosen if graph.node(n).op in MADE_BY), None)
+        if made is not None:  # an earlier stage rewrote the layer into something this transform does not take
+            raise SpeccError("E0802", f"`{transform}` cannot follow `{MADE_BY[made.op]}`: an earlier stage made layer "
+                                      f"`{made.key if made.local else made.name}` `{made.op}`, and `{transform}` "
+                                      f"rewrites only {', '.join(sorted(applicable))} layers", selector.span,
+                             help=f"apply `{transform}` before `{MADE_BY[made.op]}` (stages run in order)")
         found = ", ".join(f"{n} ({graph.node(n).op})" for n in chosen[:6])
         raise SpeccError("E0802", f"`{transform}` rewrites {', '.join(sorted(applicable))} layers, but the selector "
                                   f"matches only {found}", selector.span)
