@@ -51,16 +51,18 @@ def outputs(model, inputs):
         return as_tuple(model(*inputs))
 
 
-def assert_targets_agree(tmp_path: Path, graph, reference) -> None:
-    inputs = example_inputs(graph)
+def assert_targets_agree(tmp_path: Path, graph, reference, inputs=None) -> None:
+    inputs = inputs if inputs is not None else example_inputs(graph)
     expected = outputs(reference, inputs)
     module, triton_model = python_module(graph, "triton")
     triton_model.load_state_dict(reference.state_dict())
     launches: list[int] = []  # the triton target's fused dequantize-matmul runs every quantized matrix
-    apply = module._QuantMatmul.apply
-    module._QuantMatmul.apply = lambda *a: launches.append(1) or apply(*a)
+    if hasattr(module, "_QuantMatmul"):
+        apply = module._QuantMatmul.apply
+        module._QuantMatmul.apply = lambda *a: launches.append(1) or apply(*a)
     got = outputs(triton_model.eval(), inputs)
-    assert len(launches) == sum(k.split(".")[-1] == "qweight" for n in graph.nodes() for k in n.params)
+    assert len(launches) == sum(k.split(".")[-1] == "qweight" for n in graph.nodes() for k in n.params
+                                if n.op != "quant_embedding")  # a table is gathered, not multiplied
     weights = tmp_path / "w.pt"
     torch.save(reference.state_dict(), weights)
     onnx_out = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, inputs)
@@ -241,3 +243,46 @@ def test_other_stages_after_a_compressed_layer_name_both_stages(tmp_path, stages
     err = info.value
     assert err.code == "E0802" and message in err.message, err.render()
     assert err.span is not None and err.span.line == 8 and "apply `" in (err.help or "")
+
+
+# ------------------------------------------------------------------ embedding tables
+EMBEDDING = """\
+model net(v: int = 50, d: int = 15) {
+    input ids: i64[B, T]
+    e = embedding(ids, v, d)
+    output y = linear(e, 8)
+}
+"""
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4", "int4, group=4, symmetric=false", "int8, group=5"])
+def test_quantized_embedding_dequantizes_the_gathered_rows_on_every_target(tmp_path, quant):
+    path = spec(tmp_path, f"    quantize({quant}) on embedding\n", EMBEDDING)
+    dense, graph, model = convert(path)
+    node = graph.node("e")
+    assert node.op == "quant_embedding" and set(model.state_dict()) >= {"e.qweight", "e.scale"}
+    a = node.attrs
+    table = dequantize_weight(quantize_weight(dense.e.weight, a.bits, a.group, a.symmetric), a.bits, a.group,
+                              a.symmetric, 15)
+    ids = torch.tensor([[3, 49, 0, 3], [17, 17, 2, 48]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.e(ids), table[ids], rtol=0, atol=0)
+        assert float((model.e(ids) - dense.e(ids)).abs().max()) < (0.5 if a.bits == 4 else 0.05)
+    after = totals(summarize(graph))[1]
+    assert after == stored_bytes(model.state_dict())
+    assert_targets_agree(tmp_path, graph, model, [ids])
+
+
+def test_quantize_refuses_a_shared_embedding_table(tmp_path):
+    shared = """\
+model net(v: int = 50, d: int = 16) {
+    input ids: i64[B, T]
+    wte = parameter([v, d])
+    e = embedding(ids, weight=wte)
+    output y = linear(e, 8)
+}
+"""
+    with pytest.raises(SpeccError) as info:
+        compile_graph(spec(tmp_path, "    quantize(int8) on embedding\n", shared), "small")
+    assert info.value.code == "E0808" and "a table it does not own" in info.value.message
+    assert info.value.span is not None and info.value.span.line == 4

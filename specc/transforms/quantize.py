@@ -33,6 +33,7 @@ from ..diagnostics import SpeccError
 from ..ir import Graph, Node
 from ..ops.lowrank_quant_linear import LowRankQuantLinearAttrs
 from ..ops.quant_attention import QuantAttentionAttrs
+from ..ops.quant_embedding import QuantEmbeddingAttrs
 from ..ops.quant_linear import QuantLinearAttrs, storage
 from ..types import DTYPES
 from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
@@ -219,6 +220,10 @@ _AFTER = {
 
 def _refuse(node: Node) -> None:
     """A located error, naming both stages, for a layer an earlier stage made into something quantize cannot store."""
+    if node.op == "embedding" and "weight" in node.attrs.operands:
+        raise cannot_apply(node, "it looks up a table it does not own (`weight=`, a shared or tied table), "
+                                 "so there is no table of its own to quantize",
+                           help="quantize the layers that own weights; a tied table stays float")
     if node.op in _AFTER:
         stage, instead = _AFTER[node.op]
         raise cannot_apply(node, f"`quantize` cannot follow `{stage}`: an earlier stage made this layer "
@@ -235,6 +240,17 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
            f"{'' if args.symmetric else ' asymmetric'}")
     matrices_before = matrices(node)
     dense = sum(o * i * 4 for o, i in matrices_before)
+    if node.op == "embedding":
+        if args.accuracy_level:
+            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
+                                     f"activation precision, and an embedding has no matmul",
+                               help="leave it at 0 for embeddings (select them in a stage of their own)")
+        vocab, dim = matrices_before[0]
+        group = _group(args.group, dim)
+        stored = _bytes(node, bits, group, args.symmetric)
+        node.op = "quant_embedding"
+        node.attrs = QuantEmbeddingAttrs(vocab=vocab, dim=dim, bits=bits, group=group, symmetric=args.symmetric)
+        return f"{how} table, dequantized after the gather: {stored:,} bytes instead of {dense:,}"
     if node.op == "attention":
         if args.accuracy_level:
             raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
@@ -320,6 +336,6 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
 register_transform(Transform("quantize", "weight-only int8/int4 quantization (per-channel or per-group, packed), "
                                          "or a mixed int4/int8 choice per layer under a size budget; after N:M "
                                          "`sparsity` (the zeros stay zero) or `lowrank` (both factors); "
-                                         "attention's projections",
-                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear", "attention"} | set(_AFTER)),
+                                         "attention's projections; embedding tables",
+                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear", "attention", "embedding"} | set(_AFTER)),
                              _rewrite, _convert, allocate=_allocate))
