@@ -62,7 +62,7 @@ def assert_targets_agree(tmp_path: Path, graph, reference, inputs=None) -> None:
         module._QuantMatmul.apply = lambda *a: launches.append(1) or apply(*a)
     got = outputs(triton_model.eval(), inputs)
     assert len(launches) == sum(k.split(".")[-1] == "qweight" for n in graph.nodes() for k in n.params
-                                if n.op != "quant_embedding")  # a table is gathered, not multiplied
+                                if n.op not in ("quant_embedding", "quant_conv1d", "quant_conv2d"))  # not matmuls
     weights = tmp_path / "w.pt"
     torch.save(reference.state_dict(), weights)
     onnx_out = run_onnx(backends()["onnx"].emit(graph, weights=weights).data, graph, inputs)
@@ -286,3 +286,47 @@ model net(v: int = 50, d: int = 16) {
         compile_graph(spec(tmp_path, "    quantize(int8) on embedding\n", shared), "small")
     assert info.value.code == "E0808" and "a table it does not own" in info.value.message
     assert info.value.span is not None and info.value.span.line == 4
+
+
+# ------------------------------------------------------------------ convolutions
+CONV = """\
+model net(c: int = 3) {
+    input x: f32[B, c, 9, 9]
+    input s: f32[B, 4, 11]
+    h = relu(conv2d(x, 8, 3, padding=1))
+    g = conv2d(h, 8, [3, 1], stride=2, groups=2, bias=false)
+    q = conv1d(s, 6, 3, dilation=2)
+    output y = linear(flatten(g, 1), 5)
+    output z = q
+}
+"""
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4", "int4, symmetric=false", "int8, onnx=\"standard\""])
+def test_quantized_convolutions_agree_on_every_target(tmp_path, quant):
+    path = spec(tmp_path, f"    quantize({quant}) on conv2d\n    quantize({quant}) on conv1d\n", CONV)
+    dense, graph, model = convert(path)
+    assert [graph.node(n).op for n in ("h_conv2d", "g", "q")] == ["quant_conv2d", "quant_conv2d", "quant_conv1d"]
+    a = graph.node("g").attrs
+    w = dense.g.weight.detach()
+    # one scale per output channel over its flattened [in/groups, kh, kw] weights
+    expected = dequantize_weight(quantize_weight(w.reshape(8, -1), a.bits, None, a.symmetric), a.bits, None,
+                                 a.symmetric, 12).view_as(w)
+    torch.testing.assert_close(model.g.dequantized(), expected, rtol=0, atol=0)
+    assert model.state_dict()["g.scale"].shape == (8, 1)
+    assert totals(summarize(graph))[1] == stored_bytes(model.state_dict())
+    assert_targets_agree(tmp_path, graph, model)
+    inputs = example_inputs(graph)
+    for q, d in zip(outputs(model, inputs), outputs(dense, inputs), strict=True):
+        assert float((q - d).norm() / d.norm()) < (0.2 if a.bits == 4 else 0.02)
+
+
+@pytest.mark.parametrize("stage,message", [
+    ("    quantize(int4, group=8) on conv2d\n", "group=8 has nothing to choose"),
+    ("    quantize(int8, accuracy_level=4) on conv1d\n", "accuracy_level has nothing to choose"),
+])
+def test_quantize_options_a_convolution_cannot_take_are_located_errors(tmp_path, stage, message):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(spec(tmp_path, stage, CONV), "small")
+    assert info.value.code == "E0808" and message in info.value.message, info.value.render()
+    assert info.value.span is not None and info.value.span.line in (4, 6)

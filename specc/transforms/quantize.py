@@ -33,6 +33,7 @@ from ..diagnostics import SpeccError
 from ..ir import Graph, Node
 from ..ops.lowrank_quant_linear import LowRankQuantLinearAttrs
 from ..ops.quant_attention import QuantAttentionAttrs
+from ..ops.quant_conv import QuantConv1dAttrs, QuantConv2dAttrs
 from ..ops.quant_embedding import QuantEmbeddingAttrs
 from ..ops.quant_linear import QuantLinearAttrs, storage
 from ..types import DTYPES
@@ -166,6 +167,9 @@ def matrices(node: Node) -> list[tuple[int, int]]:
     if node.op == "lowrank_linear":
         rank, in_features = node.params["down.weight"].shape
         return [(rank, in_features), (node.attrs.out_features, rank)]
+    if node.op in ("conv1d", "conv2d"):  # flattened per output channel: [out, in/groups * prod(kernel)]
+        shape = node.params["weight"].shape
+        return [(shape[0], math.prod(shape[1:]))]
     if node.op == "attention":  # its projections: qkv and out, or q_proj, k_proj, v_proj and o_proj
         return [tuple(p.shape) for key, p in node.params.items() if key.endswith(".weight")]
     return [linear_shape(node)]
@@ -214,6 +218,9 @@ _AFTER = {
     "tt_linear": ("tensor_train", "quantize a `lowrank` factorization instead, or keep the cores in float"),
     "quant_linear": ("quantize", "the layer is quantized already: drop one of the two stages"),
     "lowrank_quant_linear": ("lowrank + quantize", "the layer's factors are quantized already"),
+    "quant_conv1d": ("quantize", "the convolution is quantized already: drop one of the two stages"),
+    "quant_conv2d": ("quantize", "the convolution is quantized already: drop one of the two stages"),
+    "quant_embedding": ("quantize", "the table is quantized already: drop one of the two stages"),
     "quant_attention": ("quantize", "the attention's projections are quantized already: drop one of the two stages"),
 }
 
@@ -240,6 +247,18 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
            f"{'' if args.symmetric else ' asymmetric'}")
     matrices_before = matrices(node)
     dense = sum(o * i * 4 for o, i in matrices_before)
+    if node.op in ("conv1d", "conv2d"):
+        if args.group is not None or args.accuracy_level:
+            raise cannot_apply(node, f"a {node.op} weight is quantized per output channel, so "
+                                     f"{'group=' + str(args.group) if args.group is not None else 'accuracy_level'} "
+                                     f"has nothing to choose", help="select convolutions in a stage of their own, "
+                                                                    "without `group` or `accuracy_level`")
+        stored = _bytes(node, bits, None, args.symmetric)
+        attrs = QuantConv1dAttrs if node.op == "conv1d" else QuantConv2dAttrs
+        node.attrs = attrs(**node.attrs.model_dump(), bits=bits, symmetric=args.symmetric, onnx=args.onnx)
+        node.op = f"quant_{node.op}"
+        return (f"{args.format}{'' if args.symmetric else ' asymmetric'} per output channel: {stored:,} weight "
+                f"bytes instead of {dense:,}")
     if node.op == "embedding":
         if args.accuracy_level:
             raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
@@ -317,6 +336,9 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
             else:
                 out[key] = value
         return out
+    if node.op in ("quant_conv1d", "quant_conv2d"):
+        weight = dense["weight"]
+        return with_bias(quantize_weight(weight.reshape(weight.shape[0], -1), a.bits, None, a.symmetric), dense)
     if node.op == "lowrank_quant_linear":
         out = {f"down.{k}": v for k, v in quantize_weight(dense["down.weight"], a.bits, a.down_group,
                                                            a.symmetric).items()}
@@ -336,6 +358,7 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
 register_transform(Transform("quantize", "weight-only int8/int4 quantization (per-channel or per-group, packed), "
                                          "or a mixed int4/int8 choice per layer under a size budget; after N:M "
                                          "`sparsity` (the zeros stay zero) or `lowrank` (both factors); "
-                                         "attention's projections; embedding tables",
-                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear", "attention", "embedding"} | set(_AFTER)),
+                                         "attention's projections; embedding tables; conv1d/conv2d per output channel",
+                             QuantizeArgs, frozenset({"linear", "nm_linear", "lowrank_linear", "attention", "embedding", "conv1d",
+                                        "conv2d"} | set(_AFTER)),
                              _rewrite, _convert, allocate=_allocate))
