@@ -1,19 +1,38 @@
-"""Train the monotone DBM of specs/mdbm_mnist.nnspec on 8x8 digits, then complete images and classify.
+"""Train the monotone DBM of specs/mdbm_mnist.nnspec on 8x8 digits with the paper's objective, then
+report the paper's metrics against its baselines.
 
-    pip install scikit-learn          # the digits data set (without it: synthetic 8x8 "digits")
-    python examples/train_mdbm.py               # 300 steps, a few minutes on a laptop CPU
-    python examples/train_mdbm.py --steps 20    # a smoke run
+    pip install scikit-learn          # the digits data set and the baselines (without it: synthetic digits)
+    python examples/train_mdbm.py               # 600 steps, about 3 CPU minutes
+    python examples/train_mdbm.py --steps 3     # a smoke run
 
-The model is the spec compiled to a torch module. Each pixel is a categorical variable with two
-units (off, on); a hidden layer of groups of 4 units and the label (one group of 10) complete the
-state. Mean-field inference is the layer's fixed point q = softmax(W q + b) with the observed pixels
-clamped; since I - W >= m I it is unique, so training needs no sampling. Each step hides a random
-half of the pixels (and the label) and minimizes the cross-entropy of the hidden pixels and of the
-label under q; gradients come from implicit differentiation of the fixed point.
+The model is the spec compiled to a torch module. Each pixel is a categorical variable with two units
+(off, on); a hidden layer of groups of 4 units and the label (one group of 10) complete the state.
+Mean-field inference is the layer's fixed point q = softmax(W q + b) with the observed pixels clamped;
+since I - W >= m I it is unique, so training needs no sampling.
 
-At the end it reports, on held-out images: classification accuracy from the whole image and from its
-top half only, and joint completion: the share of the bottom-half pixels inferred right from the top
-half (against the per-pixel majority baseline).
+The objective is the one of the monotone DBM paper (Feng, Winston and Kolter, 2023; locuslab/MonotoneDBM,
+train_and_eval.py): each batch draws random observation masks, the label is never observed, and the loss
+is the cross-entropy of the unobserved pixels and of the label under the softmax of the layer's
+*pre-activation logits* W q + b times learned temperatures (tau^2 per pixel position, initialized to 10
+as in the reference, and one for the label, initialized to 1). The logits need no extra output from the
+spec: at the fixed point q = softmax(W q + b) per free group, so log q equals the logits up to a constant
+per group, which a softmax ignores: softmax(tau^2 log q) = softmax(tau^2 (W q + b)) exactly
+(tests/test_monotone.py checks it).
+
+Where this differs from the reference, and why: the pixel term is summed over an image's unobserved
+pixels and the label's term weighted by `--label-weight` (8; the reference averages a class-balanced
+focal loss over the batch's unobserved pixels and weighs it 1:1 against the label's: per pixel, one label
+term weighs as much as all the pixels); plain cross-entropy, no focal loss; and each image's pixels are
+observed with a probability drawn uniformly from [0.4, 1] (`--observe`, `--observe-max`), where the
+reference observes a fixed 0.4: accuracy is measured on whole images, and a label trained only from 40% of
+the pixels classified them below logistic regression (0.900 vs 0.914; `--observe-max 0.4` runs the fixed
+share). Gradients come from implicit differentiation of the fixed point.
+
+Reported on held-out images (the paper's metrics):
+- classification accuracy from the whole image, against logistic regression on the whole image;
+- imputation error (share of hidden pixels inferred wrong) on random masks (60% hidden) and on patch
+  masks (a random 4x4 patch of the 8x8 image hidden, as the paper's 14x14 patches of 28x28 MNIST),
+  against per-pixel most-common-value imputation (the mean imputation of binary pixels).
 """
 
 from __future__ import annotations
@@ -23,12 +42,14 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from specc.codegen import backends
 from specc.codegen.torch_backend import load_module
 from specc.compiler import compile_graph
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "mdbm_mnist.nnspec"
+SIDE = 8
 
 
 def digits(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -55,29 +76,106 @@ def pixel_mask(observed_pixels: torch.Tensor) -> torch.Tensor:
     return observed_pixels.repeat_interleave(2, dim=1)
 
 
-def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    x = one_hot_pixels(images)
-    top = torch.zeros(64, dtype=torch.bool)
-    top[:32] = True  # rows 0-3 of the 8x8 image
+def random_mask(n: int, observe: float, gen: torch.Generator, observe_max: float | None = None) -> torch.Tensor:
+    """[n, 64]: each pixel observed with probability `observe` (with `observe_max`, a probability drawn
+    uniformly from [observe, observe_max] per image)."""
+    if observe_max is not None:
+        observe = observe + (observe_max - observe) * torch.rand(n, 1, generator=gen)
+    return torch.rand(n, SIDE * SIDE, generator=gen) < observe
+
+
+def patch_mask(n: int, patch: int, gen: torch.Generator) -> torch.Tensor:
+    """[n, 64]: everything observed but one random patch x patch square per image."""
+    rows = torch.arange(SIDE)
+    top = torch.randint(0, SIDE - patch + 1, (n, 1), generator=gen)
+    left = torch.randint(0, SIDE - patch + 1, (n, 1), generator=gen)
+    r = ((rows >= top) & (rows < top + patch))[:, :, None]
+    c = ((rows >= left) & (rows < left + patch))[:, None, :]
+    return ~(r & c).reshape(n, SIDE * SIDE)
+
+
+class Temperatures(nn.Module):
+    """The paper's learned temperatures: tau^2 scales the logits of each pixel position and of the label."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pixel = nn.Parameter(torch.full((SIDE * SIDE,), 10.0 ** 0.5))
+        self.label = nn.Parameter(torch.ones(()))
+
+    def log_probs(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-softmax of tau^2 * logits, from the marginals (log q = logits - a constant per group)."""
+        logq = image.reshape(len(image), SIDE * SIDE, 2).clamp_min(1e-30).log()
+        pixel = torch.log_softmax(logq * self.pixel.square()[:, None], -1)
+        return pixel, torch.log_softmax(label.clamp_min(1e-30).log() * self.label.square(), -1)
+
+
+def loss_of(model, temps: Temperatures, images, labels, observed, label_weight: float) -> torch.Tensor:
+    """Summed cross-entropy of the unobserved pixels (per image) plus label_weight x the label's."""
+    image, label = model(one_hot_pixels(images), pixel_mask(observed))
+    pixel_lp, label_lp = temps.log_probs(image, label)
+    truth = pixel_lp.gather(-1, images.long()[..., None])[..., 0]
+    pixel_nll = -(truth * ~observed).sum(1)
+    return (pixel_nll - label_weight * label_lp.gather(1, labels[:, None])[:, 0]).mean()
+
+
+def imputation_error(model, images: torch.Tensor, observed: torch.Tensor) -> float:
+    """Share of the hidden pixels whose most likely value (under q) is wrong."""
     with torch.no_grad():
-        _, label_all = model(x, pixel_mask(torch.ones_like(images, dtype=torch.bool)))
-        completed, label_top = model(x, pixel_mask(top.expand_as(images)))
-    on = completed.reshape(len(images), 64, 2)[..., 1] > 0.5
-    bottom = ~top
-    majority = images.mean(0) > 0.5
+        image, _ = model(one_hot_pixels(images), pixel_mask(observed))
+    on = image.reshape(len(images), SIDE * SIDE, 2).argmax(-1).bool()
+    hidden = ~observed
+    return (on[hidden] != images.bool()[hidden]).float().mean().item()
+
+
+def evaluate(model, images, labels, masks) -> dict[str, float]:
+    with torch.no_grad():
+        _, label = model(one_hot_pixels(images), pixel_mask(torch.ones_like(images, dtype=torch.bool)))
     return {
-        "accuracy (whole image)": (label_all.argmax(-1) == labels).float().mean().item(),
-        "accuracy (top half only)": (label_top.argmax(-1) == labels).float().mean().item(),
-        "completion (bottom half pixels right)": (on[:, bottom] == images[:, bottom].bool()).float().mean().item(),
-        "completion baseline (per-pixel majority)": (majority[bottom] == images[:, bottom].bool()).float().mean().item(),
+        "accuracy (whole image)": (label.argmax(-1) == labels).float().mean().item(),
+        "imputation error (random masks)": imputation_error(model, images, masks["random"]),
+        "imputation error (patch masks)": imputation_error(model, images, masks["patch"]),
     }
+
+
+def baselines(train_images, train_labels, images, labels, masks) -> dict[str, float]:
+    """The paper's baselines: most-common value per pixel (imputation), logistic regression (accuracy)."""
+    common = train_images.mean(0) > 0.5
+    guess = common.expand_as(images)
+
+    def error(observed):
+        hidden = ~observed
+        return (guess[hidden] != images.bool()[hidden]).float().mean().item()
+
+    out = {"imputation error (random masks)": error(masks["random"]),
+           "imputation error (patch masks)": error(masks["patch"])}
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        return out
+    classifier = LogisticRegression(max_iter=2000).fit(train_images.numpy(), train_labels.numpy())
+    out["accuracy (whole image)"] = float(classifier.score(images.numpy(), labels.numpy()))
+    return out
+
+
+def table(ours: dict[str, float], base: dict[str, float]) -> str:
+    lines = [f"{'metric':<34}{'MDBM':>8}{'baseline':>10}", "-" * 52]
+    for key, value in ours.items():
+        b = base.get(key)
+        lines.append(f"{key:<34}{value:>8.3f}{'' if b is None else f'{b:>10.3f}'}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--observe", type=float, default=0.4, help="share of pixels observed while training")
+    parser.add_argument("--observe-max", type=float, default=1.0,
+                        help="draw each image's observed share uniformly from [--observe, --observe-max] "
+                             "(--observe-max 0.4: the reference's fixed share)")
+    parser.add_argument("--label-weight", type=float, default=8.0, help="weight of the label's cross-entropy")
+    parser.add_argument("--hidden", type=int, default=None, help="hidden units (default: the spec's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-tol", type=float, default=1e-4, help="solver tolerance while training")
     args = parser.parse_args()
@@ -87,34 +185,38 @@ def main() -> None:
     order = torch.randperm(len(images), generator=gen)
     split = int(0.8 * len(images))
     train, test = order[:split], order[split:]
+    eval_gen = torch.Generator().manual_seed(args.seed + 1)
+    masks = {"random": random_mask(len(test), 0.4, eval_gen), "patch": patch_mask(len(test), SIDE // 2, eval_gen)}
 
-    graph = compile_graph(SPEC)
+    graph = compile_graph(SPEC, params=None if args.hidden is None else {"hidden": args.hidden})
     module = load_module(backends()["torch"].emit(graph).data.decode(), "mdbm_mnist")
     torch.manual_seed(args.seed)
-    model = module.Model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model, temps = module.Model(), Temperatures()
+    optimizer = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=args.lr)
     print(f"{source}: {len(train)} training and {len(test)} test images; state of "
           f"{model.q.n} units ({sum(p.numel() for p in model.parameters())} parameters)")
-    print("before training:", {k: round(v, 3) for k, v in evaluate(model, images[test], labels[test]).items()})
+    print("before training:", {k: round(v, 3) for k, v in evaluate(model, images[test], labels[test], masks).items()})
 
-    # training solves (forward and adjoint) to 1e-4, evaluation to the spec's tolerance
+    # training solves (forward and adjoint) to --train-tol, evaluation to the spec's tolerance
     spec_tol, model.q.tol = model.q.tol, args.train_tol
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps, eta_min=args.lr / 20)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         batch = train[torch.randint(0, len(train), (args.batch,), generator=gen)]
-        x, y = one_hot_pixels(images[batch]), labels[batch]
-        observed = torch.rand(args.batch, 64, generator=gen) < 0.5
-        image, label = model(x, pixel_mask(observed))
-        truth = x.reshape(args.batch, 64, 2)
-        pixel_nll = -(truth * image.reshape(args.batch, 64, 2).clamp_min(1e-6).log()).sum(-1)
-        loss = pixel_nll[~observed].mean() - label.gather(1, y[:, None]).clamp_min(1e-6).log().mean()
+        observed = random_mask(args.batch, args.observe, gen, args.observe_max)
+        loss = loss_of(model, temps, images[batch], labels[batch], observed, args.label_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step % 50 == 0 or step == args.steps:
+        schedule.step()
+        if step % 100 == 0 or step == args.steps:
             print(f"step {step:4d}  loss {loss.item():.3f}  ({time.perf_counter() - start:.0f} s)")
     model.q.tol = spec_tol
-    print("after training: ", {k: round(v, 3) for k, v in evaluate(model, images[test], labels[test]).items()})
+    ours = evaluate(model, images[test], labels[test], masks)
+    print("after training: ", {k: round(v, 3) for k, v in ours.items()})
+    base = baselines(images[train], labels[train], images[test], labels[test], masks)
+    print("baselines:      ", {k: round(v, 3) for k, v in base.items()})
+    print(table(ours, base))
 
 
 if __name__ == "__main__":

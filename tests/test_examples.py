@@ -33,8 +33,15 @@ def test_train_cdgm_tabular_reports_violations_and_utility_per_generator():
 
 
 def test_train_mdbm_runs_and_learns():
+    """The smoke run reports the paper's metrics (accuracy from the whole image, imputation error on random and on
+    patch masks) before and after training and for the baselines, and three steps already move them."""
     out = run_example("train_mdbm.py", "--steps", "3")
-    before, after = (ast.literal_eval(line.split(":", 1)[1].strip()) for line in out.splitlines()
-                     if line.startswith(("before training:", "after training:")))
-    assert set(before) == set(after) >= {"accuracy (whole image)", "completion (bottom half pixels right)"}
+    before, after, base = (ast.literal_eval(line.split(":", 1)[1].strip()) for line in out.splitlines()
+                           if line.startswith(("before training:", "after training:", "baselines:")))
+    metrics = {"accuracy (whole image)", "imputation error (random masks)", "imputation error (patch masks)"}
+    assert set(before) == set(after) == metrics and metrics - {"accuracy (whole image)"} <= set(base) <= metrics
+    assert all(0 <= v <= 1 for r in (before, after, base) for v in r.values())
     assert after["accuracy (whole image)"] > before["accuracy (whole image)"]
+    assert after["imputation error (random masks)"] < before["imputation error (random masks)"]
+    rows = {line[:34].strip(): line[34:].split() for line in out[out.index("metric"):].splitlines()[2:]}
+    assert set(rows) == metrics and all(float(rows[k][0]) == round(after[k], 3) for k in metrics)
