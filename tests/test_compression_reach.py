@@ -106,7 +106,8 @@ def test_2_4_then_int4_summary_counts_the_stored_bytes(tmp_path):
 
 
 # ------------------------------------------------------------------ low-rank then int4
-@pytest.mark.parametrize("quant", ["int4", "int8, group=8", "int4, group=16, symmetric=false"])
+@pytest.mark.parametrize("quant", ["int4", "int8, group=8", "int4, group=16, symmetric=false",
+                                   "int4, group=2, onnx=\"standard\""])
 def test_lowrank_then_quantize_quantizes_both_factors(tmp_path, quant):
     path = spec(tmp_path, f"    lowrank(rank=4) on linear\n    quantize({quant}) on lowrank_linear\n")
     _, graph, model = convert(path)
@@ -151,7 +152,7 @@ def test_mixed_quantization_shares_its_budget_across_sparse_and_low_rank_layers(
     ("    quantize(int8) on linear\n    quantize(int4) on quant_linear\n", "`quantize` cannot follow `quantize`",
      None),
     ("    lowrank(rank=4) on linear\n    quantize(int4, accuracy_level=4) on lowrank_linear\n",
-     "quantize's onnx options (accuracy_level=4", "select those in a stage of their own"),
+     "quantize's accuracy_level=4 chooses MatMulNBits'", "select those in a stage of their own"),
     ("    sparsity(pattern=2:4, learnable=true) on linear\n    quantize(mixed, budget=0.5) on nm_mask_linear\n",
      "`quantize` cannot follow `sparsity(learnable=true)`", None),
 ])

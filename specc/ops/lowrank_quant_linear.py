@@ -10,7 +10,8 @@ the rank). Buffers only apart from the bias: a quantized layer is for inference.
 Targets run each factor as its quant_linear: the torch and triton targets with two of their
 `_QuantLinear` layers (in an nn.ModuleDict, for the `down.`/`up.` keys), the onnx target with
 the dequantize-then-MatMul nodes of quant_linear's template (not MatMulNBits, whose weights the
-torch layer exports per layer, not per factor: onnxruntime folds each factor to f32 at load).
+torch layer exports per layer, not per factor): onnxruntime folds each factor to f32 at load, or with
+onnx="standard" each is a DequantizeLinear, which runtimes keep quantized.
 """
 
 from __future__ import annotations

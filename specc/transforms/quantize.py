@@ -1,4 +1,4 @@
-"""quantize: weight-only int8/int4 quantization of linear layers, or a mixed per-layer choice under a size budget.
+"""quantize: weight-only int8/int4 quantization, or a mixed per-layer choice under a size budget.
 
 `quantize(int4, group=128, symmetric=true)` rewrites each selected linear into
 `quant_linear` (see specc/ops/quant_linear.py for the storage). `group` is the
@@ -6,11 +6,23 @@ number of input features sharing a scale (unset: one scale per output row). The
 converter searches, per group, the clipping of the range that minimizes the
 squared error (absmax scaling wastes levels on rare outliers), then rounds.
 
+What else it reaches, each stored with the same codes and scales:
+  - an N:M layer (`sparsity` first): the masked weight is quantized into `quant_linear`; its
+    zeros are exact zero codes (the zero point is an integer code), stored like any code, so
+    the bytes are int codes for every weight (no mask metadata to keep);
+  - a low-rank layer (`lowrank` first): both factors (`lowrank_quant_linear`);
+  - `attention`: every projection (`quant_attention`, same attention computation);
+  - `embedding`: the table per row (`quant_embedding`, only the gathered rows dequantized);
+  - `conv1d`/`conv2d`: the weight per output channel (`quant_conv1d`/`quant_conv2d`; no `group`).
+Anything else an earlier stage made (pruned, codebook, tensor-train, learnable-mask or already
+quantized layers) is a located error naming both stages.
+
 How the onnx target runs the layers is the stage's choice too: `accuracy_level=4` lets
 onnxruntime's MatMulNBits quantize the activations to int8 (several times faster on CPU, and
 what makes int8 layers fast there, at a small loss of accuracy; the default 0 computes in f32,
 the other targets' numbers), and `onnx="standard"` keeps the graph to standard ONNX ops
 (DequantizeLinear) for runtimes without onnxruntime's contrib ops. See specc/ops/quant_linear.py.
+MatMulNBits runs plain linear layers only, so `accuracy_level` on any other layer is an error.
 
 `quantize(mixed, budget=0.3)` picks int4 or int8 per selected layer so that
 their stored weight bytes stay within `budget` times their dense bytes, with the
@@ -281,19 +293,17 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
         node.op = "quant_attention"
         return f"{how}, {len(matrices_before)} projections: {stored:,} weight bytes instead of {dense:,}"
     if node.op == "lowrank_linear":
-        if args.accuracy_level or args.onnx != "contrib":
-            raise cannot_apply(node, f"quantize's onnx options (accuracy_level={args.accuracy_level}, "
-                                     f"onnx={args.onnx!r}) choose MatMulNBits for a quantized linear, which the "
-                                     f"factors of a low-rank layer do not use",
-                               help="leave them at their defaults for low-rank layers (select those in a stage "
-                                    "of their own)")
+        if args.accuracy_level:
+            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
+                                     f"activation precision, which the factors of a low-rank layer do not use",
+                               help="leave it at 0 for low-rank layers (select those in a stage of their own)")
         (rank, in_features), (out_features, _) = matrices(node)
         stored, ordered = _bytes(node, bits, args.group, args.symmetric), node.attrs.ordered
         node.op = "lowrank_quant_linear"
         node.attrs = LowRankQuantLinearAttrs(out_features=out_features, rank=rank, bits=bits,
                                              down_group=_group(args.group, in_features),
                                              up_group=_group(args.group, rank), symmetric=args.symmetric,
-                                             bias=node.attrs.bias)
+                                             bias=node.attrs.bias, onnx=args.onnx)
         return (f"{how}, both rank-{rank} factors: {stored:,} weight bytes "
                 f"instead of {dense:,} (float factors){'; ordered dropout ends (inference form)' if ordered else ''}")
     out_features, in_features = matrices(node)[0]
