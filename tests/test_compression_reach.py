@@ -207,22 +207,32 @@ def test_quantize_on_attention_quantizes_every_projection_on_every_target(tmp_pa
         assert float((q - d).norm() / d.norm()) < (0.15 if "int4" in quant else 0.02)
 
 
-def test_quantize_on_attention_reaches_tiny_gpt(tmp_path):
+def test_quantize_reaches_every_weight_of_tiny_gpt(tmp_path):
+    """Attention (27% of tiny_gpt's parameters), both embeddings and every linear, inside repeated blocks."""
     from targets import ROOT
 
-    text = (ROOT / "specs" / "tiny_gpt.nnspec").read_text()
-    name = next(line.split()[1].split("(")[0] for line in text.splitlines() if line.startswith("model "))
+    # without its `shard` plan, which splits linear layers (specc/parallel.py does not split quantized ones)
+    text = "\n".join(line for line in (ROOT / "specs" / "tiny_gpt.nnspec").read_text().splitlines()
+                     if not line.strip().startswith("shard "))
     path = tmp_path / "g.nnspec"
-    path.write_text(text + f"\ncompress small = {name} {{\n    quantize(int4, group=16) on attention\n}}\n")
+    path.write_text(text + "\ncompress small = tiny_gpt {\n    quantize(int4, group=16) on attention\n"
+                           "    quantize(int8) on embedding\n    quantize(int4, group=32) on linear\n}\n")
     graph = compile_graph(path, "small")
-    assert any(n.op == "quant_attention" for n in graph.nodes())
-    assert not any(n.op == "attention" for n in graph.nodes())
-    dense = {r.name: r.weight_bytes for r in summarize(compile_graph(path, name))}
-    rows = [r for r in summarize(graph) if r.op == "quant_attention"]
-    for r in rows:  # int4 codes, a scale per 16 weights, float biases: about 5x fewer bytes
-        assert r.weight_bytes < dense[r.name] / 4, (r.name, r.weight_bytes, dense[r.name])
-    print(f"tiny_gpt: {sum(dense[r.name] for r in rows):,} attention bytes -> {sum(r.weight_bytes for r in rows):,}; "
-          f"model {sum(dense.values()):,} -> {totals(summarize(graph))[1]:,}")
+    ops = {n.op for n in graph.nodes() if n.params}
+    assert ops <= {"quant_attention", "quant_embedding", "quant_linear", "rmsnorm"}, ops
+    torch.manual_seed(0)
+    base = compile_graph(path, "tiny_gpt")
+    _, dense = python_module(base, "torch")
+    _, model = python_module(graph, "torch")
+    model.load_state_dict(convert_weights(graph, dense.state_dict()))
+    model.eval()
+    dense_bytes = totals(summarize(base))[1]
+    after = totals(summarize(graph))[1]
+    assert after == stored_bytes(model.state_dict()) and after < dense_bytes / 4
+    print(f"tiny_gpt: {dense_bytes:,} -> {after:,} weight bytes")
+    inputs = example_inputs(graph, int_high={"tokens": 128, "positions": 2})
+    inputs[1] = torch.arange(inputs[1].shape[0])
+    assert_targets_agree(tmp_path, graph, model, inputs)
 
 
 def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
