@@ -51,7 +51,7 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import BasicLexer, LexerThread
 
 from . import ast
-from .diagnostics import SourceFile, SpeccError, load_source
+from .diagnostics import SourceFile, Span, SpeccError, load_source
 from .escape import printable
 from .parser import lark_parser, parse
 
@@ -412,6 +412,8 @@ def syntax_shape(node: Any) -> Any:
     """A syntax tree without positions, to compare two parses of differently laid-out text."""
     if isinstance(node, list):
         return [syntax_shape(n) for n in node]
+    if isinstance(node, tuple):  # e.g. a `shard` statement's (layer, span) pairs
+        return tuple(syntax_shape(n) for n in node if not isinstance(n, Span))
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         return (type(node).__name__,) + tuple(
             syntax_shape(getattr(node, f.name)) for f in dataclasses.fields(node)
