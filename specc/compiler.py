@@ -202,6 +202,7 @@ def _compressed(program: Program, comp: ast.CompressDef, params: dict[str, Any] 
     graph = lower(program, base, params)
     run_pipeline(graph, ("infer_shapes",))
     graph.plan = apply_stages(graph, comp)
+    parallel.unshard_compressed(graph, graph.plan)
     graph.name = comp.name
     graph.base_name = base.name
     return graph

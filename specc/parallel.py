@@ -27,6 +27,8 @@ tensor-parallel degree. The torch target turns the plan into `parallelize(model,
 
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 import fnmatch
 import math
@@ -90,6 +92,37 @@ def plan(graph: Graph) -> list[Sharded]:
     entries = sorted(chosen.values(), key=lambda s: order[s.node.name])
     _check_dataflow(graph, entries)
     return entries
+
+
+def unshard_compressed(graph: Graph, plans: list) -> None:
+    """A compressed model keeps its base model's `shard` plan where compression left a layer's op as it was.
+    A layer a stage rewrote into an op its style cannot split (a `quant_linear` cannot be split colwise
+    yet) is left whole on every rank instead: the `shard` statement is a fact about the base model, and
+    compressing it must not make it an error. The layer's last stage says so with a located warning
+    (E0238, printed with the other stage warnings) rather than silently."""
+    last = {plan.layer: plan for plan in plans if not plan.kept}
+    layers = {node.key: node for node in graph.nodes() if node.params}
+    kept_shards = []
+    for scope, stmt in graph.shards:
+        kept = []
+        for path, span in stmt.layers:
+            node = layers.get(".".join(scope + tuple(path.split("."))))
+            plan = last.get(node.name) if node is not None else None
+            if plan is not None and stmt.style in STYLES:
+                try:
+                    _check_style(graph, node, stmt.style, span)
+                except SpeccError as err:
+                    if plan.warning is None:
+                        plan.warning = SpeccError(
+                            "E0238", f"`{plan.transform}` made `{node.key}` a {node.op}, which `{stmt.style}` cannot "
+                                     f"split: it stays whole on every rank", span,
+                            help="tensor parallelism splits linear, embedding, norm and attention layers, not "
+                                 f"compressed ones ({err.message})")
+                    continue
+            kept.append((path, span))
+        if kept:
+            kept_shards.append((scope, dataclasses.replace(stmt, layers=kept)))
+    graph.shards = kept_shards
 
 
 def _check_style(graph: Graph, node: Node, style: str, span: Span) -> None:

@@ -211,9 +211,7 @@ def test_quantize_reaches_every_weight_of_tiny_gpt(tmp_path):
     """Attention (27% of tiny_gpt's parameters), both embeddings and every linear, inside repeated blocks."""
     from targets import ROOT
 
-    # without its `shard` plan, which splits linear layers (specc/parallel.py does not split quantized ones)
-    text = "\n".join(line for line in (ROOT / "specs" / "tiny_gpt.nnspec").read_text().splitlines()
-                     if not line.strip().startswith("shard "))
+    text = (ROOT / "specs" / "tiny_gpt.nnspec").read_text()
     path = tmp_path / "g.nnspec"
     path.write_text(text + "\ncompress small = tiny_gpt {\n    quantize(int4, group=16) on attention\n"
                            "    quantize(int8) on embedding\n    quantize(int4, group=32) on linear\n}\n")

@@ -275,3 +275,19 @@ def test_llama_1b_under_fsdp_on_one_gpu_never_materializes_on_the_cpu(tmp_path):
     assert result["params"] == parallel.per_rank(graph, parallel.plan(graph), 1, 1).params > 1_000_000_000
     assert torch.isfinite(torch.tensor(result["loss"]))
     assert result["rss_growth"] < 2 * result["params"]  # half the 4 bytes a parameter a CPU copy would take
+
+
+def test_compressing_a_sharded_layer_leaves_it_whole_with_a_warning(tmp_path):
+    """tiny_gpt's plan splits its MLP and head; quantized, those layers stay whole on every rank (a
+    quant_linear cannot be split yet), each stage saying so at the `shard` line, and the rest of the plan
+    (here: nothing else) is kept."""
+    path = tmp_path / "g.nnspec"
+    path.write_text((PARALLEL / "tiny_gpt.nnspec").read_text()
+                    + "\ncompress small = tiny_gpt {\n    quantize(int4, group=32) on linear except logits\n}\n")
+    graph = compile_graph(path, "small", params=CONFIGS["tiny_gpt"])
+    warnings = [p.warning for p in graph.plan if p.warning is not None]
+    assert {w.code for w in warnings} == {"E0238"} and len(warnings) == 4, [w.render() for w in warnings]
+    assert "`quantize` made `h_1.0.out_linear` a quant_linear, which `colwise` cannot split" in warnings[0].message
+    assert warnings[0].span.line == 7
+    assert [e.key for e in parallel.plan(graph) if e.style != "replicate"] == ["logits"]
+
