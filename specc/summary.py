@@ -62,6 +62,9 @@ _REBUILT = {
                       "(`sparsity` on the layer) before deploying",
     "masked_linear": "pruning multiplies the dense weight by its mask in every forward",
     "codebook_linear": "codebook weights are looked up into a dense weight in every forward",
+    "quant_attention": "quantized attention projections are dequantized whole in every forward",
+    "quant_conv1d": "a quantized convolution's weight is dequantized whole in every forward",
+    "quant_conv2d": "a quantized convolution's weight is dequantized whole in every forward",
 }
 
 
@@ -78,7 +81,8 @@ def speed_notes(graph: Graph) -> list[str]:
             text = ("slower than dense on the torch target (CPU: one pass over the codes per forward, about "
                     "0.4x dense at batch 1 for int4, 0.5-0.8x for int8; GPU: the whole weight rebuilt); "
                     "fast on the onnx target on CPU (onnxruntime MatMulNBits: int4 faster than dense, int8 "
-                    "with accuracy_level=4) and on the triton target on GPU (dequantized inside its matmul)")
+                    "with accuracy_level=4); on GPU the triton target dequantizes inside its matmul (its speed is not "
+                    "measured yet)")
             standard = [n for n in nodes if n.attrs.onnx == "standard"]
             if standard:
                 text += (f"; {_named(standard)} use onnx=\"standard\" (blocked DequantizeLinear, kept "
