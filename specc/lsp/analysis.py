@@ -392,7 +392,10 @@ class Workspace:
                staged: Callable[[Analysis], None]) -> None:
         """Hand `staged` the analysis so far if at least `STAGE_AFTER` models are still to compile."""
         key = str(path)
-        cached = {t.name: self._outcomes.get(self._outcome_key(key, t, definitions)) for t in targets}
+        if any(k[0] == key for k in self._outcomes):
+            cached = {t.name: self._outcomes.get(self._outcome_key(key, t, definitions)) for t in targets}
+        else:  # nothing of this file compiled yet (opening it): no model's dependencies need working out now
+            cached = dict.fromkeys((t.name for t in targets), None)
         if sum(outcome is None for outcome in cached.values()) < STAGE_AFTER:
             return
         so_far = list(errors) + [o.error for o in cached.values() if o is not None and o.error is not None]
