@@ -770,7 +770,9 @@ def make_server() -> SpeccServer:
 
     @server.feature(lsp.WORKSPACE_SYMBOL)
     @safe(list)
-    def workspace_symbol(params: lsp.WorkspaceSymbolParams) -> list[lsp.WorkspaceSymbol]:
+    async def workspace_symbol(params: lsp.WorkspaceSymbolParams) -> list[lsp.WorkspaceSymbol]:
+        for uri in list(server.workspace.text_documents):  # an analysis under way (an import closed, ...)
+            await server.analysis(uri)  # is awaited briefly, as for any request, so its symbols are listed
         return navigation.workspace_symbols(views(), params.query)
 
     async def formatted_text(uri: str, text: str) -> str:
