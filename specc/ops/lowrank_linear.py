@@ -36,11 +36,12 @@ def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     return params
 
 
-def _flops(ctx: InferContext) -> Dim:
+def lowrank_flops(ctx: InferContext) -> Dim:
+    """Two products through the rank-r bottleneck (also the count of the quantized form, lowrank_quant_linear)."""
     rows = dim_div(ctx.node.type.numel(), ctx.attrs.out_features)
     in_features = ctx.static(0, -1, "the input feature dim")
     return dim_mul(rows, 2 * ctx.attrs.rank * (in_features + ctx.attrs.out_features))
 
 
 register(OpDef("lowrank_linear", "linear layer factored through a rank-r bottleneck: up(down(x))", ("x",),
-               LowRankLinearAttrs, infer=_infer, params=_params, flops=_flops))
+               LowRankLinearAttrs, infer=_infer, params=_params, flops=lowrank_flops))

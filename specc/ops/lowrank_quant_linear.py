@@ -22,8 +22,9 @@ from typing import Any, Literal
 from pydantic import PositiveInt
 
 from ..ir import ParamSpec
-from ..types import Dim, TensorType, dim_div, dim_mul
+from ..types import TensorType
 from . import InferContext, OpAttrs, OpDef, float_input, register
+from .lowrank_linear import lowrank_flops
 from .quant_linear import QuantLinearAttrs, storage
 
 
@@ -78,12 +79,6 @@ def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     return params
 
 
-def _flops(ctx: InferContext) -> Dim:
-    rows = dim_div(ctx.node.type.numel(), ctx.attrs.out_features)
-    in_features = ctx.static(0, -1, "the input feature dim")
-    return dim_mul(rows, 2 * ctx.attrs.rank * (in_features + ctx.attrs.out_features))
-
-
 register(OpDef("lowrank_quant_linear", "low-rank linear layer with int8/int4 quantized factors: up(down(x)), "
                                        "each factor packed codes plus per-group scales",
-               ("x",), LowRankQuantLinearAttrs, infer=_infer, params=_params, flops=_flops))
+               ("x",), LowRankQuantLinearAttrs, infer=_infer, params=_params, flops=lowrank_flops))

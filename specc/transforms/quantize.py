@@ -249,6 +249,15 @@ def _refuse(node: Node) -> None:
                                  f"`{node.op}`, whose weights quantize cannot store", help=instead)
 
 
+
+def _no_accuracy_level(node, args, why: str, layers: str) -> None:
+    """`accuracy_level` chooses MatMulNBits' activation precision: a located error on a layer that has no
+    MatMulNBits to choose it for."""
+    if args.accuracy_level:
+        raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
+                                 f"activation precision, and {why}",
+                           help=f"leave it at 0 for {layers} (select those in a stage of their own)")
+
 def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
     if args.format == "mixed":
         raise cannot_apply(node, "quantize(mixed) needs the whole stage's layers to share out its budget, "
@@ -272,10 +281,7 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
         return (f"{args.format}{'' if args.symmetric else ' asymmetric'} per output channel: {stored:,} weight "
                 f"bytes instead of {dense:,}")
     if node.op == "embedding":
-        if args.accuracy_level:
-            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
-                                     f"activation precision, and an embedding has no matmul",
-                               help="leave it at 0 for embeddings (select them in a stage of their own)")
+        _no_accuracy_level(node, args, "an embedding has no matmul", "embeddings")
         vocab, dim = matrices_before[0]
         group = _group(args.group, dim)
         stored = _bytes(node, bits, group, args.symmetric)
@@ -283,20 +289,14 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
         node.attrs = QuantEmbeddingAttrs(vocab=vocab, dim=dim, bits=bits, group=group, symmetric=args.symmetric)
         return f"{how} table, dequantized after the gather: {stored:,} bytes instead of {dense:,}"
     if node.op == "attention":
-        if args.accuracy_level:
-            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
-                                     f"activation precision, which attention's projections do not use",
-                               help="leave it at 0 for attention layers (select those in a stage of their own)")
+        _no_accuracy_level(node, args, "attention's projections do not use it", "attention layers")
         stored = _bytes(node, bits, args.group, args.symmetric)
         node.attrs = QuantAttentionAttrs(**node.attrs.model_dump(), bits=bits, group=args.group,
                                          symmetric=args.symmetric, onnx=args.onnx)
         node.op = "quant_attention"
         return f"{how}, {len(matrices_before)} projections: {stored:,} weight bytes instead of {dense:,}"
     if node.op == "lowrank_linear":
-        if args.accuracy_level:
-            raise cannot_apply(node, f"quantize's accuracy_level={args.accuracy_level} chooses MatMulNBits' "
-                                     f"activation precision, which the factors of a low-rank layer do not use",
-                               help="leave it at 0 for low-rank layers (select those in a stage of their own)")
+        _no_accuracy_level(node, args, "the factors of a low-rank layer do not use it", "low-rank layers")
         (rank, in_features), (out_features, _) = matrices(node)
         stored, ordered = _bytes(node, bits, args.group, args.symmetric), node.attrs.ordered
         node.op = "lowrank_quant_linear"
