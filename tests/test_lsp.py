@@ -56,8 +56,11 @@ def make_client() -> LanguageClient:
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(
     server_command=[sys.executable, "-m", "specc.cli", "lsp"], client_factory=make_client))
 async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(lsp.InitializeParams(capabilities=client_capabilities("visual-studio-code"),
-                                                             root_uri=ROOT.as_uri()))
+    """`specc lsp` as VS Code starts it, one server per test module (the other LSP test files import this
+    fixture); the server's capabilities are kept on the client for the tests that check them."""
+    result = await lsp_client.initialize_session(lsp.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
+    lsp_client.capabilities = result.capabilities  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
 

@@ -8,32 +8,20 @@ Each fix is applied and the document re-checked: a fix must make the error go aw
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
 from pygls.workspace import TextDocument
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from specc.fmt import format_text
-from test_lsp import DiskDoc, make_client
+from test_lsp import DiskDoc, client  # noqa: F401  (the fixture: one server per module)
 from specc.lsp import actions
 
 ROOT = Path(__file__).resolve().parent.parent
 served = pytest.mark.asyncio(loop_scope="module")  # the async tests share one server
-
-
-@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
-    server_command=[sys.executable, "-m", "specc.cli", "lsp"], client_factory=make_client))
-async def client(lsp_client: LanguageClient):
-    result = await lsp_client.initialize_session(lsp.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
-    lsp_client.capabilities = result.capabilities  # type: ignore[attr-defined]
-    yield
-    await lsp_client.shutdown_session()
 
 
 def apply(text: str, edits: list[lsp.TextEdit]) -> str:

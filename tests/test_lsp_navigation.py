@@ -7,16 +7,14 @@ the end checks that none of them raises on any truncation of a spec.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
-from test_lsp import DiskDoc, make_client
+from test_lsp import DiskDoc, client  # noqa: F401  (the fixture: one server per module)
 from specc.lsp import navigation
 from specc.lsp.analysis import Workspace
 from specc.lsp.features import Positions
@@ -52,16 +50,6 @@ model m(d: int = 8) {
         2)
 }
 """
-
-
-@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
-    server_command=[sys.executable, "-m", "specc.cli", "lsp"], client_factory=make_client))
-async def client(lsp_client: LanguageClient):
-    result = await lsp_client.initialize_session(lsp.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
-    lsp_client.capabilities = result.capabilities  # type: ignore[attr-defined]
-    yield
-    await lsp_client.shutdown_session()
 
 
 class Doc(DiskDoc):

@@ -9,28 +9,17 @@ non-identifier is refused with a message; a rename of a block updates the open d
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from specc import compiler
 from specc.diagnostics import SpeccError
-from test_lsp import ROOT, Doc, make_client
+from test_lsp import ROOT, Doc, client  # noqa: F401  (the fixture: one server per module)
 
 served = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_lsp.fixture(scope="module", config=ClientServerConfig(
-    server_command=[sys.executable, "-m", "specc.cli", "lsp"], client_factory=make_client))
-async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(lsp.InitializeParams(capabilities=client_capabilities("visual-studio-code"),
-                                                             root_uri=ROOT.as_uri()))
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def rename(doc: Doc, needle: str, new_name: str, nth: int = 0) -> lsp.WorkspaceEdit | None:
