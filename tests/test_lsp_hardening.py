@@ -33,22 +33,17 @@ def frame(message: dict[str, Any]) -> bytes:
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
-class Server:
-    """`specc lsp` in a subprocess; every message it sends is kept, in order."""
+class Client:
+    """A JSON-RPC client of a language server over some byte streams (`write`, and `pump` reading the
+    server's output on a thread); every message the server sends is kept, in order."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "specc.cli", "lsp"], cwd=ROOT, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
-        self.stderr = b""
         self.next_id = 0
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
 
-    def _read(self) -> None:
-        out = self.process.stdout
-        assert out is not None
+    def pump(self, out) -> None:
+        """Read framed messages from the binary stream `out` into the inbox until it ends (then None)."""
         while True:
             length = None
             while True:
@@ -63,14 +58,8 @@ class Server:
             assert length is not None
             self.inbox.put(json.loads(out.read(length)))
 
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        self.stderr = self.process.stderr.read()
-
     def write(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(data)
-        self.process.stdin.flush()
+        raise NotImplementedError
 
     def send(self, method: str, params: Any, request: bool = True) -> int | None:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
@@ -80,7 +69,7 @@ class Server:
         self.write(frame(message))
         return message.get("id")
 
-    def wait(self, wanted: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+    def wait(self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -125,6 +114,27 @@ class Server:
     def logs(self) -> list[str]:
         return [m["params"]["message"] for m in self.seen if m.get("method") in ("window/logMessage",
                                                                                 "window/showMessage")]
+
+
+class Server(Client):
+    """`specc lsp` in a subprocess."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.process = subprocess.Popen([sys.executable, "-m", "specc.cli", "lsp"], cwd=ROOT, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stderr = b""
+        threading.Thread(target=self.pump, args=(self.process.stdout,), daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.stderr = self.process.stderr.read()
+
+    def write(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
 
 
 @pytest.fixture(scope="module")

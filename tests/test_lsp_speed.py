@@ -12,12 +12,9 @@ until the test lets it: the diagnostics of an edit made meanwhile must arrive be
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lsprotocol import types as lsp
@@ -26,6 +23,7 @@ from pygls.workspace.position_codec import PositionCodec
 from specc.lsp import features, navigation
 from specc.lsp import server as server_module
 from specc.lsp.analysis import Workspace
+from test_lsp_hardening import Client
 
 UTF16 = PositionCodec(lsp.PositionEncodingKind.Utf16).client_num_units
 
@@ -48,17 +46,23 @@ def _analysis(tmp_path: Path, name: str, text: str):
     return analysis, path
 
 
+def _counting(monkeypatch, module, name: str) -> list[int]:
+    """Count the calls of module.name from now on."""
+    count = [0]
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return count
+
+
 def _symbol_work(tmp_path: Path, n: int, monkeypatch) -> int:
     """Node-table entries made or read while listing the symbols of a spec of n blocks and n models."""
     analysis, path = _analysis(tmp_path, f"symbols{n}", _spec(n))
-    count = [0]
-    original = features._node_key
-
-    def counted(span):
-        count[0] += 1
-        return original(span)
-
-    monkeypatch.setattr(features, "_node_key", counted)
+    count = _counting(monkeypatch, features, "_node_key")
     symbols = features.document_symbols(analysis, features.Positions(analysis, path.as_uri(), UTF16))
     monkeypatch.undo()
     assert len(symbols) == 2 * n and all(s.children for s in symbols)  # the work really was done
@@ -73,14 +77,7 @@ def test_document_symbols_work_grows_linearly(tmp_path, monkeypatch):
 def test_the_value_table_is_shared_by_the_requests_of_an_analysis(tmp_path, monkeypatch):
     """Symbols, then hover: one table for the analysis, not one per definition or per request."""
     analysis, path = _analysis(tmp_path, "shared", _spec(5))
-    built = [0]
-    original = features._Values.__init__
-
-    def counted(self, a):
-        built[0] += 1
-        original(self, a)
-
-    monkeypatch.setattr(features._Values, "__init__", counted)
+    built = _counting(monkeypatch, features._Values, "__init__")
     pos = features.Positions(analysis, path.as_uri(), UTF16)
     features.document_symbols(analysis, pos)
     line = _spec(5).split("\n").index("    g = softmax(h, dim=-1) * h")
@@ -137,14 +134,7 @@ def test_inlay_hints_work_grows_linearly(tmp_path, monkeypatch):
     """Hints for a file of 2N items cost about twice those of N (the table is the analysis's, built once)."""
     def work(n: int) -> int:
         analysis, path = _analysis(tmp_path, f"hints{n}", _spec(n))
-        count = [0]
-        original = features._node_key
-
-        def counted(span):
-            count[0] += 1
-            return original(span)
-
-        monkeypatch.setattr(features, "_node_key", counted)
+        count = _counting(monkeypatch, features, "_node_key")
         hints = navigation.inlay_hints(analysis, features.Positions(analysis, path.as_uri(), UTF16))
         monkeypatch.undo()
         assert len(hints) == 4 * n  # the block's h, and the model's h, g and y
@@ -155,53 +145,24 @@ def test_inlay_hints_work_grows_linearly(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ scheduling
-class _Pipes:
-    """The real server in process, on a thread, over a pair of pipes; every message it sends is kept."""
+class _Pipes(Client):
+    """The real server in process, on a thread, over a pair of pipes."""
 
     def __init__(self) -> None:
-        to_server, self._client_out = os.pipe()
-        self._client_in, from_server = os.pipe()
+        super().__init__()
+        to_server, client_out = os.pipe()
+        client_in, from_server = os.pipe()
         self.server = server_module.make_server()
-        self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.next_id = 0
-        self._writer = os.fdopen(self._client_out, "wb")
+        self._writer = os.fdopen(client_out, "wb")
         threading.Thread(target=self.server.start_io, args=(os.fdopen(to_server, "rb"), os.fdopen(from_server, "wb")),
                          daemon=True).start()
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self.pump, args=(os.fdopen(client_in, "rb"),), daemon=True).start()
 
-    def _read(self) -> None:
-        stream = os.fdopen(self._client_in, "rb")
-        while True:
-            length = None
-            while True:
-                line = stream.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                if line == b"\r\n":
-                    break
-            assert length is not None
-            self.inbox.put(json.loads(stream.read(length)))
-
-    def send(self, method: str, params: Any, request: bool = True) -> int | None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
-        if request:
-            self.next_id += 1
-            message["id"] = self.next_id
-        body = json.dumps(message).encode()
-        self._writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
         self._writer.flush()
-        return message.get("id")
 
-    def wait(self, accept) -> dict[str, Any]:
-        """The next message `accept` takes (others are skipped); 60 s to arrive, far past any latency."""
-        while True:
-            message = self.inbox.get(timeout=60)
-            if accept(message):
-                return message
-
-    def close(self) -> None:
+    def hang_up(self) -> None:
         self._writer.close()
 
 
@@ -261,7 +222,7 @@ def test_diagnostics_do_not_wait_behind_a_whole_document_request(monkeypatch, re
             assert answer["result"]
     finally:
         release.set()
-        client.close()
+        client.hang_up()
 
 
 def test_what_requests_read_is_prepared_after_publishing():
@@ -281,7 +242,7 @@ def test_what_requests_read_is_prepared_after_publishing():
         assert all(c._tokens is not None and c.occurrences is not None for c in analysis.root.chunks)
         assert analysis in features._VALUES and analysis in navigation._VALUES
     finally:
-        client.close()
+        client.hang_up()
 
 
 # ------------------------------------------------------------------ staged diagnostics
@@ -338,23 +299,10 @@ def test_the_server_publishes_the_stage_then_the_models():
         assert len(second["params"]["diagnostics"]) == 1
         assert second["params"]["diagnostics"][0]["range"]["start"]["line"] == 5 * (STAGE_AFTER + 1) + 2
     finally:
-        client.close()
+        client.hang_up()
 
 
 # ------------------------------------------------------------------ per-chunk caches
-def _counting(monkeypatch, module, name: str) -> list[int]:
-    """Count the calls of module.name from now on."""
-    count = [0]
-    original = getattr(module, name)
-
-    def counted(*args, **kwargs):
-        count[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, counted)
-    return count
-
-
 def _fresh(analysis, path: Path, feature):
     """The feature's answer with its per-chunk caches emptied (what it computes from scratch)."""
     features._SYMBOLS_CACHE.clear()
