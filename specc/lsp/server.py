@@ -775,11 +775,19 @@ def make_server() -> SpeccServer:
             await server.analysis(uri)  # is awaited briefly, as for any request, so its symbols are listed
         return navigation.workspace_symbols(views(), params.query)
 
-    async def formatted_text(uri: str, text: str) -> str:
-        """`format_text(text)`, on the request thread. When the document's newest analysis is of this
-        text and every chunk of it parsed, the formatter is handed the chunks (and their lexemes) instead
-        of parsing the file again, and lays out only the chunks it has not seen (see `fmt.format_parts`):
+    async def formatted(uri: str) -> tuple[TextDocument, str, str] | None:
+        """The open document, its text at the request's moment and that text formatted, or None: the
+        document is not open, has a syntax error (its diagnostic says why; the file is left alone), or was
+        typed into or closed while it was formatted (edits for the old text would corrupt the newer one).
+
+        Formatting runs on the request thread. When the document's newest analysis is of this text and
+        every chunk of it parsed, the formatter is handed the chunks (and their lexemes) instead of
+        parsing the file again, and lays out only the chunks it has not seen (see `fmt.format_parts`):
         a 2,000-line file formats in milliseconds after an edit, not seconds."""
+        document = server.document(uri)
+        if document is None:
+            return None
+        text = document.source
         analysis = await server.analysis(uri)  # the one in flight, if any, is awaited briefly
         root = analysis.root if analysis is not None else None
         chunked = root is not None and root.text == text and root.error is None \
@@ -791,39 +799,33 @@ def make_server() -> SpeccServer:
                 return format_text(text, path)
             assert root is not None
             return format_text(text, path, parts=[(chunk.source.text, chunk.tokens) for chunk in root.chunks])
-        return await server.requests.run(job)
+        try:
+            result = await server.requests.run(job)
+        except SpeccError:
+            return None
+        if server.document(uri) is not document or document.source != text:
+            return None
+        return document, text, result
 
     @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
     @safe(list)
     async def formatting(params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
-        document = server.document(params.text_document.uri)
-        if document is None:
+        done = await formatted(params.text_document.uri)
+        if done is None or done[2] == done[1]:
             return []
-        text = document.source
-        try:  # formats the text of the request's moment, on the request thread
-            formatted = await formatted_text(params.text_document.uri, text)
-        except SpeccError:
-            return []  # a file with a syntax error is left alone; its diagnostic says why
-        if formatted == text or server.document(params.text_document.uri) is not document or document.source != text:
-            return []  # typed into (or closed) while it was formatted: the edit would replace the newer text
+        _, text, new_text = done
         lines = text.split("\n")
         end = lsp.Position(line=len(lines) - 1, character=server.workspace.position_codec.client_num_units(lines[-1]))
-        return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=formatted)]
+        return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=new_text)]
 
     @server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
     @safe(list)
     async def range_formatting(params: lsp.DocumentRangeFormattingParams) -> list[lsp.TextEdit]:
         """Format the whole document, but edit only the lines of the range (see `actions.range_edits`)."""
-        document = server.document(params.text_document.uri)
-        if document is None:
+        done = await formatted(params.text_document.uri)
+        if done is None:
             return []
-        text = document.source
-        try:  # on the request thread, as whole-document formatting
-            formatted = await formatted_text(params.text_document.uri, text)
-        except SpeccError:
-            return []  # a file with a syntax error is left alone; its diagnostic says why
-        if server.document(params.text_document.uri) is not document or document.source != text:
-            return []  # typed into (or closed) while it was formatted: edits for the old text would corrupt it
-        return actions.range_edits(document, formatted, params.range)
+        document, _, new_text = done
+        return actions.range_edits(document, new_text, params.range)
 
     return server
