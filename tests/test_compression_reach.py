@@ -19,7 +19,8 @@ from specc.diagnostics import SpeccError
 from specc.summary import summarize, totals
 from specc.transforms import convert_weights
 from specc.transforms.quantize import dequantize_weight, quantize_weight
-from targets import as_tuple, example_inputs, python_module, run_onnx
+from targets import example_inputs, python_module, run_onnx
+from test_compression_transforms import compressed, convert, outputs
 
 BASE = """\
 model net(d: int = 32) {
@@ -28,27 +29,6 @@ model net(d: int = 32) {
     output logits = linear(h, 12)
 }
 """
-
-
-def spec(tmp_path: Path, stages: str, base: str = BASE) -> Path:
-    path = tmp_path / "c.nnspec"
-    path.write_text(base + "compress small = net {\n" + stages + "}\n")
-    return path
-
-
-def convert(path: Path, seed: int = 0):
-    """(dense module, compressed graph, compressed torch module loaded with the converted weights)."""
-    graph = compile_graph(path, "small")
-    torch.manual_seed(seed)
-    _, dense = python_module(compile_graph(path, "net"), "torch")
-    _, model = python_module(graph, "torch")
-    model.load_state_dict(convert_weights(graph, dense.state_dict()))  # strict: exactly its keys and shapes
-    return dense.eval(), graph, model.eval()
-
-
-def outputs(model, inputs):
-    with torch.no_grad():
-        return as_tuple(model(*inputs))
 
 
 def assert_targets_agree(tmp_path: Path, graph, reference, inputs=None) -> None:
@@ -78,7 +58,7 @@ def stored_bytes(state: dict) -> int:
 # ------------------------------------------------------------------ 2:4 then int4
 @pytest.mark.parametrize("quant", ["int4, group=16", "int4, symmetric=false", "int8"])
 def test_2_4_then_quantize_keeps_the_zeros_and_agrees_on_every_target(tmp_path, quant):
-    path = spec(tmp_path, f"    sparsity(pattern=2:4) on linear\n    quantize({quant}) on nm_linear\n")
+    path = compressed(tmp_path, f"    sparsity(pattern=2:4) on linear\n    quantize({quant}) on nm_linear\n")
     dense, graph, model = convert(path)
     assert {n.op for n in graph.nodes() if n.name in ("h_linear", "logits")} == {"quant_linear"}
     for layer in (model.h_linear, model.logits):
@@ -97,7 +77,7 @@ def test_2_4_then_quantize_keeps_the_zeros_and_agrees_on_every_target(tmp_path, 
 
 
 def test_2_4_then_int4_summary_counts_the_stored_bytes(tmp_path):
-    path = spec(tmp_path, "    sparsity(pattern=2:4) on linear\n    quantize(int4) on nm_linear\n")
+    path = compressed(tmp_path, "    sparsity(pattern=2:4) on linear\n    quantize(int4) on nm_linear\n")
     _, graph, model = convert(path)
     after = totals(summarize(graph))[1]
     assert after == stored_bytes(model.state_dict())
@@ -109,12 +89,12 @@ def test_2_4_then_int4_summary_counts_the_stored_bytes(tmp_path):
 @pytest.mark.parametrize("quant", ["int4", "int8, group=8", "int4, group=16, symmetric=false",
                                    "int4, group=2, onnx=\"standard\""])
 def test_lowrank_then_quantize_quantizes_both_factors(tmp_path, quant):
-    path = spec(tmp_path, f"    lowrank(rank=4) on linear\n    quantize({quant}) on lowrank_linear\n")
+    path = compressed(tmp_path, f"    lowrank(rank=4) on linear\n    quantize({quant}) on lowrank_linear\n")
     _, graph, model = convert(path)
     node = graph.node("h_linear")
     assert node.op == "lowrank_quant_linear" and node.attrs.rank == 4
     # each factor is what `quantize` makes of lowrank's float factor
-    _, lowrank_graph, lowrank = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n"))
+    _, lowrank_graph, lowrank = convert(compressed(tmp_path, "    lowrank(rank=4) on linear\n"))
     a = node.attrs
     for which, group in (("down", a.down_group), ("up", a.up_group)):
         q = quantize_weight(getattr(lowrank.h_linear, which).weight, a.bits, group, a.symmetric)
@@ -126,14 +106,14 @@ def test_lowrank_then_quantize_quantizes_both_factors(tmp_path, quant):
 
 
 def test_lowrank_int4_is_smaller_than_either_alone(tmp_path):
-    both = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n    quantize(int4) on lowrank_linear\n"))[2]
-    low = convert(spec(tmp_path, "    lowrank(rank=4) on linear\n"))[2]
-    int4 = convert(spec(tmp_path, "    quantize(int4) on linear\n"))[2]
+    both = convert(compressed(tmp_path, "    lowrank(rank=4) on linear\n    quantize(int4) on lowrank_linear\n"))[2]
+    low = convert(compressed(tmp_path, "    lowrank(rank=4) on linear\n"))[2]
+    int4 = convert(compressed(tmp_path, "    quantize(int4) on linear\n"))[2]
     assert stored_bytes(both.state_dict()) < min(stored_bytes(low.state_dict()), stored_bytes(int4.state_dict()))
 
 
 def test_mixed_quantization_shares_its_budget_across_sparse_and_low_rank_layers(tmp_path):
-    path = spec(tmp_path, '    sparsity(pattern=2:4) on "h_linear"\n    lowrank(rank=4) on "logits"\n'
+    path = compressed(tmp_path, '    sparsity(pattern=2:4) on "h_linear"\n    lowrank(rank=4) on "logits"\n'
                           '    quantize(mixed, budget=0.2) on "*_linear"\n    quantize(int8) on "logits"\n')
     _, graph, model = convert(path)
     assert graph.node("h_linear").op == "quant_linear" and graph.node("logits").op == "lowrank_quant_linear"
@@ -157,7 +137,7 @@ def test_mixed_quantization_shares_its_budget_across_sparse_and_low_rank_layers(
      "`quantize` cannot follow `sparsity(learnable=true)`", None),
 ])
 def test_unsupported_combinations_are_located_errors_naming_both_stages(tmp_path, stages, message, help):
-    path = spec(tmp_path, stages)
+    path = compressed(tmp_path, stages)
     with pytest.raises(SpeccError) as info:
         compile_graph(path, "small")
     err = info.value
@@ -184,7 +164,7 @@ model net(d: int = 16) {
 
 @pytest.mark.parametrize("quant", ["int4, group=8", "int8, symmetric=false", "int4, group=8, onnx=\"standard\""])
 def test_quantize_on_attention_quantizes_every_projection_on_every_target(tmp_path, quant):
-    path = spec(tmp_path, f"    quantize({quant}) on attention\n    quantize(int8) on linear\n", ATTENTION)
+    path = compressed(tmp_path, f"    quantize({quant}) on attention\n    quantize(int8) on linear\n", ATTENTION)
     dense, graph, model = convert(path)
     assert [graph.node(n).op for n in ("a", "s", "t")] == ["quant_attention"] * 3
     keys = model.state_dict().keys()
@@ -234,7 +214,7 @@ def test_quantize_reaches_every_weight_of_tiny_gpt(tmp_path):
 
 
 def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
-    path = spec(tmp_path, "    quantize(int4, accuracy_level=4) on attention\n", ATTENTION)
+    path = compressed(tmp_path, "    quantize(int4, accuracy_level=4) on attention\n", ATTENTION)
     with pytest.raises(SpeccError) as info:
         compile_graph(path, "small")
     assert info.value.code == "E0808" and "accuracy_level=4" in info.value.message
@@ -248,7 +228,7 @@ def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
 ])
 def test_other_stages_after_a_compressed_layer_name_both_stages(tmp_path, stages, message):
     with pytest.raises(SpeccError) as info:
-        compile_graph(spec(tmp_path, stages), "small")
+        compile_graph(compressed(tmp_path, stages), "small")
     err = info.value
     assert err.code == "E0802" and message in err.message, err.render()
     assert err.span is not None and err.span.line == 8 and "apply `" in (err.help or "")
@@ -266,7 +246,7 @@ model net(v: int = 50, d: int = 15) {
 
 @pytest.mark.parametrize("quant", ["int8", "int4", "int4, group=4, symmetric=false", "int8, group=5"])
 def test_quantized_embedding_dequantizes_the_gathered_rows_on_every_target(tmp_path, quant):
-    path = spec(tmp_path, f"    quantize({quant}) on embedding\n", EMBEDDING)
+    path = compressed(tmp_path, f"    quantize({quant}) on embedding\n", EMBEDDING)
     dense, graph, model = convert(path)
     node = graph.node("e")
     assert node.op == "quant_embedding" and set(model.state_dict()) >= {"e.qweight", "e.scale"}
@@ -292,7 +272,7 @@ model net(v: int = 50, d: int = 16) {
 }
 """
     with pytest.raises(SpeccError) as info:
-        compile_graph(spec(tmp_path, "    quantize(int8) on embedding\n", shared), "small")
+        compile_graph(compressed(tmp_path, "    quantize(int8) on embedding\n", shared), "small")
     assert info.value.code == "E0808" and "a table it does not own" in info.value.message
     assert info.value.span is not None and info.value.span.line == 4
 
@@ -313,7 +293,7 @@ model net(c: int = 3) {
 
 @pytest.mark.parametrize("quant", ["int8", "int4", "int4, symmetric=false", "int8, onnx=\"standard\""])
 def test_quantized_convolutions_agree_on_every_target(tmp_path, quant):
-    path = spec(tmp_path, f"    quantize({quant}) on conv2d\n    quantize({quant}) on conv1d\n", CONV)
+    path = compressed(tmp_path, f"    quantize({quant}) on conv2d\n    quantize({quant}) on conv1d\n", CONV)
     dense, graph, model = convert(path)
     assert [graph.node(n).op for n in ("h_conv2d", "g", "q")] == ["quant_conv2d", "quant_conv2d", "quant_conv1d"]
     a = graph.node("g").attrs
@@ -336,6 +316,6 @@ def test_quantized_convolutions_agree_on_every_target(tmp_path, quant):
 ])
 def test_quantize_options_a_convolution_cannot_take_are_located_errors(tmp_path, stage, message):
     with pytest.raises(SpeccError) as info:
-        compile_graph(spec(tmp_path, stage, CONV), "small")
+        compile_graph(compressed(tmp_path, stage, CONV), "small")
     assert info.value.code == "E0808" and message in info.value.message, info.value.render()
     assert info.value.span is not None and info.value.span.line in (4, 6)
