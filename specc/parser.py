@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterator
 
 from lark import Lark, Token, Tree, v_args
@@ -60,15 +62,59 @@ class _NewlinePostLex:
             yield tok
 
 
+_LARK_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
+                                  "maybe_placeholders": True}
+
+
 @lru_cache(maxsize=1)
 def lark_parser() -> Lark:
+    """The parser, loaded from its tables (`specc/parser_tables.json`) when they were generated from this
+    grammar by this Lark: building it from the grammar takes 0.1-0.3 s, which every `specc` command and
+    the language server's first diagnostics would wait for; loading the tables takes about 10 ms. The
+    tables are JSON in the package (no pickle: Lark's own cache is a pickle in the shared temp directory,
+    and unpickling a file another local user could plant runs their code). With the grammar edited, or
+    another Lark installed, the parser is built from the grammar instead, and tests/test_parser.py fails
+    until the tables are regenerated with `write_tables()`."""
     grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
-    # Built once per process (about 0.3 s), never cached on disk: Lark's cache is a pickle in the shared
-    # temp directory, and unpickling a file another local user could plant runs their code.
-    parser = Lark(grammar, parser="lalr", lexer="contextual", postlex=_NewlinePostLex(),
-                  propagate_positions=True, maybe_placeholders=True)
+    tables = json.loads(_TABLES.read_text(encoding="utf-8"), object_pairs_hook=_int_keys) if _TABLES.is_file() else {}
+    if tables.get("key") == list(_tables_key(grammar)):
+        parser = Lark._load_from_dict(tables["data"], tables["memo"], postlex=_NewlinePostLex())
+    else:
+        parser = Lark(grammar, postlex=_NewlinePostLex(), **_LARK_OPTIONS)
     _pass_through(parser)
     return parser
+
+
+_TABLES = Path(__file__).with_name("parser_tables.json")
+
+
+def _int_keys(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
+    """JSON keeps only string keys; Lark's tables are keyed by state and memo numbers (no name is all digits)."""
+    return {int(k) if k.isdigit() else k: v for k, v in pairs}
+
+
+def _tables_key(grammar: str) -> tuple[str, str]:
+    """What the tables must have been generated from: the grammar's text (and the options), and Lark's version."""
+    import hashlib
+
+    import lark
+
+    return hashlib.sha256((grammar + repr(sorted(_LARK_OPTIONS.items()))).encode()).hexdigest(), lark.__version__
+
+
+def write_tables() -> Path:
+    """Regenerate `specc/parser_tables.json` from grammar/nnspec.lark (run after editing the grammar):
+    `python -c "import specc.parser as p; p.write_tables()"`."""
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
+    built = Lark(grammar, postlex=_NewlinePostLex(), **_LARK_OPTIONS)
+    data, memo = built.memo_serialize([TerminalDef, Rule])
+    data["options"] = {k: v for k, v in data["options"].items() if k != "postlex"}  # given again when loading
+    _TABLES.write_text(json.dumps({"key": _tables_key(grammar), "data": data, "memo": memo},
+                                  separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
+    return _TABLES
 
 
 def _first(children: list) -> object:
@@ -288,6 +334,18 @@ class _Builder(Transformer_NonRecursive):
 
     def compare(self, meta, left, op, right):
         return ast.Compare(self.sp(meta), str(op), left, right)
+
+    def implies(self, meta, left, _arrow, right):
+        return ast.Logic(self.sp(meta), "->", [left, right])
+
+    def either(self, meta, left, right):
+        return ast.Logic(self.sp(meta), "or", [left, right])
+
+    def both(self, meta, left, right):
+        return ast.Logic(self.sp(meta), "and", [left, right])
+
+    def negate(self, meta, operand):
+        return ast.Logic(self.sp(meta), "not", [operand])
 
     def _bin(op):  # noqa: N805 - a small factory for the five arithmetic rules
         def rule(self, meta, left, right):

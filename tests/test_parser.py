@@ -353,3 +353,40 @@ def test_unexpected_character_and_end_of_file():
 def test_empty_file_is_an_empty_module():
     module = parse_text("// nothing here\n\n")
     assert (module.imports, module.definitions, module.compressions) == ([], [], [])
+
+
+def test_the_shipped_parser_tables_are_the_grammars():
+    """`lark_parser` loads specc/parser_tables.json instead of building the LALR tables (0.1-0.3 s at every
+    start): they must be generated from this grammar, and give the trees and positions building gives."""
+    import json
+    from pathlib import Path
+
+    from lark import Lark
+
+    from specc import parser
+    from specc.resources import data_dir
+
+    grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
+    tables = json.loads(parser._TABLES.read_text(encoding="utf-8"))
+    assert tables["key"] == list(parser._tables_key(grammar)), \
+        'grammar/nnspec.lark changed: regenerate the tables with `python -c "import specc.parser as p; p.write_tables()"`'
+    loaded = parser.lark_parser()
+    built = Lark(grammar, postlex=parser._NewlinePostLex(), **parser._LARK_OPTIONS)
+    parser._pass_through(built)
+    root = Path(__file__).resolve().parent.parent
+    texts = [p.read_text(encoding="utf-8") + "\n" for p in sorted((root / "specs").glob("*.nnspec"))]
+    assert len(texts) > 10
+    for text in texts + [EXAMPLE]:
+        a, b = loaded.parse(text), built.parse(text)
+        assert a == b
+        assert [(t.meta.line, t.meta.column, t.meta.end_line, t.meta.end_column) for t in a.iter_subtrees()] \
+            == [(t.meta.line, t.meta.column, t.meta.end_line, t.meta.end_column) for t in b.iter_subtrees()]
+    for bad in ("model m( {", "model m() { x = }"):  # the same syntax errors too
+        errors = []
+        for p in (loaded, built):
+            try:
+                p.parse(bad + "\n")
+            except Exception as exc:  # noqa: BLE001 - compared, not handled
+                errors.append((type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                               sorted(getattr(exc, "expected", ()) or ())))
+        assert errors[0] == errors[1] and len(errors) == 2
