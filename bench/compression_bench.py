@@ -14,7 +14,10 @@ variant runs once per round, rounds interleaved, so a load change on a shared ma
 alike; the table gives min and median per call and speed = dense median / median (above 1:
 faster than dense). `peak` is the resident memory (weights + the forward's peak), measured in a
 fresh process per variant (Linux: the high-water mark is reset through /proc/self/clear_refs),
-over dense's. The torch target's packed aten kernels are timed as reference rows (`aten int8pack`,
+over dense's, and `fwd` what the forward alone adds over the built layer (its transient memory: a
+dense layer's output; a compressed layer's must stay about that, as it never holds a whole float W).
+The subprocess allocates large blocks with mmap (MALLOC_MMAP_THRESHOLD_), so memory freed while the
+layer is built is returned and not counted. The torch target's packed aten kernels are timed as reference rows (`aten int8pack`,
 `aten int4pack`), since they are what torch offers for weight-only int8/int4 on CPU.
 """
 
@@ -164,15 +167,20 @@ def _cases(size: int, layers: list[str]) -> list[tuple[str, str]]:
     return cases
 
 
-def peak(variant: str, target: str, size: int, batch: int) -> int:
-    """KiB of resident memory building the layer and running one forward adds at its peak (fresh process)."""
+def peak(variant: str, target: str, size: int, batch: int) -> tuple[int, int]:
+    """KiB of resident memory (building the layer and running one forward, at its peak; the forward
+    alone, over the built layer) in a fresh process."""
+    import os
+
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import compression_bench as b; "
-            f"print(b._peak_here({variant!r}, {target!r}, {size}, {batch}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1])
+            f"print(*b._peak_here({variant!r}, {target!r}, {size}, {batch}))")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # freed blocks leave the resident set at once
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    whole, forward = out.split()[-2:]
+    return int(whole), int(forward)
 
 
-def _peak_here(variant: str, target: str, size: int, batch: int) -> int:
+def _peak_here(variant: str, target: str, size: int, batch: int) -> tuple[int, int]:
     def status(field: str) -> int:
         return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
 
@@ -187,8 +195,9 @@ def _peak_here(variant: str, target: str, size: int, batch: int) -> int:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:  # building the weights peaks too (conversion, export)
         f.write("5")
+    built = status("VmRSS:")
     run(x)
-    return status("VmHWM:") - start  # the weights built, plus the forward's peak
+    return status("VmHWM:") - start, status("VmHWM:") - built  # weights built plus the forward's peak; forward
 
 
 def runtime(size: int, batches: list[int], rounds: int, layers: list[str], memory: bool) -> None:
@@ -198,12 +207,12 @@ def runtime(size: int, batches: list[int], rounds: int, layers: list[str], memor
     print(f"\nrun time, {size}x{size} layer, 1 thread, {rounds} interleaved rounds "
           f"(speed = dense median / median, same target; aten rows vs torch dense)")
     print(f"{'layer':<16}{'target':<16}{'batch':>6}{'min ms':>10}{'median ms':>11}{'speed':>8}"
-          + (f"{'peak MiB':>10}{'vs dense':>10}" if memory else ""))
+          + (f"{'peak MiB':>10}{'vs dense':>10}{'fwd MiB':>9}" if memory else ""))
     results = {}
     for batch in batches:
         x = torch.randn(batch, size)
         times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-        peaks: dict[tuple[str, str], int] = {}
+        peaks: dict[tuple[str, str], tuple[int, int]] = {}
         for run in runners.values():
             run(x)  # warm up (onnxruntime prepacks, allocators settle)
         for _ in range(rounds):
@@ -221,9 +230,9 @@ def runtime(size: int, batches: list[int], rounds: int, layers: list[str], memor
             line = f"{variant:<16}{target:<16}{batch:>6}{min(times[case]) * 1e3:>10.2f}{median * 1e3:>11.2f}{speed:>7.2f}x"
             results[(variant, target, batch)] = speed
             if memory:
-                kib = peaks[case] = peak(variant, target, size, batch)
-                dense_kib = peaks.get(base) or peak("dense", base[1], size, batch)
-                line += f"{kib / 1024:>10.1f}{kib / dense_kib:>9.2f}x"
+                kib, forward = peaks[case] = peak(variant, target, size, batch)
+                dense_kib = (peaks.get(base) or peak("dense", base[1], size, batch))[0]
+                line += f"{kib / 1024:>10.1f}{kib / dense_kib:>9.2f}x{forward / 1024:>9.1f}"
             print(line, flush=True)
     bar(results, batches)
 
