@@ -1,6 +1,6 @@
 """merge_experts: merge the experts of a mixture-of-experts layer into fewer groups (M-SMoE style).
 
-`merge_experts(groups=2, rank=0, sparse=0.0)` rewrites a `moe` layer into
+`merge_experts(groups=2, rank=0, sparse=0.0, align=true)` rewrites a `moe` layer into
 `moe_merged`: the router is kept, every original expert is mapped to a group,
 and only one (merged) expert per group is stored, so the merged experts are
 really gone from the state dict.
@@ -11,7 +11,13 @@ input tokens (standard Gaussian tokens stand in without them):
   2. the `groups` most used experts are the dominant ones, one per group;
   3. every other expert joins the dominant expert whose router logits over the
      tokens are most similar (cosine), i.e. that the router treats most alike;
-  4. each group's expert is the usage-weighted average of its members' weights.
+  4. with `align` (MC-SMoE, Li et al. 2023, "Merge, then compress"), each member's hidden
+     neurons are first permuted to match the group's dominant expert's: an expert computes the
+     same function with its hidden units in any order (rows of w1 and b1, columns of w2 permuted
+     together), but averaging experts whose neuron i means different things blurs them. The
+     permutation maximizes the summed similarity of matched neurons (their w1 row, b1 entry and
+     w2 column), solved exactly as a linear assignment;
+  5. each group's expert is the usage-weighted average of its members' (aligned) weights.
 With rank > 0 each merged matrix is further stored as its rank-r truncated SVD
 plus the `sparse` fraction of largest-magnitude residual entries.
 """
@@ -34,6 +40,7 @@ class MergeExpertsArgs(TransformArgs):
     groups: PositiveInt = 2
     rank: int = Field(0, ge=0)
     sparse: float = Field(0.0, ge=0, lt=1)
+    align: bool = True  # permute each member's hidden neurons to its group's dominant expert before averaging
     seed: int = 0  # for the stand-in tokens when there is no calibration data
 
     @model_validator(mode="after")
@@ -99,6 +106,28 @@ def assign_groups(frequency: Any, logits: Any, groups: int) -> list[int]:
     return [dominant.index(e) if e in dominant else int(similarity[e, lead].argmax()) for e in range(experts)]
 
 
+def align_neurons(dense: dict[str, Any], assignment: list[int], frequency: Any) -> dict[str, Any]:
+    """`dense`'s w1, b1, w2 with each expert's hidden neurons permuted to match its group's dominant
+    (most used) member's: each expert's function is unchanged, so merging then averages like with like."""
+    import torch
+    from scipy.optimize import linear_sum_assignment
+
+    w1, b1, w2 = (dense[k].to(torch.float64) for k in ("w1", "b1", "w2"))
+    neurons = torch.cat([w1, b1[..., None], w2.transpose(1, 2)], dim=-1)  # [experts, hidden, 2 d + 1]
+    order = torch.arange(w1.shape[1]).repeat(w1.shape[0], 1)
+    for g in set(assignment):
+        members = [e for e, a in enumerate(assignment) if a == g]
+        lead = max(members, key=lambda e: (float(frequency[e]), -e))
+        for e in members:
+            if e != lead:  # order[e][i]: the neuron of e matched with the lead's neuron i
+                order[e] = torch.as_tensor(linear_sum_assignment(-(neurons[lead] @ neurons[e].t()).numpy())[1])
+    out = dict(dense)
+    out["w1"] = torch.stack([dense["w1"][e, order[e]] for e in range(len(assignment))])
+    out["b1"] = torch.stack([dense["b1"][e, order[e]] for e in range(len(assignment))])
+    out["w2"] = torch.stack([dense["w2"][e][:, order[e]] for e in range(len(assignment))])
+    return out
+
+
 def merge(stacked: Any, assignment: list[int], weights: Any, groups: int) -> Any:
     """Per group, the weights-weighted average of its members' slices of `stacked` [experts, ...]."""
     import torch
@@ -138,6 +167,8 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
         tokens = torch.randn(STAND_IN_TOKENS, router.shape[1], generator=gen, dtype=torch.float64)
     frequency, logits = routing(tokens, router, a.top_k)
     assignment = assign_groups(frequency, logits, a.groups)
+    if plan.args.align:
+        dense = align_neurons(dense, assignment, frequency)
     out = {"router": router, "expert_group": torch.tensor(assignment, dtype=torch.int64)}
     for name in ("w1", "b1", "w2", "b2"):
         merged = merge(dense[name], assignment, frequency, a.groups)
