@@ -60,7 +60,7 @@ def test_selectors(tmp_path, selector, layers):
     ('    lowrank(rank=8) on "nothing*"\n', "E0801", "this selector matches no layer"),
     ('    lowrank(rank=8) on linear except "zz"\n', "E0801", "this `except` selector matches no layer"),
     ("    lowrank(rank=8) on linear where out_features > 1000\n", "E0801", "no selected layer satisfies"),
-    ('    lowrank(rank=8) on "h"\n', "E0802", "`lowrank` rewrites linear layers, but the selector matches only h (relu)"),
+    ('    lowrank(rank=8) on "h"\n', "E0802", "`lowrank` rewrites linear and lowrank_linear layers, but the selector matches only h (relu)"),
     ("    lowrank(rank=0) on linear\n", "E0302", "invalid `rank` for lowrank()"),
     ("    lowrnk(rank=8) on linear\n", "E0803", "unknown transform `lowrnk`"),
     ("    lowrank(rank=8) on linear where weird > 1\n", "E0202", "undefined name `weird`"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from math import prod
-from typing import Any
+from typing import Any, Iterable
 
 from .. import ast, ops
 from ..diagnostics import SpeccError
@@ -100,9 +100,15 @@ def select(graph: Graph, stage: ast.Stage, applicable: frozenset[str], transform
         if made is not None:  # an earlier stage rewrote the layer into something this transform does not take
             raise SpeccError("E0802", f"`{transform}` cannot follow `{MADE_BY[made.op]}`: an earlier stage made layer "
                                       f"`{made.key if made.local else made.name}` `{made.op}`, and `{transform}` "
-                                      f"rewrites only {', '.join(sorted(applicable))} layers", selector.span,
+                                      f"rewrites only {_listed(applicable)} layers", selector.span,
                              help=f"apply `{transform}` before `{MADE_BY[made.op]}` (stages run in order)")
         found = ", ".join(f"{n} ({graph.node(n).op})" for n in chosen[:6])
-        raise SpeccError("E0802", f"`{transform}` rewrites {', '.join(sorted(applicable))} layers, but the selector "
+        raise SpeccError("E0802", f"`{transform}` rewrites {_listed(applicable)} layers, but the selector "
                                   f"matches only {found}", selector.span)
     return usable
+
+
+def _listed(ops: Iterable[str]) -> str:
+    """`linear`, `linear and moe`, `conv1d, conv2d and linear`."""
+    names = sorted(ops)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
