@@ -19,6 +19,13 @@ from ..types import Dim, TensorType, dim_div, dim_mul
 from . import InferContext, OpAttrs, OpDef, float_input, register
 
 
+def core_shapes(out_modes: tuple[int, ...], in_modes: tuple[int, ...], ranks: tuple[int, ...]
+                ) -> list[tuple[int, int, int, int]]:
+    """The cores [r_{k-1}, o_k, i_k, r_k] of a train over a [prod(out_modes), prod(in_modes)] matrix."""
+    bonds = (1, *ranks, 1)
+    return [(bonds[k], o, i, bonds[k + 1]) for k, (o, i) in enumerate(zip(out_modes, in_modes))]
+
+
 class TTLinearAttrs(OpAttrs):
     out_features: PositiveInt
     in_modes: tuple[PositiveInt, ...]
@@ -38,8 +45,7 @@ class TTLinearAttrs(OpAttrs):
         return self
 
     def core_shapes(self) -> list[tuple[int, int, int, int]]:
-        bonds = (1, *self.ranks, 1)
-        return [(bonds[k], o, i, bonds[k + 1]) for k, (o, i) in enumerate(zip(self.out_modes, self.in_modes))]
+        return core_shapes(self.out_modes, self.in_modes, self.ranks)
 
     def steps(self) -> list[tuple[int, int, int, int, int, int]]:
         """Per core: (i_k, rest of the input modes, output modes done, r_{k-1}, o_k, r_k), the contraction's shapes."""

@@ -6,6 +6,11 @@ with one (o_k, i_k) index pair per core, and factors it by sequential truncated
 SVDs (TT-SVD, Oseledets 2011) keeping at most `bond` singular vectors per cut.
 At a bond at least the full TT rank of each cut the train reproduces W exactly.
 A layer stays dense where the cores would not be smaller than W.
+
+On an `embedding` the table [vocab, dim] is factored the same way into a `tt_embedding`
+(TT-Embedding), the vocabulary as the rows. A vocabulary whose own factors are unbalanced
+(GPT-2's 50257 = 29 x 1733) is padded with zero rows to the smallest balanced product at least
+its size, when that stores fewer parameters than its own factors.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from ..ir import Graph, Node
+from ..ops.tt_embedding import TTEmbeddingAttrs
 from ..ops.tt_linear import TTLinearAttrs
-from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
+from . import Kept, TransformArgs, Calibration, LayerPlan, Transform, register_transform
 from ._layers import linear_shape, with_bias
 
 
@@ -48,7 +54,20 @@ def tt_ranks(in_modes: tuple[int, ...], out_modes: tuple[int, ...], bond: int) -
     return tuple(min(bond, prod(sizes[:k]), prod(sizes[k:])) for k in range(1, len(sizes)))
 
 
+def padded_modes(size: int, count: int) -> tuple[int, ...]:
+    """The most balanced `count` factors whose product is at least `size` (largest first)."""
+    factors = [round(size ** (1 / count))] * count
+    while prod(factors) < size:
+        factors[factors.index(min(factors))] += 1
+    for k in range(count):  # then each as small as the product allows
+        while factors[k] > 1 and prod(factors) // factors[k] * (factors[k] - 1) >= size:
+            factors[k] -= 1
+    return tuple(sorted(factors, reverse=True))
+
+
 def _rewrite(graph: Graph, node: Node, args: TensorTrainArgs) -> str | None:
+    if node.op == "embedding":
+        return _rewrite_embedding(node, args)
     out_features, in_features = linear_shape(node)
     in_modes, out_modes = modes(in_features, args.cores), modes(out_features, args.cores)
     ranks = tt_ranks(in_modes, out_modes, args.bond)
@@ -60,6 +79,25 @@ def _rewrite(graph: Graph, node: Node, args: TensorTrainArgs) -> str | None:
     node.op, node.attrs = "tt_linear", attrs
     return (f"bond {max(ranks)}: cores {' x '.join(f'{o}x{i}' for o, i in zip(out_modes, in_modes))}, ranks "
             f"{list(ranks)}: {size:,} parameters instead of {in_features * out_features:,}")
+
+
+def _rewrite_embedding(node: Node, args: TensorTrainArgs) -> str | None:
+    if "weight" in node.attrs.operands:
+        return Kept("it reads a table given as `weight=` (shared with other layers), which it does not own",
+                    warn=True)
+    vocab, dim = node.params["weight"].shape
+    dim_modes = modes(dim, args.cores)
+    trains = [TTEmbeddingAttrs(vocab=vocab, dim=dim, vocab_modes=v, dim_modes=dim_modes,
+                               ranks=tt_ranks(dim_modes, v, args.bond))
+              for v in (modes(vocab, args.cores), padded_modes(vocab, args.cores))]
+    attrs = min(trains, key=lambda t: sum(prod(shape) for shape in t.core_shapes()))
+    size = sum(prod(shape) for shape in attrs.core_shapes())
+    if size >= vocab * dim:
+        return None
+    node.op, node.attrs = "tt_embedding", attrs
+    padded = f" (vocabulary padded to {prod(attrs.vocab_modes):,})" if prod(attrs.vocab_modes) > vocab else ""
+    return (f"bond {max(attrs.ranks)}: cores {' x '.join(f'{v}x{e}' for v, e in zip(attrs.vocab_modes, dim_modes))}"
+            f"{padded}, ranks {list(attrs.ranks)}: {size:,} parameters instead of {vocab * dim:,}")
 
 
 def tt_svd(weight: Any, attrs: TTLinearAttrs) -> list[Any]:
@@ -95,11 +133,16 @@ def tt_weight(cores: list[Any]) -> Any:
 
 
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
+    import torch
+
     weight = dense["weight"]
+    if node.op == "tt_embedding":  # zero rows for the padded vocabulary, never looked up
+        weight = torch.cat([weight, weight.new_zeros(prod(node.attrs.vocab_modes) - weight.shape[0], weight.shape[1])])
     cores = tt_svd(weight, node.attrs)
     return with_bias({f"cores.{k}": c.to(weight.dtype).contiguous() for k, c in enumerate(cores)}, dense)
 
 
-register_transform(Transform("tensor_train", "tensor-train (MPO) factorization of linear layers by TT-SVD with a "
-                                             "bond dimension", TensorTrainArgs, frozenset({"linear"}),
+register_transform(Transform("tensor_train", "tensor-train (MPO) factorization of linear layers and embedding "
+                                             "tables by TT-SVD with a bond dimension", TensorTrainArgs,
+                             frozenset({"linear", "embedding"}),
                              _rewrite, _convert))

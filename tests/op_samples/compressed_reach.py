@@ -1,4 +1,4 @@
-"""Samples for the compressed ops that composed stages and the wider reach of `quantize` produce."""
+"""Samples for the compressed ops that composed stages and the wider reach of `quantize` and `tensor_train` produce."""
 
 from . import Sample
 
@@ -15,6 +15,9 @@ SAMPLES = {
     "quant_embedding": [Sample("quant_embedding(ids, 20, 6)", ("ids: i64[B, T]",), {"ids": 20}),
                         Sample("quant_embedding(ids, 9, 7, bits=4, group=3, symmetric=false)", ("ids: i64[5]",),
                                {"ids": 9})],
+    "tt_embedding": [Sample("tt_embedding(ids, 20, 6, [5, 4], [3, 2], [2])", ("ids: i64[B, T]",), {"ids": 20}),
+                     Sample("tt_embedding(ids, 19, 8, vocab_modes=[5, 2, 2], dim_modes=[2, 2, 2], ranks=[3, 2])",
+                            ("ids: i32[7]",), {"ids": 19})],
     "quant_conv1d": [Sample("quant_conv1d(x, 4, 3, padding=1, bits=4)", ("x: f32[B, 3, 10]",)),
                      Sample("quant_conv1d(x, 6, 2, groups=2, symmetric=false, bias=false)", ("x: f32[B, 4, 7]",))],
     "quant_conv2d": [Sample("quant_conv2d(x, 4, 3, stride=2)", ("x: f32[B, 3, 7, 7]",)),
