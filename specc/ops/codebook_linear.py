@@ -1,10 +1,12 @@
 """A linear layer whose weight is a codebook lookup, as produced by the codebook transform.
 
 Each row of W [out, in] is cut into subvectors of `dim` consecutive input
-features; each subvector is stored as the index of one of `k` centroids
-(`codes` [out, in/dim], uint8 when k <= 256, else int32) and W is rebuilt in
-forward as centroids[codes]. The centroids are trainable (fine-tuning moves
-every weight that shares a centroid together); the codes are buffers.
+features; each subvector is stored as the index of one of `k` centroids and W is
+rebuilt in forward as centroids[codes]. `codes` holds the in/dim indices of a row at
+their bit width, ceil(log2 k) bits each, packed (specc/ops/bitpack.py: k=16 is two
+codes a byte, [out, in/dim/2] uint8), or int32 [out, in/dim] when k > 256. The
+centroids are trainable (fine-tuning moves every weight that shares a centroid
+together); the codes are buffers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import Field, PositiveInt
 from ..ir import ParamSpec
 from ..types import Dim, TensorType, dim_div, dim_mul
 from . import InferContext, OpAttrs, OpDef, float_input, register
+from .bitpack import code_bits, packed_spec
 
 
 class CodebookLinearAttrs(OpAttrs):
@@ -21,6 +24,11 @@ class CodebookLinearAttrs(OpAttrs):
     k: int = Field(16, ge=1, le=2**31 - 1)
     dim: PositiveInt = 1
     bias: bool = True
+
+    @property
+    def code_bits(self) -> int | None:
+        """Bits a stored code takes (None: int32 codes, k > 256)."""
+        return code_bits(self.k)
 
 
 def _in_features(ctx: InferContext) -> int:
@@ -38,14 +46,9 @@ def _infer(ctx: InferContext) -> TensorType:
     return x.with_shape(x.shape[:-1] + (ctx.attrs.out_features,))
 
 
-def code_dtype(k: int) -> str:
-    return "u8" if k <= 256 else "i32"
-
-
 def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     a = ctx.attrs
-    params = {"centroids": ParamSpec((a.k, a.dim)),
-              "codes": ParamSpec((a.out_features, _in_features(ctx) // a.dim), trainable=False, dtype=code_dtype(a.k))}
+    params = {"centroids": ParamSpec((a.k, a.dim)), "codes": packed_spec(a.out_features, _in_features(ctx) // a.dim, a.k)}
     if a.bias:
         params["bias"] = ParamSpec((a.out_features,))
     return params

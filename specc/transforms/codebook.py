@@ -3,7 +3,8 @@
 `codebook(k=16, dim=1)` cuts each weight row into subvectors of `dim` input
 features, clusters all of a layer's subvectors into k centroids (k-means++ seeding,
 then Lloyd iterations) and stores the layer as `codebook_linear`: a code per
-subvector (uint8 up to k = 256) and the k centroids. When a layer has at most k
+subvector at its bit width (ceil(log2 k) bits, packed; int32 beyond k = 256) and the
+k centroids. When a layer has at most k
 distinct subvectors the centroids are exactly those, and the layer is unchanged.
 A layer stays dense where the codes and codebook would not be smaller.
 """
@@ -15,7 +16,8 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from ..ir import Graph, Node
-from ..ops.codebook_linear import CodebookLinearAttrs, code_dtype
+from ..ops.bitpack import pack, packed_spec
+from ..ops.codebook_linear import CodebookLinearAttrs
 from ..types import DTYPES
 from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
 from ._layers import cannot_apply, linear_shape, with_bias
@@ -32,7 +34,8 @@ def _rewrite(graph: Graph, node: Node, args: CodebookArgs) -> str | None:
     out_features, in_features = linear_shape(node)
     if in_features % args.dim:
         raise cannot_apply(node, f"subvectors of dim={args.dim} do not tile its {in_features} input features")
-    stored = out_features * in_features // args.dim * DTYPES[code_dtype(args.k)][2] + args.k * args.dim * 4
+    codes = packed_spec(out_features, in_features // args.dim, args.k)
+    stored = codes.shape[0] * codes.shape[1] * DTYPES[codes.dtype][2] + args.k * args.dim * 4
     if stored >= out_features * in_features * 4:
         return None  # int32 codes for a huge k, or a codebook bigger than the layer
     node.op = "codebook_linear"
@@ -83,12 +86,9 @@ def kmeans(points: Any, k: int, iters: int = 25, seed: int = 0) -> tuple[Any, An
 
 
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
-    import torch
-
     weight, a = dense["weight"], node.attrs
     centroids, codes = kmeans(weight.detach().reshape(-1, a.dim), a.k, plan.args.iters, plan.args.seed)
-    return with_bias({"centroids": centroids.to(weight.dtype),
-                      "codes": codes.view(weight.shape[0], -1).to(torch.uint8 if a.k <= 256 else torch.int32)},
+    return with_bias({"centroids": centroids.to(weight.dtype), "codes": pack(codes.view(weight.shape[0], -1), a.k)},
                      dense)
 
 
