@@ -256,7 +256,6 @@ def test_anderson_reaches_the_same_fixed_point(mdbm):
     ("state=[4], activation=sigmoid(), solver=peaceman_rachford(alpha=2.0)", "x: f32[B, 4]", "E0853"),
     ("state=[4, 6], activation=prox_softmax(groups=4)", "x: f32[B, 4]", "E0854"),
     ("state=[4, 6], activation=prox_softmax(groups=[2, 3]), weight=mdbm(groups=[2, 2])", "x: f32[B, 4]", "E0854"),
-    ("state=[4], weight=mdbm_conv(kernel=3)", "x: f32[B, 4]", "E0855"),
     ("state=[4, 6]", "x: f32[B, 5]; mask: f32[B, 5]", "E0856"),
 ])
 def test_compile_time_checks(args, inputs, code, tmp_path):

@@ -193,6 +193,8 @@ def _check_weight_bytes(graph: Graph) -> None:
             for d in spec.shape:
                 elements *= d
             size += elements * DTYPES[spec.dtype or default][2]
+        # tensors an op exports besides its parameters (fixed_point's mdbm_conv: W and V, dense)
+        size += getattr(node.attrs, "onnx_export_elements", lambda: 0)() * DTYPES[default][2]
         total += size
         if size and (largest is None or size > largest[0]):
             largest = (size, node)

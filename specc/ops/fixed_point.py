@@ -24,7 +24,17 @@ Weights (`weight=`):
   defaults to the softmax groups of the activation (else each state part is one group, a layered DBM)
   and must not split a softmax group.
 - `unconstrained()`: a free W, no guarantee (for comparison).
-- `mdbm_conv(...)`: convolutional structure: not supported yet (a compile error).
+- `mdbm_conv(m=0.05, image=[h, w], channels=[c0, c1, ...], kernel=3, groups=...)`: the convolutional
+  multi-tier monotone DBM. The state is one channels-last image per tier (tier t: c_t channels at
+  h/2^t x w/2^t, so a softmax group of channels at one pixel is contiguous), then at most one dense part (the
+  label). W = -D (G - blockdiag(G)) D with G = A^T A, where A is made of circular k x k convolutions inside
+  each tier, stride-2 ones from each tier into the next, and a position-dependent map from the dense part into
+  the last tier; blockdiag(G) is G on each group at each pixel and D scales those blocks to norm <= 1 - m, so W
+  is symmetric and hollow and I - W >= m I exactly. Peaceman-Rachford only: V = (I + alpha (I - W))^-1 is
+  applied exactly by FFT (the tiers rearranged by pixel_unshuffle onto the last tier's grid make every
+  convolution block-circulant: one small Hermitian solve per frequency) plus a Schur complement for the dense
+  part; see _FixedPointConv in backends/torch/fixed_point_conv.j2. Triton runs it with its prox kernels; the
+  ONNX target exports V dense (n^2 elements; a state too large for one .onnx file is E0611).
 
 Activations (`activation=`): `relu()`, `sigmoid()` (monDEQ), `prox_softmax(groups=...)` (mean field
 over categorical groups: `...` makes each state part one group, an int is the group size in every
@@ -68,7 +78,9 @@ at run time the spec's alpha is kept when the forward step contracts (|I - alpha
 step that minimizes that contraction is used: 2/(lambda_min + lambda_max) of I - W for the symmetric mdbm
 weight, mu/L^2 with mu the least eigenvalue of the symmetric part otherwise (the fixed point does not depend
 on alpha); the sigmoid and softmax proxes need alpha <= 1 (E0853); groups must divide the parts
-(E0854); unsupported options (E0855); operand shapes (E0856).
+(E0854); operand shapes (E0856); mdbm_conv: tiers, image and state disagree (E0857), the kernel size (E0858),
+a solver other than peaceman_rachford (E0859), groups that span pixels (E0860), an input that is not a
+channels-last image of the first tier's size (E0861).
 """
 
 from __future__ import annotations
@@ -87,8 +99,12 @@ BAD_SOLVER = "E0851"
 FB_DIVERGES = "E0852"
 PROX_ALPHA = "E0853"
 BAD_GROUPS = "E0854"
-UNSUPPORTED = "E0855"
 BAD_OPERANDS = "E0856"
+CONV_GEOMETRY = "E0857"  # mdbm_conv: tiers, image and state sizes disagree
+CONV_KERNEL = "E0858"  # mdbm_conv: the kernel size
+CONV_SOLVER = "E0859"  # mdbm_conv: a solver without the FFT solve
+CONV_GROUPS = "E0860"  # mdbm_conv: groups that span pixels
+CONV_INPUT = "E0861"  # mdbm_conv: an input image that does not fit the first tier
 
 # Step counts shared by every target, so torch, Triton and ONNX run the same arithmetic: Halley steps per
 # unit of the sigmoid/softmax prox (from a closed-form start: enough for float64); the most safeguarded
@@ -137,15 +153,51 @@ class Mdbm(OpAttrs):
 
 
 class MdbmConv(OpAttrs):
-    """Recognized so that asking for it gives a clear error, not a pydantic tag error."""
+    """The convolutional multi-tier monotone DBM weight (see _FixedPointConv in the torch template): `image` is
+    the first tier's (height, width), `channels` the channels of each convolutional tier (tier t has
+    image / 2^t pixels, so the image must divide by 2^(tiers - 1)), `kernel` the odd size of every (circular)
+    convolution; `groups` as mdbm's (per part; inside a convolutional tier it counts channels at one pixel)."""
 
-    model_config = OpAttrs.model_config | {"extra": "allow"}
     kind: Literal["mdbm_conv"]
+    m: float = 0.05
+    image: tuple[PositiveInt, PositiveInt]
+    channels: tuple[PositiveInt, ...]
+    kernel: PositiveInt = 3
+    groups: GroupSpec = None
+    _m = field_validator("m")(_check_m)
+    _groups = field_validator("groups", mode="before")(_check_groups)
+
+    @field_validator("image", "channels", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
-    def _unsupported(self) -> "MdbmConv":
-        raise PydanticCustomError(UNSUPPORTED, "convolutional monotone DBM weights (mdbm_conv) are not supported "
-                                               "yet; use the dense form mdbm(m=..., groups=...)", {"at": "weight"})
+    def _geometry(self) -> "MdbmConv":
+        if not self.channels:
+            raise PydanticCustomError(CONV_GEOMETRY, "mdbm_conv needs at least one convolutional tier in "
+                                                     "`channels`", {"at": "weight.channels"})
+        stride = 2 ** (len(self.channels) - 1)
+        if any(side % stride for side in self.image):
+            raise PydanticCustomError(CONV_GEOMETRY, "an image of {image} does not halve {k} times for {t} tiers "
+                                                     "(each tier has half the previous one's height and width)",
+                                      {"image": list(self.image), "k": len(self.channels) - 1,
+                                       "t": len(self.channels), "at": "weight.image"})
+        if self.kernel % 2 == 0:
+            raise PydanticCustomError(CONV_KERNEL, "the kernel size must be odd (a centred circular "
+                                                   "convolution), got {k}", {"k": self.kernel, "at": "weight.kernel"})
+        coarse = min(side // stride for side in self.image)
+        if (self.kernel - 1) // 2 > coarse:
+            raise PydanticCustomError(CONV_KERNEL, "a kernel of {k} wraps around the last tier more than once "
+                                                   "(its side is {side}); use kernel <= {most}",
+                                      {"k": self.kernel, "side": coarse, "most": 2 * coarse + 1,
+                                       "at": "weight.kernel"})
+        return self
+
+    def tier_sizes(self) -> tuple[int, ...]:
+        """The units of each convolutional tier: channels x (height / 2^t) x (width / 2^t)."""
+        h, w = self.image
+        return tuple(c * (h >> t) * (w >> t) for t, c in enumerate(self.channels))
 
 
 class Unconstrained(OpAttrs):
@@ -225,7 +277,30 @@ class FixedPointAttrs(OpAttrs):
                                       {"alpha": alpha, "bound": round(2 / m, 6), "at": "solver.alpha"})
         self.softmax_groups()
         self.weight_groups()
+        if self.weight.kind == "mdbm_conv":
+            self._check_conv()
         return self
+
+    def _check_conv(self) -> None:
+        """mdbm_conv: the state is the convolutional tiers (channels-last images), then at most one dense part;
+        Peaceman-Rachford only; softmax and hollow groups inside a tier hold channels of one pixel."""
+        conv: MdbmConv = self.weight  # type: ignore[assignment]
+        tiers = conv.tier_sizes()
+        if len(self.state) not in (len(tiers), len(tiers) + 1) or self.state[:len(tiers)] != tiers:
+            raise PydanticCustomError(CONV_GEOMETRY, "the state {state} must be the convolutional tiers {tiers} "
+                                                     "(channels x height x width, halving per tier) followed by at "
+                                                     "most one dense part", {"state": list(self.state),
+                                                                             "tiers": list(tiers), "at": "state"})
+        if self.solver.kind != "peaceman_rachford":
+            raise PydanticCustomError(CONV_SOLVER, "mdbm_conv runs peaceman_rachford (its linear solve is the "
+                                                   "FFT-based one); {solver} is not supported with it",
+                                      {"solver": self.solver.kind, "at": "solver"})
+        for what, groups in (("activation.groups", self.softmax_groups()), ("weight.groups", self.weight_groups())):
+            for t, (channels, g) in enumerate(zip(conv.channels, groups or ())):
+                if channels % g:
+                    raise PydanticCustomError(CONV_GROUPS, "tier {t} has {c} channels per pixel, which do not "
+                                                           "split into groups of {g} (a group holds channels of "
+                                                           "one pixel)", {"t": t, "c": channels, "g": g, "at": what})
 
     @property
     def size(self) -> int:
@@ -256,10 +331,13 @@ class FixedPointAttrs(OpAttrs):
 
     def weight_groups(self) -> tuple[int, ...] | None:
         """The size of the blocks on which an mdbm weight is hollow, per state part (None for other weights)."""
-        if self.weight.kind != "mdbm":
+        if self.weight.kind not in ("mdbm", "mdbm_conv"):
             return None
         softmax = self.softmax_groups()
         spec = self.weight.groups if self.weight.groups is not None else (softmax or Ellipsis)
+        if spec is Ellipsis and self.weight.kind == "mdbm_conv":  # a tier's group: the channels of one pixel
+            channels = self.weight.channels
+            spec = tuple(channels) + tuple(self.state[len(channels):])
         groups = self._per_part(spec, "weight.groups")
         if softmax is not None and any(g % s for g, s in zip(groups, softmax)):
             raise PydanticCustomError(BAD_GROUPS, "the hollow blocks of the weight ({groups}) must be unions of the "
@@ -280,7 +358,14 @@ class FixedPointAttrs(OpAttrs):
             "softmax_groups": self.softmax_groups(), "solver": self.solver.kind, "alpha": self.solver.alpha,
             "tol": self.solver.tol, "max_iter": self.solver.max_iter, "anderson": self.solver.anderson,
             "strict": self.solver.strict,
-        }
+        } | ({"image": self.weight.image, "channels": self.weight.channels, "kernel": self.weight.kernel}
+             if self.weight.kind == "mdbm_conv" else {})
+
+    def onnx_export_elements(self) -> int:
+        """Elements of the tensors the ONNX target exports beyond the declared parameters: mdbm_conv's V is exported
+        dense (n x n; the ONNX graph runs the dense Peaceman-Rachford loop), so a large state is refused before it
+        is built (E0611, at this layer)."""
+        return self.size ** 2 if self.weight.kind == "mdbm_conv" else 0
 
 
 def _infer(ctx: InferContext) -> TensorType:
@@ -296,12 +381,19 @@ def _infer(ctx: InferContext) -> TensorType:
         if d not in bounds:
             raise ctx.error(f"with a mask, {ctx.describe(0)} holds the leading state units, so its last dim must "
                             f"end at a part boundary ({', '.join(map(str, bounds))}), got {d}", BAD_OPERANDS)
+    elif attrs.weight.kind == "mdbm_conv":
+        h, w = attrs.weight.image
+        if d % (h * w):
+            raise ctx.error(f"mdbm_conv reads {ctx.describe(0)} as a channels-last image of {h}x{w} pixels (the first "
+                            f"tier's), so its last dim must be a multiple of {h * w}, got {d}", CONV_INPUT)
     return x.with_shape(x.shape[:-1] + (attrs.size,))
 
 
 def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     attrs: FixedPointAttrs = ctx.attrs  # type: ignore[assignment]
     n = attrs.size
+    if attrs.weight.kind == "mdbm_conv":
+        return _conv_params(ctx, attrs)
     params = {"A": ParamSpec((n, n))} if attrs.weight.kind in ("monotone", "mdbm") else {"W": ParamSpec((n, n))}
     if attrs.weight.kind == "monotone":
         params["B"] = ParamSpec((n, n))
@@ -311,11 +403,40 @@ def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     return params
 
 
+def _conv_params(ctx: InferContext, attrs: FixedPointAttrs) -> dict[str, ParamSpec]:
+    """mdbm_conv: a k x k kernel inside every tier (`A<t>`), a stride-2 one from each tier into the next
+    (`A<t>_<t+1>`), a position-dependent map from the dense part into the last tier (`A_dense`), a k x k
+    input convolution into the first tier without a mask (`U_conv`), and a bias per unit."""
+    conv: MdbmConv = attrs.weight  # type: ignore[assignment]
+    k, c = conv.kernel, conv.channels
+    params = {f"A{t}": ParamSpec((c[t], c[t], k, k)) for t in range(len(c))}
+    params |= {f"A{t}_{t + 1}": ParamSpec((c[t + 1], c[t], k, k)) for t in range(len(c) - 1)}
+    if len(attrs.state) > len(c):
+        h, w = conv.image
+        last = len(c) - 1
+        params["A_dense"] = ParamSpec((c[last], attrs.state[-1], h >> last, w >> last))
+    if len(ctx.types) == 1:
+        h, w = conv.image
+        params["U_conv"] = ParamSpec((c[0], ctx.static(0, -1, "the input feature dim (last)") // (h * w), k, k))
+    params["bias"] = ParamSpec((attrs.size,))
+    return params
+
+
 def _flops(ctx: InferContext) -> Dim:
     """Per row and iteration, W z (2 n^2) plus the prox; counted for max_iter iterations (an upper bound)."""
     attrs: FixedPointAttrs = ctx.attrs  # type: ignore[assignment]
     n = attrs.size
     rows = dim_div(ctx.node.type.numel(), n)
+    if attrs.weight.kind == "mdbm_conv":  # per iteration a product per frequency, two FFTs, the dense part
+        conv: MdbmConv = attrs.weight  # type: ignore[assignment]
+        tiers = len(conv.channels)
+        poly = sum(c * 4 ** (tiers - 1 - t) for t, c in enumerate(conv.channels))
+        h, w = (side >> (tiers - 1) for side in conv.image)
+        dense = n - sum(conv.tier_sizes())
+        fft = 10 * poly * h * w * max(1, (h * w).bit_length())
+        per_iteration = 8 * poly * poly * h * (w // 2 + 1) + 2 * fft + 8 * dense * n + \
+            (400 if attrs.activation.kind != "relu" else 4) * n
+        return dim_mul(rows, attrs.solver.max_iter * per_iteration)
     per_iteration = 2 * n * n + (400 if attrs.activation.kind != "relu" else 4) * n
     inject = 2 * n * ctx.static(0, -1, "the input feature dim (last)") if len(ctx.types) == 1 else 0
     return dim_mul(rows, inject + attrs.solver.max_iter * per_iteration)

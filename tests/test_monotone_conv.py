@@ -1,0 +1,209 @@
+"""The convolutional multi-tier monotone DBM (`weight=mdbm_conv(...)`), checked on the generated torch layer at
+tiny sizes in float64, against references built without its FFT machinery:
+
+- W equals -D (G - blockdiag(G)) D with G = A^T A for A assembled densely from circular convolutions written
+  here by index arithmetic; it is symmetric, hollow on the groups, and I - W >= m I for any parameters;
+- the FFT/Schur solve equals a dense solve of I + alpha (I - W);
+- the fixed point satisfies the mean-field equations z = prox(W z + U x + b) (clamped units held);
+- implicit gradients match finite differences (gradcheck) for every parameter and the input;
+- bad arguments are located errors (E0857-E0861).
+Targets agreeing is tests/test_parity.py's job (specs/mdbm_conv_mnist.nnspec).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specc.diagnostics import SpeccError
+from targets import compile_graph
+from test_monotone import _layer, _randomize
+
+CLAMPED = ("state=[32, 16, 3], weight=mdbm_conv(m=0.1, image=[4, 4], channels=[2, 4]), "
+           "activation=prox_softmax(groups=[2, 2, 3]), solver=peaceman_rachford(alpha=0.5, tol=1e-12, max_iter=3000)",
+           "x: f32[B, 32]; mask: f32[B, 32]")
+# three tiers (8x8, 4x4, 2x2: the strided links and the polyphase layout), a 1-channel input image, a dense part
+THREE = ("state=[128, 32, 16, 5], weight=mdbm_conv(m=0.2, image=[8, 8], channels=[2, 2, 4]), "
+         "activation=prox_softmax(groups=[2, 2, 4, 5]), solver=peaceman_rachford(alpha=0.7, tol=1e-12, max_iter=3000)",
+         "x: f32[B, 64]")
+SIGMOID = ("state=[16, 8], weight=mdbm_conv(m=0.3, image=[4, 4], channels=[1, 2], kernel=3), activation=sigmoid(), "
+           "solver=peaceman_rachford(alpha=0.8, tol=1e-12, max_iter=3000)", "x: f32[B, 32]")
+CASES = {"clamped": CLAMPED, "three": THREE, "sigmoid": SIGMOID}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These sizes are tiny: one thread avoids thread-pool hand-offs, which dominate on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def layer(request, tmp_path_factory):
+    args, inputs = CASES[request.param]
+    return _layer(tmp_path_factory, args, inputs)
+
+
+# ---------------------------------------------------------------- an independent dense reference
+def _circular(x: torch.Tensor, kernel: torch.Tensor, stride: int) -> torch.Tensor:
+    """y[o, i, j] = sum K[o, c, a, b] x[c, (s i + a - p) mod h, (s j + b - p) mod w], by index arithmetic."""
+    _, h, w = x.shape
+    k = kernel.shape[-1]
+    p = (k - 1) // 2
+    rows = torch.arange(0, h, stride)
+    cols = torch.arange(0, w, stride)
+    out = 0
+    for a in range(k):
+        for b in range(k):
+            patch = x[:, (rows + a - p) % h][:, :, (cols + b - p) % w]
+            out = out + torch.einsum("oc,cij->oij", kernel[:, :, a, b], patch)
+    return out
+
+
+def _dense_a(layer) -> torch.Tensor:
+    """A as a matrix: the state (channels-last tiers, then the dense part) to the output slots (one per tier)."""
+    columns = []
+    for unit in range(layer.n):
+        e = torch.zeros(layer.n, dtype=torch.float64)
+        e[unit] = 1
+        images, start = [], 0
+        for c, h, w in layer.tiers:
+            images.append(e[start:start + c * h * w].reshape(h, w, c).permute(2, 0, 1))
+            start += c * h * w
+        slots = []
+        for t, image in enumerate(images):
+            y = _circular(image, getattr(layer, f"A{t}").detach(), 1)
+            if t:
+                y = y + _circular(images[t - 1], getattr(layer, f"A{t - 1}_{t}").detach(), 2)
+            slots.append(y)
+        if layer.dense:
+            slots[-1] = slots[-1] + torch.einsum("clhw,l->chw", layer.A_dense.detach(), e[start:])
+        columns.append(torch.cat([s.permute(1, 2, 0).reshape(-1) for s in slots]))
+    return torch.stack(columns, 1)
+
+
+def _reference_w(layer) -> torch.Tensor:
+    """-D (G - blockdiag(G)) D, G = A^T A, blocks the groups (consecutive units), D scaling each block to 1 - m."""
+    a = _dense_a(layer)
+    gram = a.t() @ a
+    group = torch.cat([torch.arange(size // g).repeat_interleave(g) + start for start, size, g in layer.weight_blocks])
+    same = group[:, None] == group[None, :]
+    d = torch.ones(layer.n, dtype=torch.float64)
+    for b in group.unique():
+        units = (group == b).nonzero().flatten()
+        top = torch.linalg.eigvalsh(gram[units][:, units])[-1]
+        d[units] = ((1 - layer.m) / top).clamp(max=1).sqrt()
+    return -(d[:, None] * d[None, :]) * gram * ~same
+
+
+def _injection(layer, x: torch.Tensor) -> torch.Tensor:
+    """U x + b: the input image through the first tier's circular convolution (or b alone with a mask)."""
+    if layer.clamp:
+        return layer.bias.detach().expand(len(x), -1)
+    _, h, w = layer.tiers[0]
+    rows = []
+    for row in x:
+        y = _circular(row.reshape(h, w, -1).permute(2, 0, 1), layer.U_conv.detach(), 1)
+        rows.append(torch.cat([y.permute(1, 2, 0).reshape(-1), torch.zeros(layer.n - y.numel(), dtype=x.dtype)]))
+    return torch.stack(rows) + layer.bias.detach()
+
+
+def _inputs(layer, seed: int, rows: int = 3):
+    gen = torch.Generator().manual_seed(seed)
+    if not layer.clamp:
+        return torch.randn(rows, layer.n_in, generator=gen, dtype=torch.float64), None
+    bits = torch.randint(0, 2, (rows, layer.n_in // 2), generator=gen)
+    x = torch.nn.functional.one_hot(bits, 2).reshape(rows, -1).double()
+    observed = (torch.rand(rows, layer.n_in // 2, generator=gen) < 0.5).repeat_interleave(2, 1)  # whole pixels
+    return x, observed.double()
+
+
+# ---------------------------------------------------------------- tests
+def test_weight_matches_the_dense_construction(layer):
+    _randomize(layer, 1, 0.7)
+    with torch.no_grad():
+        W = layer.weight_matrix()
+    torch.testing.assert_close(W, _reference_w(layer), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed, scale", [(2, 0.01), (3, 1.0), (4, 30.0), (5, 1000.0)])
+def test_monotone_symmetric_and_hollow_for_any_parameters(layer, seed, scale):
+    _randomize(layer, seed, scale)
+    with torch.no_grad():
+        W = layer.weight_matrix()
+    assert torch.equal(W, W.t()) or (W - W.t()).abs().max() <= 1e-12 * (1 + W.abs().max())
+    least = torch.linalg.eigvalsh(torch.eye(layer.n, dtype=W.dtype) - W).min()
+    assert least >= layer.m - 1e-9 * (1 + W.abs().max())
+    for start, size, g in layer.weight_blocks:
+        for u in range(start, start + size, g):
+            assert W[u:u + g, u:u + g].abs().max() <= 1e-12 * (1 + W.abs().max())
+
+
+def test_fft_solve_equals_a_dense_solve(layer):
+    _randomize(layer, 6, 1.0)
+    eye = torch.eye(layer.n, dtype=torch.float64)
+    with torch.no_grad():
+        ops = layer.operators()
+        V = ops.solve(eye).t()
+        W = _reference_w(layer)
+    expected = torch.linalg.solve(eye + ops.alpha * (eye - W), eye)
+    torch.testing.assert_close(V, expected, rtol=0, atol=1e-11)
+    r = torch.randn(4, layer.n, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    torch.testing.assert_close(ops.times_w(r), r @ W.t(), rtol=0, atol=1e-11)
+
+
+def _prox_equation(layer, pre: torch.Tensor) -> torch.Tensor:
+    """The activation itself (the fixed point of the proximal splitting is sigma(W z + U x + b))."""
+    if layer.activation == "sigmoid":
+        return torch.sigmoid(pre)
+    return torch.cat([torch.softmax(pre[:, s:s + n].reshape(len(pre), -1, g), -1).reshape(len(pre), n)
+                      for s, n, g in layer.softmax_blocks], 1)
+
+
+def test_fixed_point_solves_the_mean_field_equations(layer):
+    _randomize(layer, 8, 0.5)
+    x, mask = _inputs(layer, 9)
+    with torch.no_grad():
+        z = layer(x, mask) if mask is not None else layer(x)
+    expected = _prox_equation(layer, z @ _reference_w(layer).t() + _injection(layer, x))
+    if mask is not None:
+        held = torch.nn.functional.pad(mask > 0, (0, layer.n - layer.n_in))
+        expected = torch.where(held, torch.nn.functional.pad(x, (0, layer.n - layer.n_in)), expected)
+    assert (z - expected).abs().max() <= 1e-10
+
+
+def test_implicit_gradient_matches_finite_differences(layer):
+    _randomize(layer, 10, 0.3)
+    x, mask = _inputs(layer, 11, rows=2)
+    x = x.clone().requires_grad_(not layer.clamp)
+    names = [name for name, _ in layer.named_parameters()]
+    weights = torch.linspace(-1, 1, layer.n, dtype=torch.float64)
+
+    def run(x, *params):
+        out = torch.func.functional_call(layer, dict(zip(names, params)), (x, mask))
+        return (out * weights).sum(-1)
+
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("args, inputs, code", [
+    ("state=[32, 10], weight=mdbm_conv(image=[4, 4], channels=[2, 2])", "x: f32[B, 32]", "E0857"),
+    ("state=[32], weight=mdbm_conv(image=[6, 6], channels=[2, 2, 2])", "x: f32[B, 32]", "E0857"),
+    ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2], kernel=2)", "x: f32[B, 32]", "E0858"),
+    ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2], kernel=11)", "x: f32[B, 32]", "E0858"),
+    ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2]), solver=forward_backward(alpha=0.1)",
+     "x: f32[B, 32]", "E0859"),
+    ("state=[48], weight=mdbm_conv(image=[4, 4], channels=[3]), activation=prox_softmax(groups=2)",
+     "x: f32[B, 48]", "E0860"),
+    ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2])", "x: f32[B, 20]", "E0861"),
+])
+def test_bad_arguments_are_located_errors(args, inputs, code, tmp_path):
+    spec = tmp_path / "bad.nnspec"
+    spec.write_text(f"model bad() {{\n    input {inputs}\n    output y = fixed_point(x, {args}).part0\n}}\n")
+    with pytest.raises(SpeccError) as err:
+        compile_graph(spec)
+    assert err.value.code == code, err.value
+    assert err.value.span is not None and err.value.span.line == 3
