@@ -30,7 +30,7 @@ from ..ir import Graph, Node
 # the compressed ops and the stage that makes each, to name both stages when a later one cannot follow
 MADE_BY = {"lowrank_linear": "lowrank", "nm_linear": "sparsity", "nm_mask_linear": "sparsity(learnable=true)",
            "masked_linear": "prune", "quant_linear": "quantize", "codebook_linear": "codebook",
-           "tt_linear": "tensor_train", "tt_embedding": "tensor_train", "moe_merged": "merge_experts", "lowrank_quant_linear": "lowrank + quantize",
+           "tt_linear": "tensor_train", "tt_embedding": "tensor_train", "tt_conv1d": "tensor_train", "tt_conv2d": "tensor_train", "moe_merged": "merge_experts", "lowrank_quant_linear": "lowrank + quantize",
            "quant_attention": "quantize", "quant_embedding": "quantize", "quant_conv1d": "quantize",
            "quant_conv2d": "quantize"}
 

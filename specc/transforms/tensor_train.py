@@ -10,7 +10,8 @@ A layer stays dense where the cores would not be smaller than W.
 On an `embedding` the table [vocab, dim] is factored the same way into a `tt_embedding`
 (TT-Embedding), the vocabulary as the rows. A vocabulary whose own factors are unbalanced
 (GPT-2's 50257 = 29 x 1733) is padded with zero rows to the smallest balanced product at least
-its size, when that stores fewer parameters than its own factors.
+its size, when that stores fewer parameters than its own factors. On a `conv1d`/`conv2d` the
+weight flattened to [out, in/groups * prod(kernel)] is factored, into a `tt_conv1d`/`tt_conv2d`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 from pydantic import Field, PositiveInt
 
 from ..ir import Graph, Node
+from ..ops.tt_conv import TTConv1dAttrs, TTConv2dAttrs
 from ..ops.tt_embedding import TTEmbeddingAttrs
 from ..ops.tt_linear import TTLinearAttrs
 from . import Kept, TransformArgs, Calibration, LayerPlan, Transform, register_transform
-from ._layers import linear_shape, with_bias
+from ._layers import with_bias
 
 
 class TensorTrainArgs(TransformArgs):
@@ -68,15 +70,18 @@ def padded_modes(size: int, count: int) -> tuple[int, ...]:
 def _rewrite(graph: Graph, node: Node, args: TensorTrainArgs) -> str | None:
     if node.op == "embedding":
         return _rewrite_embedding(node, args)
-    out_features, in_features = linear_shape(node)
+    out_features, in_features = node.params["weight"].shape[0], prod(node.params["weight"].shape[1:])
     in_modes, out_modes = modes(in_features, args.cores), modes(out_features, args.cores)
     ranks = tt_ranks(in_modes, out_modes, args.bond)
-    attrs = TTLinearAttrs(out_features=out_features, in_modes=in_modes, out_modes=out_modes, ranks=ranks,
-                          bias=node.attrs.bias)
+    train = {"in_modes": in_modes, "out_modes": out_modes, "ranks": ranks}
+    if node.op == "linear":
+        attrs = TTLinearAttrs(out_features=out_features, bias=node.attrs.bias, **train)
+    else:
+        attrs = (TTConv1dAttrs if node.op == "conv1d" else TTConv2dAttrs)(**node.attrs.model_dump(), **train)
     size = sum(prod(shape) for shape in attrs.core_shapes())
     if size >= in_features * out_features:
         return None
-    node.op, node.attrs = "tt_linear", attrs
+    node.op, node.attrs = "tt_" + node.op, attrs
     return (f"bond {max(ranks)}: cores {' x '.join(f'{o}x{i}' for o, i in zip(out_modes, in_modes))}, ranks "
             f"{list(ranks)}: {size:,} parameters instead of {in_features * out_features:,}")
 
@@ -135,7 +140,7 @@ def tt_weight(cores: list[Any]) -> Any:
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:
     import torch
 
-    weight = dense["weight"]
+    weight = dense["weight"].flatten(1)  # a convolution's [out, in/groups, *kernel] as [out, width]
     if node.op == "tt_embedding":  # zero rows for the padded vocabulary, never looked up
         weight = torch.cat([weight, weight.new_zeros(prod(node.attrs.vocab_modes) - weight.shape[0], weight.shape[1])])
     cores = tt_svd(weight, node.attrs)
@@ -144,5 +149,5 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
 
 register_transform(Transform("tensor_train", "tensor-train (MPO) factorization of linear layers and embedding "
                                              "tables by TT-SVD with a bond dimension", TensorTrainArgs,
-                             frozenset({"linear", "embedding"}),
+                             frozenset({"linear", "embedding", "conv1d", "conv2d"}),
                              _rewrite, _convert))

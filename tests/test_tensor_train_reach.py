@@ -1,4 +1,4 @@
-"""tensor_train on embedding tables (TT-Embedding): the factored table, its lookup on every target.
+"""tensor_train on embedding tables (TT-Embedding) and convolutions: the factored layers on every target.
 
 At a bond at least each cut's full TT rank the train reproduces the table exactly, also with a
 prime vocabulary padded to balanced modes; the error falls as the bond grows; no target forms the
@@ -110,3 +110,53 @@ compress small = tied {
 """)
     (plan,) = compile_graph(path, "small").plan
     assert plan.kept and plan.warning is not None and "weight=" in plan.warning.message
+
+
+# ------------------------------------------------------------------ convolutions
+CONV = """\
+model net(c: int = 8) {{
+    input x: f32[B, c, 10, 10]
+    h = relu(conv2d(x, 16, 3, padding=1))
+    g = conv2d(h, 16, 3, groups=2)
+    output y = conv1d(reshape(g, [B, 16, 64]), 8, 4, stride=2, bias=false)
+}}
+compress small = net {{
+    tensor_train(bond={bond}, cores=2) on conv2d
+    tensor_train(bond={bond}, cores=2) on conv1d
+}}
+"""
+
+
+def test_weights_of_low_tt_rank_are_reproduced_on_every_target(tmp_path):
+    path = tmp_path / "conv.nnspec"
+    path.write_text(CONV.format(bond=2))
+    torch.manual_seed(0)
+    _, dense = python_module(compile_graph(path, "net"), "torch")
+    graph = compile_graph(path, "small")
+    assert {graph.node(p.layer).op for p in graph.plan} == {"tt_conv1d", "tt_conv2d"}, [p.note for p in graph.plan]
+    state = dense.state_dict()
+    for plan in graph.plan:  # each weight a random train of rank 2 over its compressed layer's modes
+        a = graph.node(plan.layer).attrs
+        (o1, o2), (i1, i2) = a.out_modes, a.in_modes
+        train = [0.3 * torch.randn(1, o1, i1, 2), 0.3 * torch.randn(2, o2, i2, 1)]
+        state[plan.layer + ".weight"] = tt_weight(train).reshape(state[plan.layer + ".weight"].shape)
+    dense.load_state_dict(state)
+    converted = convert_weights(graph, state)
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        want = dense.eval()(x)
+    for target, (got,) in outputs_on_every_target(graph, [x], converted, tmp_path).items():
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=target)
+
+
+def test_a_small_bond_stores_less_and_trains(tmp_path):
+    path = tmp_path / "conv.nnspec"
+    path.write_text(CONV.format(bond=2))
+    graph = compile_graph(path, "small")
+    rows = {r.name: r.params for r in summarize(graph)}
+    dense_rows = {r.name: r.params for r in summarize(compile_graph(path, "net"))}
+    assert sum(rows.values()) < sum(dense_rows.values()), (rows, dense_rows)
+    _, model = python_module(graph, "torch")
+    loss = model(torch.randn(2, 8, 10, 10)).square().mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
