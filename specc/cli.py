@@ -390,8 +390,9 @@ def compress_cmd(
 
         import torch
 
+        from . import ast
         from .output import write_atomic
-        from .compiler import compile_graph, compile_target, load_project
+        from .compiler import compile_target, load_project, select_model
         from .transforms import Calibration, convert_weights
 
         import json
@@ -400,10 +401,16 @@ def compress_cmd(
         from .transforms import check_dense_state, rename_keys
 
         loaded = load_project(file, include=include or ())
-        graph = compile_graph(file, model, params, loaded=loaded)
-        if graph.base_name is None:
-            raise SpeccError("E0807", f"`{graph.name}` is not a compressed model", None)
-        _print_plan_warnings(graph)
+        target = select_model(loaded.module, model)
+        if not isinstance(target, ast.CompressDef):
+            raise SpeccError("E0807", f"`{target.name}` is not a compressed model", None)
+        base_def = loaded.program.definitions.get(target.base)
+        if base_def is None or base_def.kind != "model":
+            compile_target(loaded, target, params)  # says what `target.base` is instead (E0806)
+        graph = None
+        if calib is None:  # the spec's errors and warnings before the weights are read
+            graph = compile_target(loaded, target, params, source_path=str(file))
+            _print_plan_warnings(graph)
         if rename_map is not None:
             try:
                 mapping = json.loads(read_text(rename_map, "E0601", what="key mapping"))
@@ -419,13 +426,18 @@ def compress_cmd(
         if rules and isinstance(dense, dict):
             dense = rename_keys(dense, rules, origin)
         # the base model may come from an imported file
-        base = compile_target(loaded, loaded.program.definitions[graph.base_name], params,
-                              pipeline=("infer_shapes",))
+        base = compile_target(loaded, base_def, params, pipeline=("infer_shapes",))
         dense = check_dense_state(base, dense, origin)
         calibration = None
         if calib is not None:
             inputs = _load_tensors(calib, "calibration inputs")
-            calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base)
+            calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base,
+                                      dict(dense))
+        if graph is None:
+            # with calibration data the stages may measure (a mixed-bit stage's sensitivities), so the
+            # compressed model is compiled once the dense weights are loaded and checked
+            graph = compile_target(loaded, target, params, source_path=str(file), calibration=calibration)
+            _print_plan_warnings(graph)
         state = convert_weights(graph, dense, calibration)
         buffer = io.BytesIO()
         torch.save(state, buffer)

@@ -10,6 +10,10 @@ Storage (buffers, so they are not trained):
   - bits=4: `qweight` uint8 [out, ceil(in/2)], two codes per byte (feature 2j in the
     low nibble, 2j+1 in the high one), codes in [0, 15]; the zero point is 8 when
     symmetric, else `zero` uint8 [out, groups].
+  - bits=2 and 3 (plain linear layers only): the same layout generalized, a little-endian bit
+    stream per row, feature k at bits [k*bits, (k+1)*bits), `qweight` uint8
+    [out, ceil(in*bits/8)] (int2: four codes per byte; int3: eight codes per three bytes, some
+    codes straddling two bytes); the zero point is 2^(bits-1) when symmetric, else `zero`.
 The last group may be shorter when `group` does not divide the input width.
 
 How each target runs it (the storage is the same everywhere):
@@ -39,7 +43,7 @@ from . import InferContext, OpAttrs, OpDef, float_input, register
 
 class QuantLinearAttrs(OpAttrs):
     out_features: PositiveInt
-    bits: Literal[4, 8] = 8
+    bits: Literal[2, 3, 4, 8] = 8
     group: PositiveInt | None = None  # input features per scale; None: the whole row (per-channel)
     symmetric: bool = True
     bias: bool = True
@@ -52,8 +56,11 @@ class QuantLinearAttrs(OpAttrs):
         MatMulNBits needs a power-of-two block of at least 16 input features with one scale each:
         a block that divides `group` (its scale repeated across the group's blocks), or any
         block for per-channel scales. Its CPU kernel runs f32 inputs (other dtypes: standard ops).
-        Its 8-bit kernel is fast only with int8 activations (accuracy_level=4).
+        Its 8-bit kernel is fast only with int8 activations (accuracy_level=4). 2- and 3-bit layers
+        always run standard ops (MatMulNBits has no 3-bit kernel, and its 2-bit layout is not ours).
         """
+        if self.bits in (2, 3):
+            return None
         if self.onnx != "contrib" or dtype != "f32" or (self.bits == 8 and self.accuracy_level != 4):
             return None  # 8-bit MatMulNBits on f32 activations is 20-40x slower than dense (onnxruntime 1.32, CPU)
         if self.group is None or self.group >= in_features:
@@ -69,7 +76,7 @@ def in_features(ctx: InferContext) -> int:
 def storage(bits: int, symmetric: bool, out_features: int, in_features: int, group: int | None) -> dict[str, ParamSpec]:
     """The buffers holding a quantized [out, in] weight (shared with the transform that fills them)."""
     groups = -(-in_features // (group or in_features))
-    width = -(-in_features // 2) if bits == 4 else in_features
+    width = -(-in_features * bits // 8)  # int2/int3/int4 packed as a bit stream per row (int8: one a byte)
     params = {"qweight": ParamSpec((out_features, width), trainable=False,
                                    dtype="i8" if bits == 8 and symmetric else "u8"),
               "scale": ParamSpec((out_features, groups), trainable=False)}
@@ -101,5 +108,5 @@ def _flops(ctx: InferContext) -> Dim:
     return dim_mul(rows, 2 * in_features(ctx) * ctx.attrs.out_features)
 
 
-register(OpDef("quant_linear", "linear layer with int8/int4 weight-only quantization (packed codes, per-group scales)",
+register(OpDef("quant_linear", "linear layer with int8/int4/int3/int2 weight-only quantization (packed codes, per-group scales)",
                ("x",), QuantLinearAttrs, infer=_infer, params=_params, flops=_flops, export_weights=True))

@@ -47,6 +47,7 @@ class LayerPlan:
     # said to the user when the stage does something they may not expect (a layer kept dense because the
     # rank asked for is more than the layer's full rank): a located diagnostic, rendered by `warning_text`
     warning: SpeccError | None = None
+    stage_span: Any = None  # the stage's line: where a conversion error (e.g. gptq without --calib) points
 
 
 class Kept(str):
@@ -81,8 +82,13 @@ class Transform:
     # dense state of the layer (keys without the layer prefix) -> compressed state of the rewritten layer
     convert: Callable[["LayerPlan", Node, dict[str, Any], "Calibration | None"], dict[str, Any]]
     # optional: called once per stage with every selected layer, before any rewrite; returns per-layer
-    # arguments (a layer it leaves out keeps the stage's), for choices made across layers (a size budget)
-    allocate: Callable[[Graph, list[str], Any], dict[str, Any]] | None = None
+    # arguments (a layer it leaves out keeps the stage's), for choices made across layers (a size budget).
+    # Its last two arguments are the stage's span and the calibration data (`specc compress --calib`: the
+    # dense weights and sample inputs) or None (compiling without weights)
+    allocate: Callable[[Graph, list[str], Any, Any, "Calibration | None"], dict[str, Any]] | None = None
+    # optional: called once before any layer is converted, with the compressed graph and the whole dense
+    # state; returns the state the conversions start from (AWQ folds its scales into producing layers)
+    prepare: Callable[[Graph, dict[str, Any], "Calibration | None"], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -90,24 +96,45 @@ class Calibration:
     """Sample inputs for transforms that need activations (e.g. MoE routing statistics)."""
 
     inputs: list[Any]
-    graph: Graph
-    state: dict[str, Any] = field(default_factory=dict)
+    graph: Graph  # the base model, typed
+    state: dict[str, Any] = field(default_factory=dict)  # the base model's dense weights
+    # what a transform worked out for its conversions (AWQ's scales per layer, in `prepare`)
+    derived: dict[str, Any] = field(default_factory=dict)
+    _operands: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _model: Any = field(default=None, repr=False)
 
     def operands_of(self, layer: str) -> list[Any]:
-        """The values flowing into `layer` for the calibration inputs (a probe module is generated and run)."""
+        """The values flowing into `layer` for the calibration inputs, in the dense base model (a probe
+        module is generated and run once per layer)."""
+        if layer not in self._operands:
+            self._operands[layer] = self._probe(layer)
+        return self._operands[layer]
+
+    def _probe(self, layer: str) -> list[Any]:
+        probe = _copy(self.graph)
+        probe.outputs = {f"operand{i}": o for i, o in enumerate(probe.operands(layer))}
+        return self._forward(self._module(probe, f"specc_probe_{layer}"), self.state)
+
+    def outputs_with(self, replaced: dict[str, Any]) -> list[Any]:
+        """The base model's outputs for the calibration inputs, its dense weights with some replaced (state
+        dict keys -> tensors): what quantizing one layer does to the model (measured sensitivity)."""
+        if self._model is None:
+            self._model = self._module(_copy(self.graph), "specc_calibration_model")
+        return self._forward(self._model, {**self.state, **replaced})
+
+    @staticmethod
+    def _module(graph: Graph, name: str) -> Any:
         from ..codegen.torch_backend import emit, load_module
         from ..passes import run_pipeline
 
-        probe = _copy(self.graph)
-        operands = probe.operands(layer)
-        probe.outputs = {f"operand{i}": o for i, o in enumerate(operands)}
-        probe.properties = set()
-        run_pipeline(probe, ("infer_shapes", "eliminate_dead_code"))
-        module = load_module(emit(probe).data.decode(), f"specc_probe_{layer}").Model()
-        module.load_state_dict({k: v for k, v in self.state.items() if k in module.state_dict()})
-        module.eval()
+        graph.properties = set()
+        run_pipeline(graph, ("infer_shapes", "eliminate_dead_code"))
+        return load_module(emit(graph).data.decode(), name).Model().eval()
+
+    def _forward(self, module: Any, state: dict[str, Any]) -> list[Any]:
         import torch
 
+        module.load_state_dict({k: v for k, v in state.items() if k in module.state_dict()})
         with torch.no_grad():
             out = module(*self.inputs)
         return list(out) if isinstance(out, tuple) else [out]
@@ -174,8 +201,11 @@ def _transform_of(stage: ast.Stage) -> tuple[Transform, Any]:
                          spans.get(where, call.span)) from None
 
 
-def apply_stages(graph: Graph, comp: ast.CompressDef) -> list[LayerPlan]:
-    """Rewrite `graph` (typed) by every stage of `comp`, in order; returns the per-layer plan."""
+def apply_stages(graph: Graph, comp: ast.CompressDef, calib: Calibration | None = None) -> list[LayerPlan]:
+    """Rewrite `graph` (typed) by every stage of `comp`, in order; returns the per-layer plan.
+
+    `calib` (with the dense weights) lets a stage choose from measurements, e.g. a mixed-bit stage's
+    measured sensitivities; without it (compiling) such a stage reads what was measured before."""
     plans: list[LayerPlan] = []
     for index, stage in enumerate(comp.stages):
         transform, args = _transform_of(stage)
@@ -183,7 +213,7 @@ def apply_stages(graph: Graph, comp: ast.CompressDef) -> list[LayerPlan]:
         per_layer: dict[str, Any] = {}
         if transform.allocate is not None:
             try:
-                per_layer = transform.allocate(graph, layers, args)
+                per_layer = transform.allocate(graph, layers, args, stage.span, calib)
             except SpeccError as err:
                 if err.span is None:
                     err.span = stage.span
@@ -202,7 +232,8 @@ def apply_stages(graph: Graph, comp: ast.CompressDef) -> list[LayerPlan]:
             if kept:  # a transform that keeps a layer must leave it exactly as it was
                 node.op, node.attrs = before.op, before.attrs
             plan = LayerPlan(index, transform.name, layer, before.op, node.op,
-                             note if not kept else "kept as it is" + (f": {note}" if note else ""), layer_args, before, kept)
+                             note if not kept else "kept as it is" + (f": {note}" if note else ""), layer_args, before, kept,
+                             stage_span=stage.span)
             if isinstance(note, Kept) and note.warn:
                 plan.warning = SpeccError("E0809", f"`{transform.name}` keeps layer `{before.key if before.local else layer}` "
                                                    f"as it is: {note}", stage.span,
@@ -222,6 +253,11 @@ def convert_weights(graph: Graph, dense: dict[str, Any], calib: Calibration | No
     state = dict(dense)
     final = {name: graph.node(name) for name in graph.nx.nodes}
     transforms = all_transforms()
+    if calib is not None:
+        calib.state = dict(dense)  # the probes run the base model: its dense weights
+    for name in dict.fromkeys(p.transform for p in graph.plan if not p.kept):
+        if transforms[name].prepare is not None:
+            state = _located(graph.plan, name, lambda: transforms[name].prepare(graph, state, calib))
     for i, plan in enumerate(graph.plan):
         if plan.kept:
             continue
@@ -230,12 +266,21 @@ def convert_weights(graph: Graph, dense: dict[str, Any], calib: Calibration | No
         # the layer's state-dict path (`h.0.h_linear` for `h_linear` in a block instance), not its IR name
         prefix = (after.key if after.local else plan.layer) + "."
         layer_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if calib is not None:
-            calib.state = state
-        converted = transforms[plan.transform].convert(plan, after, layer_state, calib)
+        converted = _located([plan], plan.transform,
+                             lambda: transforms[plan.transform].convert(plan, after, layer_state, calib))
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         state.update({prefix + k: v for k, v in converted.items()})
     return state
+
+
+def _located(plans: list[LayerPlan], transform: str, work: Callable[[], Any]) -> Any:
+    """Run a conversion step; an error it raises without a location points at the stage's line."""
+    try:
+        return work()
+    except SpeccError as err:
+        if err.span is None:
+            err.span = next((p.stage_span for p in plans if p.transform == transform), None)
+        raise
 
 
 # ------------------------------------------------------------------ dense checkpoints (`specc compress --weights`)
