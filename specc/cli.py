@@ -398,7 +398,7 @@ def compress_cmd(
         import json
 
         from .diagnostics import read_text
-        from .transforms import check_dense_state, rename_keys
+        from .transforms import check_calibration, check_dense_state, rename_keys
 
         loaded = load_project(file, include=include or ())
         target = select_model(loaded.module, model)
@@ -430,9 +430,8 @@ def compress_cmd(
         dense = check_dense_state(base, dense, origin)
         calibration = None
         if calib is not None:
-            inputs = _load_tensors(calib, "calibration inputs")
-            calibration = Calibration(list(inputs) if isinstance(inputs, (tuple, list)) else [inputs], base,
-                                      dict(dense))
+            inputs = check_calibration(base, _load_tensors(calib, "calibration inputs"), printable(str(calib)))
+            calibration = Calibration(inputs, base, dict(dense))
         if graph is None:
             # with calibration data the stages may measure (a mixed-bit stage's sensitivities), so the
             # compressed model is compiled once the dense weights are loaded and checked

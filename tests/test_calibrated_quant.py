@@ -265,6 +265,23 @@ def test_gptq_needs_calibration_data_when_converting(trained):
     assert error < trained.error("    quantize(int4, group=16) on linear\n")
 
 
+@pytest.mark.parametrize("calib,message", [
+    (torch.randn(4, 63), "calibration input `x` is f32[4, 63], but model `digits` takes f32[B, 64]"),
+    (torch.randn(4, 64, dtype=torch.float64), "calibration input `x` is f64[4, 64]"),
+    ((torch.randn(4, 64), torch.randn(4, 64)), "holds 2 calibration input(s), but model `digits` takes 1 (x)"),
+    ({"x": torch.randn(4, 64)}, "calibration input `x` is a dict, not a tensor"),
+])
+def test_calibration_inputs_that_do_not_fit_the_model_are_named(trained, calib, message):
+    root = trained.root
+    path = trained.spec("    quantize(int4, method=awq) on linear\n", "fit")
+    torch.save(trained.state, root / "dense.pt")
+    torch.save(calib, root / "bad_calib.pt")
+    result = CliRunner().invoke(app, ["compress", str(path), "--model", "small", "--weights", str(root / "dense.pt"),
+                                      "--calib", str(root / "bad_calib.pt"), "-o", str(root / "fit.pt")])
+    assert result.exit_code == 1 and "error[E0612]" in result.output and message in result.output, result.output
+    assert "internal compiler error" not in result.output
+
+
 @pytest.mark.parametrize("stages,message", [
     ("    lowrank(rank=8) on \"g_linear\"\n    quantize(int3) on \"g_linear\"\n",
      "quantize(int3), stored 3 bits a code, quantizes plain linear layers only, and this layer is `lowrank_linear`"),

@@ -359,3 +359,37 @@ def check_dense_state(graph: Graph, state: Any, origin: str) -> dict[str, Any]:
             raise SpeccError(WEIGHTS_MISMATCH, f"weight `{key}` in {origin} has shape {list(got)}, but model "
                                                f"`{graph.name}` needs {list(spec.shape)}", None)
     return dict(state)
+
+
+BAD_CALIBRATION = "E0612"  # calibration inputs that load but do not fit the base model
+
+
+def check_calibration(graph: Graph, inputs: Any, origin: str) -> list[Any]:
+    """The calibration inputs of `specc compress --calib` as a list, one tensor per input of the base model
+    (`graph`, typed), each with its input's dtype, rank and static dims (symbolic dims take any size).
+
+    Checked before anything runs them, so a wrong file is a message naming the input, not an error deep
+    in a generated module."""
+    import torch
+
+    from ..types import DTYPES
+
+    given = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+    names = list(graph.inputs)
+    if len(given) != len(names):
+        raise SpeccError(BAD_CALIBRATION, f"{origin} holds {len(given)} calibration input(s), but model "
+                                          f"`{graph.name}` takes {len(names)} ({', '.join(names)})", None,
+                         help="save one tensor, or a tuple of tensors in the order of the model's inputs")
+    for name, value in zip(names, given):
+        expected = graph.node(name).type
+        if not isinstance(value, torch.Tensor):
+            raise SpeccError(BAD_CALIBRATION, f"{origin}: calibration input `{name}` is a {type(value).__name__}, "
+                                              f"not a tensor", None)
+        dims_fit = value.dim() == expected.rank and all(
+            not isinstance(d, int) or d == size for d, size in zip(expected.shape, value.shape))
+        if str(value.dtype) != f"torch.{DTYPES[expected.dtype][0]}" or not dims_fit:
+            dtype = next((k for k, v in DTYPES.items() if f"torch.{v[0]}" == str(value.dtype)), str(value.dtype))
+            got = f"{dtype}[{', '.join(map(str, value.shape))}]"
+            raise SpeccError(BAD_CALIBRATION, f"{origin}: calibration input `{name}` is {got}, but model "
+                                              f"`{graph.name}` takes {expected}", None)
+    return given
