@@ -77,35 +77,36 @@ def pixel_mask(observed_pixels: torch.Tensor) -> torch.Tensor:
     return observed_pixels.repeat_interleave(2, dim=1)
 
 
-def random_mask(n: int, observe: float, gen: torch.Generator, observe_max: float | None = None) -> torch.Tensor:
-    """[n, 64]: each pixel observed with probability `observe` (with `observe_max`, a probability drawn
+def random_mask(n: int, observe: float, gen: torch.Generator, observe_max: float | None = None,
+                side: int = SIDE) -> torch.Tensor:
+    """[n, side^2]: each pixel observed with probability `observe` (with `observe_max`, a probability drawn
     uniformly from [observe, observe_max] per image)."""
     if observe_max is not None:
         observe = observe + (observe_max - observe) * torch.rand(n, 1, generator=gen)
-    return torch.rand(n, SIDE * SIDE, generator=gen) < observe
+    return torch.rand(n, side * side, generator=gen) < observe
 
 
-def patch_mask(n: int, patch: int, gen: torch.Generator) -> torch.Tensor:
-    """[n, 64]: everything observed but one random patch x patch square per image."""
-    rows = torch.arange(SIDE)
-    top = torch.randint(0, SIDE - patch + 1, (n, 1), generator=gen)
-    left = torch.randint(0, SIDE - patch + 1, (n, 1), generator=gen)
+def patch_mask(n: int, patch: int, gen: torch.Generator, side: int = SIDE) -> torch.Tensor:
+    """[n, side^2]: everything observed but one random patch x patch square per image."""
+    rows = torch.arange(side)
+    top = torch.randint(0, side - patch + 1, (n, 1), generator=gen)
+    left = torch.randint(0, side - patch + 1, (n, 1), generator=gen)
     r = ((rows >= top) & (rows < top + patch))[:, :, None]
     c = ((rows >= left) & (rows < left + patch))[:, None, :]
-    return ~(r & c).reshape(n, SIDE * SIDE)
+    return ~(r & c).reshape(n, side * side)
 
 
 class Temperatures(nn.Module):
     """The paper's learned temperatures: tau^2 scales the logits of each pixel position and of the label."""
 
-    def __init__(self) -> None:
+    def __init__(self, side: int = SIDE) -> None:
         super().__init__()
-        self.pixel = nn.Parameter(torch.full((SIDE * SIDE,), 10.0 ** 0.5))
+        self.pixel = nn.Parameter(torch.full((side * side,), 10.0 ** 0.5))
         self.label = nn.Parameter(torch.ones(()))
 
     def log_probs(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-softmax of tau^2 * logits, from the marginals (log q = logits - a constant per group)."""
-        logq = image.reshape(len(image), SIDE * SIDE, 2).clamp_min(1e-30).log()
+        logq = image.reshape(len(image), -1, 2).clamp_min(1e-30).log()
         pixel = torch.log_softmax(logq * self.pixel.square()[:, None], -1)
         return pixel, torch.log_softmax(label.clamp_min(1e-30).log() * self.label.square(), -1)
 
@@ -123,7 +124,7 @@ def imputation_error(model, images: torch.Tensor, observed: torch.Tensor) -> flo
     """Share of the hidden pixels whose most likely value (under q) is wrong."""
     with torch.no_grad():
         image, _ = model(one_hot_pixels(images), pixel_mask(observed))
-    on = image.reshape(len(images), SIDE * SIDE, 2).argmax(-1).bool()
+    on = image.reshape(len(images), -1, 2).argmax(-1).bool()
     hidden = ~observed
     return (on[hidden] != images.bool()[hidden]).float().mean().item()
 

@@ -45,3 +45,17 @@ def test_train_mdbm_runs_and_learns():
     assert after["imputation error (random masks)"] < before["imputation error (random masks)"]
     rows = {line[:34].strip(): line[34:].split() for line in out[out.index("metric"):].splitlines()[2:]}
     assert set(rows) == metrics and all(float(rows[k][0]) == round(after[k], 3) for k in metrics)
+
+
+def test_train_mdbm_conv_trains_on_28x28_images():
+    """The convolutional MDBM (specs/mdbm_conv_mnist.nnspec at side=28) trains on upsampled digits and reports the
+    paper's metrics and the baselines; three steps already lower the imputation error on random masks."""
+    out = run_example("train_mdbm_conv.py", "--steps", "3", "--test", "40")
+    assert "upsampled to 28x28" in out and "state of 3930 units" in out
+    dicts = [line.split(":", 1)[1] for line in out.splitlines()
+             if line.startswith(("before training:", "after training:", "baselines:"))]
+    before, after, base = (ast.literal_eval(text[:text.rindex("}") + 1].strip()) for text in dicts)
+    metrics = {"accuracy (whole image)", "imputation error (random masks)", "imputation error (patch masks)"}
+    assert set(before) == set(after) == metrics and metrics - {"accuracy (whole image)"} <= set(base) <= metrics
+    assert all(0 <= v <= 1 for r in (before, after, base) for v in r.values())
+    assert after["imputation error (random masks)"] < before["imputation error (random masks)"]
