@@ -87,6 +87,10 @@ def speed_notes(graph: Graph) -> list[str]:
             if standard:
                 text += (f"; {_named(standard)} use onnx=\"standard\" (blocked DequantizeLinear, kept "
                          f"quantized by onnxruntime): slower than dense on the onnx target too")
+            low = [n for n in nodes if n.attrs.bits in (2, 3) and n.attrs.onnx != "standard"]
+            if low:
+                text += (f"; {_named(low)} store int2/int3 codes, which MatMulNBits does not run: the onnx target "
+                         f"folds their weight into a dense one at load (dense speed, dense memory)")
         else:
             text = (f"{_REBUILT[op]}: slower than dense on the torch and triton targets, CPU and GPU; the onnx "
                     f"target runs at dense speed (onnxruntime folds the weight at load: dense memory or more)")

@@ -362,3 +362,12 @@ def test_int3_transform_stores_three_bits_a_weight(trained):
     two = trained.error("    quantize(int2, group=16) on linear\n", "int2")
     three = trained.held_out_error(graph, state)
     assert four < three < two  # fewer bits, more error
+
+
+def test_summary_says_int3_layers_run_at_dense_speed_on_onnx(trained):
+    from specc.summary import speed_notes
+
+    graph = compile_graph(trained.spec('    quantize(int3, group=16) on "h_linear"\n    quantize(int4) on "g_linear"\n',
+                                       "notes"), "small")
+    (note,) = speed_notes(graph)
+    assert "h_linear store int2/int3 codes, which MatMulNBits does not run" in note and "g_linear store" not in note
