@@ -1,8 +1,10 @@
-"""Compression that keeps what was learned or stored: packed codes.
+"""Compression that keeps what was learned or stored: packed codes, MaskLLM's training.
 
 - Codebook codes are stored at their bit width (k=16: 4 bits), in one layout (specc/ops/bitpack.py)
   that the transforms write, the generated torch module draws and reads, and the onnx and triton
   targets read: outputs agree on every target, summary counts the packed bytes.
+- Learnable masks anneal their temperature (`tau_end`, `anneal(progress)`) and offer MaskLLM's sparse
+  weight regularizer (`kept_weight_norm()`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ import pytest
 import torch
 
 from specc.compiler import compile_graph
+from specc.diagnostics import SpeccError
 from specc.ops import bitpack
 from specc.summary import summarize
 from specc.transforms import convert_weights
 from targets import outputs_on_every_target, python_module
 
-
 def spec(tmp_path: Path, text: str, name: str = "c") -> Path:
     path = tmp_path / f"{name}.nnspec"
     path.write_text(text)
     return path
+
+
+def converted(path: Path, model: str, state: dict):
+    graph = compile_graph(path, model)
+    _, module = python_module(graph, "torch")
+    module.load_state_dict(convert_weights(graph, state))  # strict: exactly the compressed model's keys
+    return module.eval()
 
 
 # ------------------------------------------------------------------ codes at their bit width
@@ -86,3 +95,66 @@ def test_packed_layers_agree_on_every_target(tmp_path, stage, stored):
         layer = key.split(".")[0]
         weights = sum(v.numel() * v.element_size() for k, v in state.items() if k.startswith(layer + "."))
         assert rows[layer].weight_bytes == weights, (layer, rows[layer].weight_bytes, weights)
+
+
+# ------------------------------------------------------------------ MaskLLM: temperature annealing, weight regularizer
+ANNEALED = BASE + "compress masks = net {\n    sparsity(pattern=2:4, learnable=true, tau=4.0, tau_end=0.05) on linear\n}\n"
+
+
+def test_temperature_anneals_linearly_from_tau_to_tau_end_and_reaches_the_sampling(tmp_path):
+    path = spec(tmp_path, ANNEALED)
+    torch.manual_seed(0)
+    _, dense = python_module(compile_graph(path, "net"), "torch")
+    learner = converted(path, "masks", dense.state_dict()).train()
+    layer = learner.h_linear
+    assert layer.tau == 4.0
+    for progress, tau in [(0.5, 2.025), (1.0, 0.05), (2.0, 0.05), (-1.0, 4.0)]:
+        layer.anneal(progress)
+        assert layer.tau == pytest.approx(tau)
+    x = torch.randn(8, 48)
+
+    def logits_grad(progress: float) -> torch.Tensor:
+        layer.anneal(progress)
+        layer.logits.grad = None
+        torch.manual_seed(1)  # the same Gumbel noise: only the temperature differs
+        learner(x).sum().backward()
+        return layer.logits.grad.clone()
+
+    cold, hot = logits_grad(1.0), logits_grad(0.0)
+    # the same hard samples, but the straight-through gradient is the softmax's at the temperature:
+    # nearly one-hot when cold (most candidates get almost none), spread out when hot
+    assert (cold - hot).abs().sum() > 0.5 * hot.abs().sum()
+    assert (cold.abs() < 1e-6).sum() > 2 * (hot.abs() < 1e-6).sum()
+    with pytest.raises(SpeccError) as info:
+        compile_graph(spec(tmp_path, BASE + "compress c = net {\n    sparsity(pattern=2:4, tau_end=0.1) on linear\n}\n",
+                           "bad"), "c")
+    assert info.value.code == "E0302" and "tau_end" in info.value.message and info.value.span.line == 7
+
+
+def test_kept_weight_regularizer_keeps_the_masked_weights_large(tmp_path):
+    path = spec(tmp_path, ANNEALED)
+    torch.manual_seed(0)
+    _, dense = python_module(compile_graph(path, "net"), "torch")
+    x, target = torch.randn(128, 48), torch.randn(128, 16)
+
+    def train(strength: float) -> float:
+        torch.manual_seed(2)
+        learner = converted(path, "masks", dense.state_dict()).train()
+        layers = [learner.h_linear, learner.y]
+        opt = torch.optim.SGD(learner.parameters(), lr=0.05)
+        for step in range(20):
+            for layer in layers:
+                layer.anneal(step / 19)
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(learner(x), target)
+            (loss - strength * sum(layer.kept_weight_norm() for layer in layers)).backward()
+            opt.step()
+        learner.eval()
+        with torch.no_grad():
+            return float(sum(layer.kept_weight_norm() for layer in layers))
+
+    layer = converted(path, "masks", dense.state_dict()).train().h_linear
+    layer(torch.randn(2, 48))  # the norm is taken under the mask that forward sampled
+    (grad,) = torch.autograd.grad(layer.kept_weight_norm(), [layer.weight])
+    torch.testing.assert_close(grad, 2 * layer.weight.detach() * layer._sampled.detach())
+    assert train(0.05) > 1.1 * train(0.0)

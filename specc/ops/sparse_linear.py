@@ -5,10 +5,13 @@
   [out, in*n/m] (the kept weights, trainable) and `pattern` [out, in/m] (which of
   the C(m, n) candidate position sets each group keeps, in the lexicographic order
   of itertools.combinations; uint8). The dense weight is rebuilt in forward.
-- `nm_mask_linear`: learnable N:M masks. A dense `weight` and per-group `logits`
-  over the C(m, n) candidate masks; training samples a hard mask by
+- `nm_mask_linear`: learnable N:M masks (MaskLLM). A dense `weight` and per-group
+  `logits` over the C(m, n) candidate masks; training samples a hard mask by
   Gumbel-softmax with temperature tau (gradients reach the logits through the
-  straight-through estimator); inference uses each group's argmax mask.
+  straight-through estimator); inference uses each group's argmax mask. With
+  `tau_end`, the layer's `anneal(progress)` moves the temperature linearly from tau
+  to tau_end as training progresses (MaskLLM: 4 -> 0.05), and `kept_weight_norm()`
+  is MaskLLM's sparse weight regularizer, |W * M|^2 under the mask last sampled.
 - `masked_linear`: unstructured pruning. A dense `weight` and a boolean `mask`
   buffer (kept weights), so fine-tuning cannot regrow pruned weights.
 """
@@ -45,6 +48,7 @@ class NMAttrs(OpAttrs):
 
 class NMMaskAttrs(NMAttrs):
     tau: float = Field(1.0, gt=0)
+    tau_end: float | None = Field(None, gt=0)  # None: tau throughout; else `anneal` moves tau to it
 
 
 class MaskedLinearAttrs(OpAttrs):

@@ -4,7 +4,9 @@
 largest magnitude, and stores the layer as `nm_linear` (kept values plus a pattern
 index per group). `sparsity(pattern=2:4, learnable=true, tau=1.0)` instead makes
 an `nm_mask_linear` that learns its masks by Gumbel-softmax over each group's
-candidate masks, starting from logits that favor the magnitude mask. Applying
+candidate masks, starting from logits that favor the magnitude mask; with
+`tau_end=0.05` its temperature anneals from tau to tau_end as the training loop
+calls each layer's `anneal(progress)` (MaskLLM anneals 4 -> 0.05). Applying
 `sparsity` (not learnable) to an `nm_mask_linear` afterwards freezes the learned
 argmax masks into the compact `nm_linear` form.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from math import comb
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..ir import Graph, Node
 from ..ops.sparse_linear import NMAttrs, NMMaskAttrs
@@ -26,6 +28,13 @@ class SparsityArgs(TransformArgs):
     pattern: tuple[int, int] = (2, 4)
     learnable: bool = False
     tau: float = Field(1.0, gt=0)
+    tau_end: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _temperatures_of_learned_masks(self) -> "SparsityArgs":
+        if self.tau_end is not None and not self.learnable:
+            raise ValueError("tau_end anneals the temperature of learnable masks: it needs learnable=true")
+        return self
 
     @field_validator("pattern")
     @classmethod
@@ -47,9 +56,10 @@ def _rewrite(graph: Graph, node: Node, args: SparsityArgs) -> str | None:
                            help="exclude it with `except`, or choose an m that divides its input features")
     common = dict(out_features=out_features, n=n, m=m, bias=node.attrs.bias)
     if args.learnable:
-        node.attrs = NMMaskAttrs(**common, tau=args.tau)
+        node.attrs = NMMaskAttrs(**common, tau=args.tau, tau_end=args.tau_end)
         node.op = "nm_mask_linear"
-        return f"learnable {n}:{m} masks over {comb(m, n)} candidates per group (tau {args.tau})"
+        tau = f"tau {args.tau}" + (f" -> {args.tau_end}" if args.tau_end is not None else "")
+        return f"learnable {n}:{m} masks over {comb(m, n)} candidates per group ({tau})"
     frozen = node.op == "nm_mask_linear"
     node.op, node.attrs = "nm_linear", NMAttrs(**common)
     kept = out_features * in_features // m * n
