@@ -474,9 +474,10 @@ def _no_accuracy_level(node, args, why: str, layers: str) -> None:
                                  f"activation precision, and {why}",
                            help=f"leave it at 0 for {layers} (select those in a stage of their own)")
 
-def _linear_only(node: Node, what: str) -> None:
-    """A located error for a calibrated method or an int2/int3 width on a layer other than a plain linear."""
-    if node.op not in ("linear", "nm_linear") or ("method=" in what and node.op != "linear"):
+def _linear_only(node: Node, what: str, sparse_too: bool = True) -> None:
+    """A located error for a calibrated method or an int2/int3 width on a layer other than a plain linear
+    (int2/int3 also store an N:M layer's weight, as quant_linear; GPTQ/AWQ cannot keep its zeros)."""
+    if node.op not in (("linear", "nm_linear") if sparse_too else ("linear",)):
         why = (" (its updates would fill the N:M zeros)" if node.op == "nm_linear" else "")
         raise SpeccError(LINEAR_ONLY, f"layer `{node.name}`: {what} quantizes plain linear layers only, and this "
                                       f"layer is `{node.op}`{why}", node.span,
@@ -493,7 +494,8 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
         _linear_only(node, f"quantize({args.format}), stored {bits} bits a code,")
         _no_accuracy_level(node, args, f"{args.format} layers run without MatMulNBits", f"{args.format} layers")
     if args.method != "rtn":
-        _linear_only(node, f"quantize(method={args.method}), which needs the layer's input activations,")
+        _linear_only(node, f"quantize(method={args.method}), which needs the layer's input activations,",
+                     sparse_too=False)
     how = (f"{args.format} {'per-channel' if args.group is None else f'group {args.group}'}"
            f"{'' if args.symmetric else ' asymmetric'}")
     if args.method != "rtn":  # the codes are chosen when converting weights; the stored format is the same
