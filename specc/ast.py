@@ -75,6 +75,15 @@ class Compare(Expr):
 
 
 @dataclass
+class Logic(Expr):
+    """`a or b`, `a and b`, `not a`, `a -> b` (op "or", "and", "not", "->"): only in constraint blocks,
+    between inequalities (see specc.constraints.disjunctive)."""
+
+    op: str
+    operands: list[Expr]
+
+
+@dataclass
 class Conditional(Expr):
     then: Expr
     cond: Expr
@@ -127,7 +136,7 @@ class Call(Expr):
     func_span: Span
     args: list[Expr]
     kwargs: list[Keyword]
-    constraints: list[Compare] | None = None
+    constraints: list[Expr] | None = None  # inequalities, or `Logic` formulas of them
 
 
 @dataclass

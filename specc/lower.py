@@ -146,6 +146,15 @@ def _in_range(value: Any, span: Span | None) -> Any:
     return value
 
 
+def _source_text(span: Span) -> str:
+    """The text a span covers, stripped (a constraint's, for messages; lines joined by a space)."""
+    if span.end_line == span.line:
+        return span.source.line(span.line)[span.col - 1:span.end_col - 1].strip()
+    lines = [span.source.line(n) for n in range(span.line, span.end_line + 1)]
+    lines[-1], lines[0] = lines[-1][:span.end_col - 1], lines[0][span.col - 1:]
+    return " ".join(line.strip() for line in lines)
+
+
 def _kind(v: Any) -> str:
     if isinstance(v, TensorRef):
         return "a tensor"
@@ -679,9 +688,20 @@ class _Lowerer:
         if not columns:
             raise SpeccError("E0701", "name the columns of this tensor first, e.g. `columns (a, b, c) = t`",
                              call.args[0].span)
-        rows = tuple(self._linear_constraint(c, target) for c in call.constraints)
         # the constraints reach the op as an attribute; the column names, for messages and the default order
-        extra = {"constraints": rows, "columns": tuple(c.name for c in columns)}
+        extra: dict[str, Any] = {"columns": tuple(c.name for c in columns)}
+        if all(isinstance(c, ast.Compare) for c in call.constraints):
+            extra["constraints"] = tuple(self._linear_constraint(c, target) for c in call.constraints)
+        else:  # `or`, `and`, `not`, `->`: clauses; linear constraints still, if every clause has one literal
+            from .constraints.disjunctive import Formula, clauses_of
+
+            formulas = tuple(Formula(clauses_of(c, lambda cmp: self._linear_constraint(cmp, target),
+                                                limits.value("constraints"), c.span), _source_text(c.span), c.span)
+                             for c in call.constraints)
+            if all(len(clause) == 1 for f in formulas for clause in f.clauses):
+                extra["constraints"] = tuple(clause[0] for f in formulas for clause in f.clauses)
+            else:
+                extra["constraints"], extra["formulas"] = (), formulas
         return self._call(call, hint, extra)
 
     def _linear_constraint(self, cmp: ast.Compare, target: TensorRef) -> Any:
@@ -689,6 +709,12 @@ class _Lowerer:
 
         from .constraints import LinearConstraint
 
+        if not isinstance(cmp, ast.Compare):
+            from .constraints.disjunctive import NOT_INEQUALITY
+
+            raise SpeccError(NOT_INEQUALITY, "expected an inequality (<=, <, >=, >) here", cmp.span,
+                             help="`or`, `and`, `not` and `->` join inequalities between linear expressions of "
+                                  "the columns")
         if cmp.op not in ("<=", "<", ">=", ">"):
             raise SpeccError("E0702", f"constraints are inequalities (<=, <, >=, >), not `{cmp.op}`", cmp.span)
         left, right = self._linear(cmp.left, target), self._linear(cmp.right, target)
@@ -700,7 +726,7 @@ class _Lowerer:
             coeffs[i] = coeffs.get(i, Fraction(0)) - sign * c
         coeffs = {i: c for i, c in coeffs.items() if c != 0}
         rhs = sign * (right[1] - left[1])
-        text = cmp.span.source.line(cmp.span.line)[cmp.span.col - 1:cmp.span.end_col - 1].strip()
+        text = _source_text(cmp.span)
         if not coeffs:
             raise SpeccError("E0702", f"constraint `{text}` mentions no column", cmp.span)
         return LinearConstraint(tuple(sorted(coeffs.items())), rhs, cmp.op in ("<", ">"), text, cmp.span)

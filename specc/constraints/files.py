@@ -10,6 +10,7 @@ are given); `#` and `//` start comments:
     order age income debt loan
     age >= 18
     loan - 0.5 * income - debt <= 0      // coefficients may be fractions: income / 3
+    debt <= 0.5 * income or loan <= 10   // `or`, `and`, `not`, `->` as in a block (one formula a line)
 
 pishield's requirements format, recognized by its mandatory `ordering` line
 (see specc.constraints.pishield_format):
@@ -23,16 +24,18 @@ Errors point at the line of the file.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .. import limits
 from ..diagnostics import SourceFile, Span, SpeccError, read_text
 from ..escape import printable
 from . import LinearConstraint, exact_number
+from .disjunctive import Formula, clauses_of
 
 FILE_ERROR = "E0706"
 READ_ERROR = "E0708"  # the file cannot be read, or is outside the spec's directory (CLI exit status 2)
@@ -43,6 +46,8 @@ class ConstraintFile:
     constraints: tuple[LinearConstraint, ...]
     order: tuple[str, ...] | None  # column names, from an `order` / `ordering` line
     format: str  # "specc" or "pishield"
+    # lines with `or` / `not` / `->` whose normal form is no conjunction of inequalities (specc's format)
+    formulas: tuple[Formula, ...] = ()
 
 
 def load_constraints(path: str | Path, columns: Sequence[str], within: str | Path | None = None) -> ConstraintFile:
@@ -83,7 +88,7 @@ def _has_rules_before(source: SourceFile, line: int, columns: Sequence[str]) -> 
         parsed = parse_constraints(prefix, columns)
     except SpeccError:
         return False
-    return bool(parsed.constraints) or parsed.order is not None
+    return bool(parsed.constraints) or bool(parsed.formulas) or parsed.order is not None
 
 
 def parse_constraints(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
@@ -96,11 +101,13 @@ def parse_constraints(source: SourceFile, columns: Sequence[str]) -> ConstraintF
 
 # ------------------------------------------------------------------ specc's format
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-                    r"|(?P<op><=|>=|==|!=|[<>+\-*/()]))")
+                    r"|(?P<op><=|>=|==|!=|->|[<>+\-*/()]))")
+_LOGIC = frozenset({"or", "and", "not", "->"})
 
 
 def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
     constraints: list[LinearConstraint] = []
+    formulas: list[Formula] = []
     order: tuple[str, ...] | None = None
     index = {name: i for i, name in enumerate(columns)}
     for number, raw in enumerate(source.text.splitlines(), start=1):
@@ -116,9 +123,24 @@ def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
                                  f"the columns: {', '.join(columns)}")
             order = names
             continue
-        check_count(constraints, source, number, raw)
-        constraints.append(_LineParser(source, number, raw, columns, index).constraint())
+        check_count([*constraints, *formulas], source, number, raw)
+        parser = _LineParser(source, number, raw, columns, index)
+        if not any(text in _LOGIC for _, text, _ in parser.tokens):
+            constraints.append(parser.constraint())
+            continue
+        formula = parser.formula()
+        if formulas or any(len(clause) > 1 for clause in formula.clauses):
+            formulas.append(formula)
+        else:  # a conjunction of inequalities, so far: linear constraints
+            constraints.extend(clause[0] for clause in formula.clauses)
+    if formulas:  # one formula a line, the linear lines as one-literal ones (the order of lines kept)
+        return ConstraintFile((), order, "specc", _in_line_order(constraints, formulas))
     return ConstraintFile(tuple(constraints), order, "specc")
+
+
+def _in_line_order(constraints: list[LinearConstraint], formulas: list[Formula]) -> tuple[Formula, ...]:
+    units = [Formula(((c,),), c.text, c.span) for c in constraints]
+    return tuple(sorted(units + formulas, key=lambda f: (f.span.line, f.span.col) if f.span is not None else (0, 0)))
 
 
 def check_count(constraints: list[LinearConstraint], source: SourceFile, number: int, raw: str) -> None:
@@ -153,6 +175,81 @@ class _LineParser:
         self.i = 0
 
     def constraint(self) -> LinearConstraint:
+        constraint = self.comparison()
+        if self.i < len(self.tokens):
+            raise self.unexpected("the end of the line")
+        return constraint
+
+    def formula(self) -> Formula:
+        """The line as a formula: `->` (right-associative) binds loosest, then `or`, `and`, `not`; parentheses
+        group formulas as well as expressions (a group is tried as a formula first, and once per position)."""
+        from .. import ast
+
+        depth = max(itertools.accumulate(1 if t == "(" else -1 if t == ")" else 0 for _, t, _ in self.tokens))
+        if depth > limits.value("nesting"):
+            raise limits.exceeded("nesting", depth, self.span(0, len(self.raw.rstrip())), "this constraint")
+        failed: set[int] = set()
+
+        def span_from(start: int) -> Span:
+            at = self.tokens[start][2]
+            kind, text, end = self.tokens[self.i - 1]
+            return self.span(at, end + len(text) - at)
+
+        def implication() -> Any:
+            start, left = self.i, disjunction()
+            if self.peek()[1] != "->":
+                return left
+            self.i += 1
+            return ast.Logic(span_from(start), "->", [left, implication()])
+
+        def disjunction() -> Any:
+            start, left = self.i, conjunction()
+            while self.peek()[1] == "or":
+                self.i += 1
+                left = ast.Logic(span_from(start), "or", [left, conjunction()])
+            return left
+
+        def conjunction() -> Any:
+            start, left = self.i, negation()
+            while self.peek()[1] == "and":
+                self.i += 1
+                left = ast.Logic(span_from(start), "and", [left, negation()])
+            return left
+
+        def negation() -> Any:
+            start = self.i
+            if self.peek()[1] == "not":
+                self.i += 1
+                return ast.Logic(span_from(start), "not", [negation()])
+            if self.peek()[1] == "(" and start not in failed:
+                self.i += 1
+                try:
+                    inner = implication()
+                    if self.peek()[1] != ")":
+                        raise self.unexpected("`)`")
+                    self.i += 1
+                    return inner
+                except SpeccError as err:  # an expression in parentheses, `(a + b) <= 3`?
+                    failed.add(start)
+                    self.i = start
+                    try:
+                        return self.comparison()
+                    except SpeccError as other:  # neither: the error that got further along the line
+                        raise (err if err.span is not None and other.span is not None
+                               and err.span.col > other.span.col else other) from None
+            return self.comparison()
+
+        tree = implication()
+        if self.i < len(self.tokens):
+            raise self.unexpected("`or`, `and`, `->` or the end of the line")
+        first = len(self.raw) - len(self.raw.lstrip())
+        text = _strip(self.raw).strip()
+        span = Span(self.source, self.number, first + 1, self.number, first + 1 + len(text))
+        return Formula(clauses_of(tree, lambda literal: literal, limits.value("constraints"), span), text, span)
+
+    def comparison(self) -> LinearConstraint:
+        """One inequality of a formula (up to the first token that cannot continue it)."""
+        start = self.i
         left = self.expr()
         kind, op, at = self.peek()
         if op not in ("<=", "<", ">=", ">"):
@@ -162,8 +259,6 @@ class _LineParser:
             raise self.unexpected("a comparison (<=, <, >=, >)")
         self.i += 1
         right = self.expr()
-        if self.i < len(self.tokens):
-            raise self.unexpected("the end of the line")
         sign = 1 if op in ("<=", "<") else -1
         coeffs: dict[int, Fraction] = {}
         for j, c in left[0].items():
@@ -171,12 +266,12 @@ class _LineParser:
         for j, c in right[0].items():
             coeffs[j] = coeffs.get(j, Fraction(0)) - sign * c
         kept = tuple(sorted((j, c) for j, c in coeffs.items() if c != 0))
-        first = len(self.raw) - len(self.raw.lstrip())
-        text = _strip(self.raw).strip()
+        begin = self.tokens[start][2]
+        _, last, end = self.tokens[self.i - 1]
+        text = self.raw[begin:end + len(last)]
         if not kept:
-            raise _error(self.source, self.number, first, len(text), f"constraint `{text}` mentions no column")
-        span = Span(self.source, self.number, first + 1, self.number, first + 1 + len(text))
-        return LinearConstraint(kept, sign * (right[1] - left[1]), op in ("<", ">"), text, span)
+            raise _error(self.source, self.number, begin, len(text), f"constraint `{text}` mentions no column")
+        return LinearConstraint(kept, sign * (right[1] - left[1]), op in ("<", ">"), text, self.span(begin, len(text)))
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", self.end)

@@ -115,16 +115,7 @@ class Plan:
         used): each r x k, k the most terms of a row on that side (at least 1), shorter rows padded with
         column 0, weight 0 and used False. The backend drops the unused entries rather than multiply
         by 0, as 0 * inf in a column the bound does not read would be NaN."""
-        def side(rows):
-            if not rows:
-                return None
-            k = max(1, max(len(terms) for _, terms in rows))
-            pad = [(0, 0.0, False)] * k
-            padded = [[(j, w, True) for j, w in terms] + pad[len(terms):] for _, terms in rows]
-            return (tuple(c for c, _ in rows), tuple(tuple(j for j, _, _ in r) for r in padded),
-                    tuple(tuple(w for _, w, _ in r) for r in padded), tuple(tuple(u for _, _, u in r) for r in padded))
-
-        return [(c, side(lo), side(hi)) for c, lo, hi in self.runtime_steps()]
+        return [(c, gather_table(lo), gather_table(hi)) for c, lo, hi in self.runtime_steps()]
 
     def constrained_columns(self) -> tuple[int, ...]:
         """The columns some bound reads or repairs, sorted: those a NaN in the row poisons (the others
@@ -143,6 +134,19 @@ class Plan:
 
 
 _FloatRow = tuple[float, tuple[tuple[int, float], ...]]
+
+
+def gather_table(rows: Sequence[_FloatRow]) -> tuple | None:
+    """Rows (constant, ((column, weight), ...)) as a table to gather columns by: None without rows, else
+    (constants, indices, weights, used), each r x k, k the most terms of a row (at least 1), shorter rows
+    padded with column 0, weight 0 and used False."""
+    if not rows:
+        return None
+    k = max(1, max(len(terms) for _, terms in rows))
+    pad = [(0, 0.0, False)] * k
+    padded = [[(j, w, True) for j, w in terms] + pad[len(terms):] for _, terms in rows]
+    return (tuple(c for c, _ in rows), tuple(tuple(j for j, _, _ in r) for r in padded),
+            tuple(tuple(w for _, w, _ in r) for r in padded), tuple(tuple(u for _, _, u in r) for r in padded))
 
 
 class Infeasible(Exception):

@@ -48,6 +48,10 @@ class ConstraintSet:
                 "no constraint layer" if not found else "several constraint layers; choose one with `layer=`")
             raise ValueError(f"{path}: model `{graph.name}` has {which} (its constraint layers: {names})")
         attrs = found[0].attrs
+        if attrs.disjunctive:
+            raise ValueError(f"{path}: layer `{found[0].name}` has disjunctive constraints (`or`, `not`, `->`), not "
+                             "supported here yet: a report and a violation loss are for linear constraints (see "
+                             "specc.constraints.disjunctive.satisfied for which rows satisfy each formula)")
         return cls(attrs.columns, attrs.all_constraints)
 
     @classmethod
@@ -55,7 +59,11 @@ class ConstraintSet:
         """The constraints of a rules file (specc's format or pishield's) over `columns`."""
         from .files import load_constraints
 
-        return cls(tuple(columns), load_constraints(path, columns).constraints)
+        loaded = load_constraints(path, columns)
+        if loaded.formulas:
+            raise ValueError(f"{path}: disjunctive constraints (`or`, `not`, `->`) are not supported here yet: "
+                             "a report and a violation loss are for linear constraints")
+        return cls(tuple(columns), loaded.constraints)
 
     def matrix(self):
         """`(A, b)` as float64 numpy arrays, with every constraint as `A[k] @ row <= b[k]`."""

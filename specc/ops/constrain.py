@@ -38,6 +38,9 @@ bounds being linear in the columns repaired before it.
 - Gradients are those of the piecewise-linear repair map: the identity where a
   column is inside its interval; where it is clamped, its gradient goes to the
   earlier columns the active bound depends on (and none to the clamped column).
+- Disjunctive constraints (`or`, `and`, `not`, `->` between inequalities) compile to
+  the disjunctive refinement layer of specc.constraints.disjunctive (`formulas`); a
+  block whose formulas are all conjunctions of inequalities is linear, as above.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from pydantic import ConfigDict, PrivateAttr, field_validator
 
 from .. import limits
 from ..constraints import NUMBER_ERROR, LinearConstraint
+from ..constraints import disjunctive
+from ..constraints.disjunctive import Formula, OrPlan
 from ..constraints.fourier_motzkin import (Budget, Infeasible, OutOfRange, Plan, TooLarge, conflict, plan,
                                            repair_order, suggest_order)
 from ..diagnostics import Note, SpeccError
@@ -66,7 +71,10 @@ class ConstrainAttrs(OpAttrs):
     file: str | None = None  # a constraints file, relative to the spec
     constraints: tuple[LinearConstraint, ...]  # from the block (filled in by the lowering)
     columns: tuple[str, ...]  # the column names of the last dim, in declaration order (filled in by the lowering)
-    _resolved: Any = PrivateAttr(default=None)  # (constraints incl. the file's, Plan), set by `resolve`
+    # a block with `or` / `not` / `->` (some clause has several literals): its lines, in conjunctive normal form;
+    # `constraints` is then empty (filled in by the lowering)
+    formulas: tuple[Formula, ...] = ()
+    _resolved: Any = PrivateAttr(default=None)  # (constraints or formulas incl. the file's, Plan or OrPlan)
 
     @field_validator("order", mode="before")
     @classmethod
@@ -78,19 +86,37 @@ class ConstrainAttrs(OpAttrs):
         return value
 
     @property
-    def plan(self) -> Plan:
-        """The bound sets (computed at shape inference; without a file they can be computed here)."""
+    def disjunctive(self) -> bool:
+        """Whether the layer is the disjunctive one (its templates differ): the block's formulas, or its
+        rules file's, are not all conjunctions of inequalities."""
+        return isinstance(self.plan, OrPlan)
+
+    @property
+    def plan(self) -> Plan | OrPlan:
+        """The bound sets, or the clauses of a disjunctive block (computed at shape inference; without a
+        file they can be computed here)."""
         if self._resolved is None:
             if self.file is not None:
                 raise RuntimeError("constrain: the plan of a node with a constraints file comes from shape inference")
-            self._resolved = (self.constraints, plan(self.constraints, self.columns,
-                                                     repair_order(self.columns, self.order)))
+            order = repair_order(self.columns, self.order)
+            self._resolved = ((self.formulas, disjunctive.plan(self.formulas, self.columns, order)) if self.formulas
+                              else (self.constraints, plan(self.constraints, self.columns, order)))
         return self._resolved[1]
 
     @property
     def all_constraints(self) -> tuple[LinearConstraint, ...]:
         """The block's constraints, then the file's: what the plan's `origins` index."""
-        self.plan  # noqa: B018  (resolves)
+        if self.disjunctive:
+            raise ValueError("this constraint layer has disjunctive constraints (`or`, `not`, `->`); see "
+                             "`all_formulas`")
+        return self._resolved[0]
+
+    @property
+    def all_formulas(self) -> tuple[Formula, ...]:
+        """A disjunctive block's formulas, then the file's constraints (one-literal formulas): what the
+        plan's `origins` index."""
+        if not self.disjunctive:
+            raise ValueError("this constraint layer has linear constraints only; see `all_constraints`")
         return self._resolved[0]
 
     def details(self) -> str:
@@ -98,6 +124,8 @@ class ConstrainAttrs(OpAttrs):
         once shape inference has read it."""
         if self._resolved is None and self.file is not None:
             return ""
+        if self.disjunctive:
+            return "clauses, by the column each repairs:\n" + self.plan.render(self.all_formulas)
         return "bound sets:\n" + self.plan.render(self.all_constraints)
 
 
@@ -109,13 +137,13 @@ def _symbol_name(value: Any) -> Any:
     return value
 
 
-def resolve(node: Node) -> Plan:
+def resolve(node: Node) -> Plan | OrPlan:
     """Read the constraints file, eliminate, and keep the result on the node's attrs; errors as diagnostics."""
     attrs: ConstrainAttrs = node.attrs  # type: ignore[assignment]
     if attrs._resolved is not None:
         return attrs._resolved[1]
     call_sites = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
-    constraints, order = attrs.constraints, attrs.order
+    constraints, order, file_formulas = attrs.constraints, attrs.order, ()
     if attrs.file is not None:
         from ..constraints.files import load_constraints
 
@@ -126,13 +154,23 @@ def resolve(node: Node) -> Plan:
             if err.span is None:
                 err.span = node.span
             raise err.with_note(Note(f"constraints file of `{node.name}`", node.span)) from None
-        constraints = constraints + loaded.constraints
+        constraints, file_formulas = constraints + loaded.constraints, loaded.formulas
         order = order if order is not None else loaded.order
-    limits.check("constraints", len(constraints), node.span, "constrain: the block and its rules file")
+    formulas = ()
+    if attrs.formulas or file_formulas:  # the block's formulas, its and the file's inequalities, the file's formulas
+        formulas = attrs.formulas + tuple(Formula(((c,),), c.text, c.span) for c in constraints) + file_formulas
+    if formulas:  # every literal of the normal form counts as a given constraint
+        limits.check("constraints", sum(len(clause) for f in formulas for clause in f.clauses), node.span,
+                     "constrain: the block's clauses and its rules file")
+    else:
+        limits.check("constraints", len(constraints), node.span, "constrain: the block and its rules file")
     try:
         columns_order = repair_order(attrs.columns, order)
     except ValueError as exc:
         raise SpeccError(BAD_ORDER, f"constrain: invalid `order`: {exc}", node.span, call_sites) from None
+    if formulas:
+        attrs._resolved = (formulas, _disjunctive_plan(formulas, attrs.columns, columns_order, node, call_sites))
+        return attrs._resolved[1]
     try:
         result = plan(constraints, attrs.columns, columns_order)
     except Infeasible as err:
@@ -143,6 +181,36 @@ def resolve(node: Node) -> Plan:
         raise _out_of_range(constraints, err, node, call_sites) from None
     attrs._resolved = (constraints, result)
     return result
+
+
+def _disjunctive_plan(formulas: tuple[Formula, ...], columns: tuple[str, ...], order: tuple[int, ...], node: Node,
+                      call_sites: list[Note]) -> OrPlan:
+    """Eliminate by resolution; an unsatisfiable block names a minimal set of conflicting lines (E0710),
+    going over the `constraints` limit is E0010 at the call, naming the column."""
+    try:
+        return disjunctive.plan(formulas, columns, order)
+    except disjunctive.Unsatisfiable as err:
+        core = disjunctive.conflict(formulas, columns, order, err)  # bounded by the `constraints` limit
+        picked = sorted(core, key=lambda i: _source_key(formulas[i]))
+        first = formulas[picked[0]]
+        notes = [Note(f"conflicts with `{formulas[i].text}`", formulas[i].span) for i in picked[1:]]
+        message = ("constrain: these constraints cannot all hold: " + ", ".join(f"`{formulas[i].text}`" for i in picked)
+                   if len(picked) > 1 else f"constrain: constraint `{first.text}` cannot hold")
+        raise SpeccError(disjunctive.UNSATISFIABLE, message, first.span or node.span, notes + call_sites,
+                         help="no row satisfies them together (whichever side of each `or` is taken); "
+                              "relax or remove one of them") from None
+    except TooLarge as err:
+        error = limits.exceeded("constraints", err.generated, node.span,
+                                f"constrain: eliminating column `{columns[err.column]}` (and those after it in "
+                                "the repair order) by resolution")
+        error.help = ("the repair order decides how many clauses resolution generates: put the columns that "
+                      "most clauses share first in `order=[...]`; or " + (error.help or ""))
+        error.notes.extend(call_sites)
+        raise error from None
+    except OutOfRange:
+        raise SpeccError(NUMBER_ERROR, "constrain: a bound derived from these constraints has a number larger "
+                                       "than float64's largest (about 1.8e308)", node.span, call_sites,
+                         help="rescale the columns (or coefficients) so the bounds stay in float64's range") from None
 
 
 def _too_large(constraints, columns, order, err: TooLarge, node: Node, call_sites: list[Note]) -> SpeccError:
@@ -203,7 +271,7 @@ def _infeasible(constraints, columns, order, err: Infeasible, node: Node, call_s
                       help=f"added up with positive weights they imply {implied}; relax or remove one of them")
 
 
-def _source_key(c: LinearConstraint) -> tuple:
+def _source_key(c: LinearConstraint | Formula) -> tuple:
     return (c.span.path, c.span.line, c.span.col) if c.span is not None else ("", 0, 0)
 
 
@@ -225,7 +293,13 @@ def _flops(ctx: InferContext) -> Dim:
     rows: Dim = 1
     for d in t.shape[:-1]:
         rows = dim_mul(rows, d)
-    per_row = sum(2 * len(b.terms) + 2 for s in resolve(ctx.node).steps for b in s.lower + s.upper)
+    resolved = resolve(ctx.node)
+    if isinstance(resolved, OrPlan):  # each literal a dot product and a comparison; the gaps' union costs more
+        per_row = sum(2 * len(b.terms) + 2 for s in resolved.steps for c in s.clauses
+                      for b in c.free + c.lower + c.upper)
+        per_row += sum(4 * len(s.clauses) ** 2 for s in resolved.steps)
+        return dim_mul(rows, per_row)
+    per_row = sum(2 * len(b.terms) + 2 for s in resolved.steps for b in s.lower + s.upper)
     return dim_mul(rows, per_row)
 
 
