@@ -33,8 +33,11 @@ Weights (`weight=`):
   is symmetric and hollow and I - W >= m I exactly. Peaceman-Rachford only: V = (I + alpha (I - W))^-1 is
   applied exactly by FFT (the tiers rearranged by pixel_unshuffle onto the last tier's grid make every
   convolution block-circulant: one small Hermitian solve per frequency) plus a Schur complement for the dense
-  part; see _FixedPointConv in backends/torch/fixed_point_conv.j2. Triton runs it with its prox kernels; the
-  ONNX target exports V dense (n^2 elements; a state too large for one .onnx file is E0611).
+  part; see _FixedPointConv in backends/torch/fixed_point_conv.j2. Triton runs it with its prox kernels. ONNX
+  has no complex linear algebra, so its Loop applies V's convolutional block as one Conv with V's full-size
+  real kernel over the circularly extended grid (N^2 h w weights for N polyphase channels on the last tier's
+  h x w grid: as exact, O((h w)^2) work per channel pair where the FFT takes O(h w log(h w))), the dense part
+  by the exported Schur pieces, and the input by a Conv with U_conv.
 
 Activations (`activation=`): `relu()`, `sigmoid()` (monDEQ), `prox_softmax(groups=...)` (mean field
 over categorical groups: `...` makes each state part one group, an int is the group size in every
@@ -362,10 +365,17 @@ class FixedPointAttrs(OpAttrs):
              if self.weight.kind == "mdbm_conv" else {})
 
     def onnx_export_elements(self) -> int:
-        """Elements of the tensors the ONNX target exports beyond the declared parameters: mdbm_conv's V is exported
-        dense (n x n; the ONNX graph runs the dense Peaceman-Rachford loop), so a large state is refused before it
-        is built (E0611, at this layer)."""
-        return self.size ** 2 if self.weight.kind == "mdbm_conv" else 0
+        """Elements of the tensors the ONNX target exports beyond the declared parameters (mdbm_conv: V's kernel,
+        N^2 h w for N polyphase channels on the last tier's h x w grid, and the dense part's Schur pieces), so a
+        state too large for one .onnx file is refused before they are built (E0611)."""
+        if self.weight.kind != "mdbm_conv":
+            return 0
+        conv: MdbmConv = self.weight  # type: ignore[assignment]
+        tiers = len(conv.channels)
+        grid = (conv.image[0] >> (tiers - 1)) * (conv.image[1] >> (tiers - 1))
+        poly = sum(c * 4 ** (tiers - 1 - t) for t, c in enumerate(conv.channels))
+        dense = self.size - sum(conv.tier_sizes())
+        return poly * poly * grid + 2 * dense * poly * grid + dense * dense
 
 
 def _infer(ctx: InferContext) -> TensorType:

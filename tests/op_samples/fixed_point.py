@@ -26,5 +26,10 @@ SAMPLES = {
         Sample(_fp("x, mask, state=[4, 6, 3], weight=mdbm(m=0.5), activation=prox_softmax(groups=[1, 3, 3]), "
                    "solver=forward_backward(alpha=0.5, tol=1e-6, max_iter=300)", "part2"),
                ("x: f32[B, 4]", "mask: f32[B, 4]")),
+        # convolutional MDBM: two tiers (4x4, 2x2), a dense part, a 1-channel input image through U_conv (FFT solve
+        # in torch and triton, the kernel form of V in ONNX)
+        Sample(_fp("x, state=[32, 8, 3], weight=mdbm_conv(m=0.2, image=[4, 4], channels=[2, 2]), "
+                   "activation=prox_softmax(groups=[2, 2, 3]), solver=peaceman_rachford(alpha=0.7, tol=1e-6, "
+                   "max_iter=300)", "part2"), ("x: f32[B, 16]",)),
     ],
 }
