@@ -441,3 +441,21 @@ def test_rules_file_formula_errors_point_into_the_file(tmp_path, line, at, messa
     err = info.value
     assert err.span.path.endswith("rules.txt") and (err.span.line, err.span.col) == at, (err.span, err.message)
     assert message in err.message
+
+
+def test_the_rental_generator_spec_samples_satisfy_its_rules():
+    """specs/rental_generator.nnspec: a block and a rules file with disjunctions; every sample satisfies
+    every rule (flags 0 or 1, leases 6, 12 or >= 24 months, ...), where the untrained raw output does not."""
+    from targets import ROOT
+
+    graph = compile_graph(ROOT / "specs" / "rental_generator.nnspec")
+    _, model = python_module(graph, "torch")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        sample, raw = model(torch.randn(512, 16) * 3)
+    formulas = next(v for v in graph.nodes() if v.op == "constrain").attrs.all_formulas
+    assert satisfied(formulas, sample.numpy()).all()
+    assert not satisfied(formulas, raw.numpy()).all(1).any()
+    assert set(sample[:, 3].tolist()) <= {0.0, 1.0} and set(sample[:, 4].tolist()) <= {0.0, 1.0}
+    lease = sample[:, 5]
+    assert ((lease == 6) | (lease == 12) | ((lease >= 24) & (lease <= 60))).all()

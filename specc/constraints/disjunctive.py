@@ -204,9 +204,11 @@ class OrPlan:
 
 def _clause_texts(c: ClauseStep, name: str, columns: Sequence[str]) -> list[str]:
     free = []
-    for b in c.free:  # const + sum <= 0, shown as sum <= -const
-        free.append(_linear_text([(columns[j], w) for j, w in b.terms], Fraction(0)) + f" {'<' if b.strict else '<='} "
-                    + _linear_text([], -b.const))
+    for b in c.free:  # const + sum <= 0, shown as sum <= -const (or, its first weight negative, -sum >= const)
+        sign = -1 if b.terms and b.terms[0][1] < 0 else 1
+        op = ("<" if sign > 0 else ">") + ("" if b.strict else "=")
+        free.append(_linear_text([(columns[j], sign * w) for j, w in b.terms], Fraction(0)) + f" {op} "
+                    + _linear_text([], -sign * b.const))
     return free + [f"{name} {'>' if b.lower else '<'}{'' if b.strict else '='} {b.expression(columns)}"
                    for b in c.lower + c.upper]
 
