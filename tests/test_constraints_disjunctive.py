@@ -459,3 +459,28 @@ def test_the_rental_generator_spec_samples_satisfy_its_rules():
     assert set(sample[:, 3].tolist()) <= {0.0, 1.0} and set(sample[:, 4].tolist()) <= {0.0, 1.0}
     lease = sample[:, 5]
     assert ((lease == 6) | (lease == 12) | ((lease >= 24) & (lease <= 60))).all()
+
+
+@settings(max_examples=6, **SETTINGS)
+@given(systems(max_columns=3, max_lines=3), st.integers(0, 2**31 - 1))
+def test_gradients_match_finite_differences_on_random_formulas(system, seed):
+    n, lines, order = system
+    if not satisfiable(lines, n):
+        return
+    graph = compile_graph_text(spec_text(n, lines, order, dtype="f64"))
+    _, model = python_module(graph, "torch")
+    x = inputs(seed, n, rows=64, dtype=torch.float64)
+    auto, numeric, smooth = _jacobians(model, x)
+    torch.testing.assert_close(auto[smooth], numeric[smooth], rtol=1e-5, atol=1e-5)
+
+
+def test_leading_dims_on_every_target(tmp_path):
+    """A [B, T, columns] input (the layer works on the last dim) gives the same rows on every target."""
+    from targets import outputs_on_every_target
+
+    spec = SPEC.replace("f32[B, 3]", "f32[B, T, 3]")
+    x = inputs(11, 3, rows=24).reshape(4, 6, 3)
+    got = outputs_on_every_target(compile_text(tmp_path, spec), [x], None, tmp_path)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], got["torch"][0], rtol=0, atol=0, msg=target)
+    assert all_hold(A_OR, got["torch"][0].reshape(-1, 3)).all()
