@@ -69,6 +69,10 @@ def test_bands_give_the_whole_weight_outputs_and_training_gets_gradients(tmp_pat
     for name in trained:
         grad = params[f"y.{name}"].grad
         assert grad is not None and grad.abs().sum() > 0, name
+    torch.optim.SGD(model.parameters(), lr=0.5).step()  # in place: what a layer caches must follow
+    with torch.no_grad():
+        banded = model(x)
+    torch.testing.assert_close(banded, model(x).detach(), rtol=1e-6, atol=1e-6)
 
 
 def test_learnable_masks_sample_in_training_mode_without_gradients_too(tmp_path):
