@@ -207,3 +207,18 @@ def test_bad_arguments_are_located_errors(args, inputs, code, tmp_path):
         compile_graph(spec)
     assert err.value.code == code, err.value
     assert err.value.span is not None and err.value.span.line == 3
+
+
+def test_onnx_refuses_a_kernel_too_large_for_one_file_at_the_layer(tmp_path):
+    """The ONNX target exports V's kernel (N^2 h w elements): past 2 GiB it is a located error before any
+    weights are built (the torch target is unaffected)."""
+    from specc.codegen import backends
+
+    spec = tmp_path / "big.nnspec"
+    spec.write_text("model big() {\n    input x: f32[B, 65536]\n"
+                    "    output y = fixed_point(x, state=[65536, 65536, 65536], weight=mdbm_conv(image=[32, 32], "
+                    "channels=[64, 256, 1024])).part0\n}\n")  # V's kernel: 3072^2 x 8 x 8 floats, 2.4 GB
+    graph = compile_graph(spec)
+    with pytest.raises(SpeccError) as err:
+        backends()["onnx"].emit(graph)
+    assert err.value.code == "E0611" and err.value.span is not None and err.value.span.line == 3
