@@ -191,6 +191,7 @@ def test_implicit_gradient_matches_finite_differences(layer):
 
 @pytest.mark.parametrize("args, inputs, code", [
     ("state=[32, 10], weight=mdbm_conv(image=[4, 4], channels=[2, 2])", "x: f32[B, 32]", "E0857"),
+    ("state=[32], weight=mdbm_conv(image=[4, 4])", "x: f32[B, 32]", "E0857"),
     ("state=[32], weight=mdbm_conv(image=[6, 6], channels=[2, 2, 2])", "x: f32[B, 32]", "E0857"),
     ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2], kernel=2)", "x: f32[B, 32]", "E0858"),
     ("state=[32], weight=mdbm_conv(image=[4, 4], channels=[2], kernel=11)", "x: f32[B, 32]", "E0858"),

@@ -88,7 +88,7 @@ channels-last image of the first tier's size (E0861).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -163,8 +163,9 @@ class MdbmConv(OpAttrs):
 
     kind: Literal["mdbm_conv"]
     m: float = 0.05
-    image: tuple[PositiveInt, PositiveInt]
-    channels: tuple[PositiveInt, ...]
+    # no defaults, but not required fields either: a missing one would read "missing its `weight` argument"
+    image: Optional[tuple[PositiveInt, PositiveInt]] = None
+    channels: Optional[tuple[PositiveInt, ...]] = None
     kernel: PositiveInt = 3
     groups: GroupSpec = None
     _m = field_validator("m")(_check_m)
@@ -177,6 +178,11 @@ class MdbmConv(OpAttrs):
 
     @model_validator(mode="after")
     def _geometry(self) -> "MdbmConv":
+        for name in ("image", "channels"):
+            if getattr(self, name) is None:
+                raise PydanticCustomError(CONV_GEOMETRY, "mdbm_conv needs `{name}=` (image=[height, width] of the "
+                                                         "first tier, channels=[...] per tier)",
+                                          {"name": name, "at": "weight"})
         if not self.channels:
             raise PydanticCustomError(CONV_GEOMETRY, "mdbm_conv needs at least one convolutional tier in "
                                                      "`channels`", {"at": "weight.channels"})
