@@ -484,3 +484,15 @@ def test_leading_dims_on_every_target(tmp_path):
     for target in ("triton", "onnx"):
         torch.testing.assert_close(got[target][0], got["torch"][0], rtol=0, atol=0, msg=target)
     assert all_hold(A_OR, got["torch"][0].reshape(-1, 3)).all()
+
+
+def test_the_normal_form_is_bounded_by_the_constraints_limit(tmp_path, monkeypatch):
+    """`(p1 and q1) or (p2 and q2) or ...` distributes into 2^k clauses: over the limit, a located error."""
+    monkeypatch.setenv("SPECC_LIMIT_CONSTRAINTS", "50")
+    line = Op("or", (Op("and", (Atom(((0, 1),), "<=", 0), Atom(((1, 1),), "<=", 0))),
+                     Op("and", (Atom(((0, 1),), ">=", 1), Atom(((1, 1),), ">=", 1)))))
+    for k in range(2, 6):
+        line = Op("or", (line, Op("and", (Atom(((0, 1),), ">=", 2 * k), Atom(((1, 1),), ">=", 2 * k)))))
+    err = error_of(tmp_path, spec_text(2, [Atom(((0, 1),), ">=", -5), line]))
+    assert err.code == "E0010" and "conjunctive normal form" in err.message
+    assert (err.span.line, err.span.col) == (6, 9)

@@ -55,7 +55,6 @@ from .fourier_motzkin import (Bound, Budget, Infeasible, OutOfRange, TooLarge, _
 
 UNSATISFIABLE = "E0710"  # no row satisfies the formulas: a minimal conflicting set of lines
 NOT_INEQUALITY = "E0711"  # an operand of `or`, `and`, `not`, `->` (or a line) that is no inequality
-UNSUPPORTED = "E0712"  # a disjunctive block used where only linear constraints are supported
 
 _LARGEST = sys.float_info.max
 
