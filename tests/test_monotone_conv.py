@@ -79,7 +79,8 @@ def _dense_a(layer) -> torch.Tensor:
                 y = y + _circular(images[t - 1], getattr(layer, f"A{t - 1}_{t}").detach(), 2)
             slots.append(y)
         if layer.dense:
-            slots[-1] = slots[-1] + torch.einsum("clhw,l->chw", layer.A_dense.detach(), e[start:])
+            slots = [y + torch.einsum("clhw,l->chw", getattr(layer, f"A_dense{t}").detach(), e[start:])
+                     for t, y in enumerate(slots)]
         columns.append(torch.cat([s.permute(1, 2, 0).reshape(-1) for s in slots]))
     return torch.stack(columns, 1)
 

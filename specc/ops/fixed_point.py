@@ -29,7 +29,7 @@ Weights (`weight=`):
   h/2^t x w/2^t, so a softmax group of channels at one pixel is contiguous), then at most one dense part (the
   label). W = -D (G - blockdiag(G)) D with G = A^T A, where A is made of circular k x k convolutions inside
   each tier, stride-2 ones from each tier into the next, and a position-dependent map from the dense part into
-  the last tier; blockdiag(G) is G on each group at each pixel and D scales those blocks to norm <= 1 - m, so W
+  every tier; blockdiag(G) is G on each group at each pixel and D scales those blocks to norm <= 1 - m, so W
   is symmetric and hollow and I - W >= m I exactly. Peaceman-Rachford only: V = (I + alpha (I - W))^-1 is
   applied exactly by FFT (the tiers rearranged by pixel_unshuffle onto the last tier's grid make every
   convolution block-circulant: one small Hermitian solve per frequency) plus a Schur complement for the dense
@@ -421,7 +421,7 @@ def _params(ctx: InferContext) -> dict[str, ParamSpec]:
 
 def _conv_params(ctx: InferContext, attrs: FixedPointAttrs) -> dict[str, ParamSpec]:
     """mdbm_conv: a k x k kernel inside every tier (`A<t>`), a stride-2 one from each tier into the next
-    (`A<t>_<t+1>`), a position-dependent map from the dense part into the last tier (`A_dense`), a k x k
+    (`A<t>_<t+1>`), a position-dependent map from the dense part into every tier (`A_dense<t>`), a k x k
     input convolution into the first tier without a mask (`U_conv`), and a bias per unit."""
     conv: MdbmConv = attrs.weight  # type: ignore[assignment]
     k, c = conv.kernel, conv.channels
@@ -429,8 +429,7 @@ def _conv_params(ctx: InferContext, attrs: FixedPointAttrs) -> dict[str, ParamSp
     params |= {f"A{t}_{t + 1}": ParamSpec((c[t + 1], c[t], k, k)) for t in range(len(c) - 1)}
     if len(attrs.state) > len(c):
         h, w = conv.image
-        last = len(c) - 1
-        params["A_dense"] = ParamSpec((c[last], attrs.state[-1], h >> last, w >> last))
+        params |= {f"A_dense{t}": ParamSpec((c[t], attrs.state[-1], h >> t, w >> t)) for t in range(len(c))}
     if len(ctx.types) == 1:
         h, w = conv.image
         params["U_conv"] = ParamSpec((c[0], ctx.static(0, -1, "the input feature dim (last)") // (h * w), k, k))
