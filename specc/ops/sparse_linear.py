@@ -2,9 +2,12 @@
 
 - `nm_linear`: N:M structured sparsity. In every group of m consecutive input
   features of a row exactly n weights are kept. Stored compactly: `values`
-  [out, in*n/m] (the kept weights, trainable) and `pattern` [out, in/m] (which of
-  the C(m, n) candidate position sets each group keeps, in the lexicographic order
-  of itertools.combinations; uint8). The dense weight is rebuilt in forward.
+  [out, in*n/m] (the kept weights, trainable) and `pattern` (which of the C(m, n)
+  candidate position sets each of a row's in/m groups keeps, in the lexicographic
+  order of itertools.combinations), at its bit width ceil(log2 C(m, n)), packed
+  (specc/ops/bitpack.py: 2:4's 6 candidates take 3 bits a group, [out, ceil(in/4 * 3/8)]
+  uint8), or int32 [out, in/m] beyond 256 candidates. The dense weight is rebuilt in
+  forward.
 - `nm_mask_linear`: learnable N:M masks (MaskLLM). A dense `weight` and per-group
   `logits` over the C(m, n) candidate masks; training samples a hard mask by
   Gumbel-softmax with temperature tau (gradients reach the logits through the
@@ -26,6 +29,7 @@ from pydantic import Field, PositiveInt, model_validator
 from ..ir import ParamSpec
 from ..types import Dim, TensorType, dim_div, dim_mul
 from . import InferContext, OpAttrs, OpDef, float_input, register
+from .bitpack import code_bits, packed_spec
 
 
 class NMAttrs(OpAttrs):
@@ -45,6 +49,15 @@ class NMAttrs(OpAttrs):
         """The kept positions of each candidate mask of a group (itertools.combinations order)."""
         return list(combinations(range(self.m), self.n))
 
+    @property
+    def candidates(self) -> int:
+        return comb(self.m, self.n)
+
+    @property
+    def pattern_bits(self) -> int | None:
+        """Bits a group's stored pattern index takes (None: int32, more than 256 candidates)."""
+        return code_bits(self.candidates)
+
 
 class NMMaskAttrs(NMAttrs):
     tau: float = Field(1.0, gt=0)
@@ -54,10 +67,6 @@ class NMMaskAttrs(NMAttrs):
 class MaskedLinearAttrs(OpAttrs):
     out_features: PositiveInt
     bias: bool = True
-
-
-def pattern_dtype(n: int, m: int) -> str:
-    return "u8" if comb(m, n) <= 256 else "i32"
 
 
 def _in_features(ctx: InferContext) -> int:
@@ -86,8 +95,7 @@ def _with_bias(ctx: InferContext, params: dict[str, ParamSpec]) -> dict[str, Par
 def _nm_params(ctx: InferContext) -> dict[str, ParamSpec]:
     a, width = ctx.attrs, _in_features(ctx)
     return _with_bias(ctx, {"values": ParamSpec((a.out_features, width // a.m * a.n)),
-                            "pattern": ParamSpec((a.out_features, width // a.m), trainable=False,
-                                                 dtype=pattern_dtype(a.n, a.m))})
+                            "pattern": packed_spec(a.out_features, width // a.m, a.candidates)})
 
 
 def _nm_mask_params(ctx: InferContext) -> dict[str, ParamSpec]:

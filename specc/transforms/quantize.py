@@ -282,7 +282,7 @@ def matrices(node: Node) -> list[tuple[int, int]]:
     """The [out, in] weight matrices quantize stores for a layer it can rewrite: a linear's or an N:M
     layer's weight (its zeros included), or a low-rank layer's two factors (down [rank, in], up [out, rank])."""
     if node.op == "nm_linear":
-        return [(node.attrs.out_features, node.params["pattern"].shape[1] * node.attrs.m)]
+        return [(node.attrs.out_features, node.params["values"].shape[1] // node.attrs.n * node.attrs.m)]
     if node.op == "lowrank_linear":
         rank, in_features = node.params["down.weight"].shape
         return [(rank, in_features), (node.attrs.out_features, rank)]
@@ -559,17 +559,11 @@ def _rewrite(graph: Graph, node: Node, args: QuantizeArgs) -> str | None:
 
 
 def nm_dense(state: Mapping[str, Any], n: int, m: int) -> Any:
-    """The [out, in] weight an nm_linear layer computes with: its kept values at their pattern's positions."""
-    import torch
+    """The [out, in] weight an nm_linear layer computes with: its kept values at their pattern's positions
+    (the pattern stored at its bit width, see specc/ops/bitpack.py)."""
+    from .sparsity import nm_weight
 
-    from ..ops.sparse_linear import NMAttrs
-
-    values, pattern = state["values"], state["pattern"]
-    out_features, groups = pattern.shape
-    positions = torch.tensor(NMAttrs(out_features=1, n=n, m=m).positions, device=pattern.device)
-    weight = values.new_zeros(out_features, groups, m)
-    weight.scatter_(-1, positions[pattern.long()], values.reshape(out_features, groups, n))
-    return weight.reshape(out_features, groups * m)
+    return nm_weight(state, n, m)
 
 
 def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibration | None) -> dict[str, Any]:

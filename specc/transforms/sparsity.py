@@ -14,11 +14,12 @@ argmax masks into the compact `nm_linear` form.
 from __future__ import annotations
 
 from math import comb
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import Field, field_validator, model_validator
 
 from ..ir import Graph, Node
+from ..ops.bitpack import pack, unpack
 from ..ops.sparse_linear import NMAttrs, NMMaskAttrs
 from . import TransformArgs, Calibration, LayerPlan, Transform, register_transform
 from ._layers import cannot_apply, linear_shape, with_bias
@@ -79,14 +80,28 @@ def pattern_index(keep: Any, m: int, n: int) -> Any:
 
 
 def _compact(weight: Any, pattern: Any, n: int, m: int) -> dict[str, Any]:
-    """nm_linear's state for a weight and its per-group pattern indices."""
+    """nm_linear's state for a weight and its per-group pattern indices (stored packed, see bitpack)."""
     import torch
 
     out_features = weight.shape[0]
     positions = torch.tensor(NMAttrs(out_features=1, n=n, m=m).positions)
     keep = positions[pattern]  # [out, groups, n]
     values = weight.view(out_features, -1, m).gather(-1, keep).reshape(out_features, -1)
-    return {"values": values, "pattern": pattern.to(torch.uint8 if len(positions) <= 256 else torch.int32)}
+    return {"values": values, "pattern": pack(pattern, len(positions))}
+
+
+def nm_weight(state: Mapping[str, Any], n: int, m: int) -> Any:
+    """The [out, in] weight an nm_linear layer's state (`values`, packed `pattern`) computes with: its
+    kept values at their pattern's positions, zeros elsewhere."""
+    import torch
+
+    attrs = NMAttrs(out_features=1, n=n, m=m)
+    values = state["values"]
+    groups = values.shape[1] // n
+    pattern = unpack(state["pattern"], attrs.candidates, groups)
+    positions = torch.tensor(attrs.positions, device=values.device)
+    weight = values.new_zeros(values.shape[0], groups, m)
+    return weight.scatter_(-1, positions[pattern], values.reshape(-1, groups, n)).flatten(1)
 
 
 def _candidate_masks(n: int, m: int) -> Any:
