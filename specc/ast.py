@@ -249,6 +249,7 @@ class CompressDef:
     stages: list[Stage]
     span: Span
     name_span: Span
+    base_span: Span | None = None  # the model it compresses, as written
 
 
 @dataclass

@@ -255,7 +255,7 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         from rich.console import Console
         from rich.table import Table
 
-        from .compiler import compile_graph, compile_target, load_project
+        from .compiler import base_target, compile_graph, compile_target, load_project
         from .summary import LayerRow, speed_notes, summarize, totals
 
         loaded = load_project(file, include=include or ())
@@ -264,7 +264,7 @@ def summary_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt, param: Op
         rows = summarize(graph)
         before = {}
         if graph.base_name is not None:  # a compressed model: show the base model's numbers beside
-            base = compile_target(loaded, loaded.program.definitions[graph.base_name], params)
+            base = compile_target(loaded, base_target(loaded, graph.base_name), params)
             before = {r.name: r for r in summarize(base)}
         title = f"model {graph.name}" + (f" (compressed from {graph.base_name}: before -> after)" if before else "")
         table = Table(title=title, title_justify="left")
@@ -392,7 +392,7 @@ def compress_cmd(
 
         from . import ast
         from .output import write_atomic
-        from .compiler import compile_target, load_project, select_model
+        from .compiler import base_target, compile_target, load_project, select_model
         from .transforms import Calibration, convert_weights
 
         import json
@@ -404,8 +404,8 @@ def compress_cmd(
         target = select_model(loaded.module, model)
         if not isinstance(target, ast.CompressDef):
             raise SpeccError("E0807", f"`{target.name}` is not a compressed model", None)
-        base_def = loaded.program.definitions.get(target.base)
-        if base_def is None or base_def.kind != "model":
+        base_def = base_target(loaded, target.base)
+        if base_def is None or (isinstance(base_def, ast.Definition) and base_def.kind != "model"):
             compile_target(loaded, target, params)  # says what `target.base` is instead (E0806)
         graph = None
         if calib is None:  # the spec's errors and warnings before the weights are read

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import ast, limits, parallel, ties
-from .diagnostics import Note, Span, SpeccError, load_source
+from .diagnostics import Note, Span, SpeccError, did_you_mean, load_source
 from .ir import Graph
 from .lower import Program, lower
 from .parser import parse
@@ -163,24 +164,29 @@ def select_model(module: ast.Module, name: str | None) -> Target:
 def compile_graph(path: str | Path, model: str | None = None, params: dict[str, Any] | None = None,
                   after_each: Callable[[str, Graph], None] | None = None,
                   pipeline: tuple[str, ...] = DEFAULT_PIPELINE, loader: Loader = load,
-                  include: Sequence[str | Path] = (), loaded: Loaded | None = None) -> Graph:
+                  include: Sequence[str | Path] = (), loaded: Loaded | None = None,
+                  calibration: Any = None) -> Graph:
     """Parse, lower and optimize one model (or compressed model) of a spec file.
 
     `loaded` is the file already loaded with `load_project`: `specc check` compiles every model of
-    a file from one load instead of re-reading and re-parsing it per model.
+    a file from one load instead of re-reading and re-parsing it per model. `calibration`: see
+    `compile_target`.
     """
     if loaded is None:
         loaded = load_project(path, loader, include)
-    return compile_target(loaded, select_model(loaded.module, model), params, after_each, pipeline, str(path))
+    return compile_target(loaded, select_model(loaded.module, model), params, after_each, pipeline, str(path),
+                          calibration)
 
 
 def compile_target(loaded: Loaded, target: Target, params: dict[str, Any] | None = None,
                    after_each: Callable[[str, Graph], None] | None = None,
-                   pipeline: tuple[str, ...] = DEFAULT_PIPELINE, source_path: str | None = None) -> Graph:
+                   pipeline: tuple[str, ...] = DEFAULT_PIPELINE, source_path: str | None = None,
+                   calibration: Any = None) -> Graph:
     """Lower and optimize one model, compressed model, or model an import defines, of a loaded program;
-    `source_path` (for headers of generated code) defaults to the file that defines it."""
+    `source_path` (for headers of generated code) defaults to the file that defines it. `calibration`
+    (a `specc.transforms.Calibration`, `specc compress --calib`) lets compression stages measure."""
     if isinstance(target, ast.CompressDef):
-        graph = _compressed(loaded.program, target, params)
+        graph = _compressed(loaded.program, target, params, calibration, loaded.module.compressions)
     else:
         graph = lower(loaded.program, target, params)
     graph.source_path = source_path or target.span.source.path
@@ -191,17 +197,44 @@ def compile_target(loaded: Loaded, target: Target, params: dict[str, Any] | None
     return graph
 
 
-def _compressed(program: Program, comp: ast.CompressDef, params: dict[str, Any] | None) -> Graph:
+def base_target(loaded: Loaded, name: str) -> Target | ast.Definition | None:
+    """What `compress X = NAME` compresses: a definition (a model; a block is an error when compiled),
+    another compressed model of the same file (`compress frozen = masks { ... }`, whose weights are
+    then that compressed model's), or None when NAME is neither."""
+    compressions = {c.name: c for c in loaded.module.compressions}
+    return loaded.program.definitions.get(name) or compressions.get(name)
+
+
+CHAIN_CYCLE = "E0830"  # compressed models that compress each other
+
+
+def _compressed(program: Program, comp: ast.CompressDef, params: dict[str, Any] | None,
+                calibration: Any = None, compressions: Sequence[ast.CompressDef] = (),
+                chain: tuple[str, ...] = ()) -> Graph:
     from .transforms import apply_stages
 
+    earlier = next((c for c in compressions if c.name == comp.base), None)
+    if earlier is not None and comp.base not in program.definitions:
+        # a compressed model compressed further (e.g. its learned masks frozen): the stages rewrite that
+        # model's layers, and its trained weights are what `specc compress --weights` converts
+        if earlier.name in chain + (comp.name,):
+            cycle = " -> ".join(chain + (comp.name, earlier.name))
+            raise SpeccError(CHAIN_CYCLE, f"compressed models compress each other in a cycle: {cycle}", comp.span,
+                             help="one of them must compress a model")
+        graph = _compressed(program, earlier, params, None, compressions, chain + (comp.name,))
+        graph.plan = apply_stages(graph, comp, calibration)
+        parallel.unshard_compressed(graph, graph.plan)
+        graph.name, graph.base_name = comp.name, earlier.name
+        return graph
     base = program.definitions.get(comp.base)
     if base is None or base.kind != "model":
         what = "a block" if base is not None else "not defined"
+        models = [d.name for d in program.definitions.values() if d.kind == "model"] + [c.name for c in compressions]
         raise SpeccError("E0806", f"`compress {comp.name}` needs a model to compress, but `{comp.base}` is {what}",
-                         comp.span)
+                         comp.base_span or comp.span, help=did_you_mean(comp.base, models) if base is None else None)
     graph = lower(program, base, params)
     run_pipeline(graph, ("infer_shapes",))
-    graph.plan = apply_stages(graph, comp)
+    graph.plan = apply_stages(graph, comp, calibration)
     parallel.unshard_compressed(graph, graph.plan)
     graph.name = comp.name
     graph.base_name = base.name

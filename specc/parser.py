@@ -311,7 +311,8 @@ class _Builder(Transformer_NonRecursive):
     @v_args(meta=True, inline=False)
     def compress_def(self, meta, items):
         name, base, *stages = items
-        return ast.CompressDef(str(name), str(base), stages, self.sp(meta), _tok_span(self.src, name))
+        return ast.CompressDef(str(name), str(base), stages, self.sp(meta), _tok_span(self.src, name),
+                               _tok_span(self.src, base))
 
     @v_args(meta=True, inline=False)
     def stage(self, meta, items):

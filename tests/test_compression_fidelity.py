@@ -1,7 +1,11 @@
-"""Compression that keeps what was learned or stored: packed codes, MaskLLM's training.
+"""Compression that keeps what was learned or stored: frozen learned masks, packed codes, MaskLLM's training.
 
-- Codebook codes are stored at their bit width (k=16: 4 bits), in one layout (specc/ops/bitpack.py)
-  that the transforms write, the generated torch module draws and reads, and the onnx and triton
+- Learned N:M masks freeze exactly: `compress frozen = masks { sparsity(pattern=2:4) on nm_mask_linear }`
+  compresses the compressed model `masks`, and converting its trained weights keeps each group's learned
+  argmax mask (a trained toy's frozen outputs equal the learner's bit for bit), where freezing inside one
+  compression of the dense model can only start again from the magnitude masks.
+- Codebook codes and N:M patterns are stored at their bit width (k=16: 4 bits; 2:4's six candidates:
+  3 bits, was 8), in one layout (specc/ops/bitpack.py) that the transforms write, the generated torch module draws and reads, and the onnx and triton
   targets read: outputs agree on every target, summary counts the packed bytes.
 - Learnable masks anneal their temperature (`tau_end`, `anneal(progress)`) and offer MaskLLM's sparse
   weight regularizer (`kept_weight_norm()`).
@@ -21,6 +25,25 @@ from specc.summary import summarize
 from specc.transforms import convert_weights
 from targets import outputs_on_every_target, python_module
 
+CHAIN = """\
+model net(d: int = 32) {
+    input x: f32[B, d]
+    h = relu(linear(x, 48))
+    output logits = linear(h, 12)
+}
+compress masks = net {
+    sparsity(pattern=2:4, learnable=true) on linear
+}
+compress frozen = masks {
+    sparsity(pattern=2:4) on nm_mask_linear
+}
+compress refrozen = net {
+    sparsity(pattern=2:4, learnable=true) on linear
+    sparsity(pattern=2:4) on nm_mask_linear
+}
+"""
+
+
 def spec(tmp_path: Path, text: str, name: str = "c") -> Path:
     path = tmp_path / f"{name}.nnspec"
     path.write_text(text)
@@ -32,6 +55,62 @@ def converted(path: Path, model: str, state: dict):
     _, module = python_module(graph, "torch")
     module.load_state_dict(convert_weights(graph, state))  # strict: exactly the compressed model's keys
     return module.eval()
+
+
+def trained_masks(path: Path, steps: int = 25):
+    """The `masks` model (converted from a seeded dense `net`) trained on a random regression: its
+    logits move away from the magnitude masks they start as."""
+    torch.manual_seed(0)
+    _, dense = python_module(compile_graph(path, "net"), "torch")
+    learner = converted(path, "masks", dense.state_dict()).train()
+    x, target = torch.randn(128, 32), torch.randn(128, 12)
+    opt = torch.optim.Adam(learner.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(learner(x), target).backward()
+        opt.step()
+    return dense, learner.eval()
+
+
+def test_frozen_learned_masks_keep_the_trained_logits_argmax(tmp_path):
+    path = spec(tmp_path, CHAIN)
+    dense, learner = trained_masks(path)
+    frozen = converted(path, "frozen", learner.state_dict())
+    x = torch.randn(64, 32)
+    with torch.no_grad():
+        want = learner(x)
+        torch.testing.assert_close(frozen(x), want, rtol=0, atol=0)
+        for name in ("h_linear", "logits"):  # each group keeps the candidate its learned logits chose
+            layer, frozen_layer = getattr(learner, name), getattr(frozen, name)
+            assert torch.equal(frozen_layer.dense_weight(), layer.weight * layer.mask())
+        # the training moved masks: freezing from the dense model (magnitude masks) gives other outputs
+        refrozen = converted(path, "refrozen", dense.state_dict())
+        assert (refrozen(x) - want).abs().max() > 1e-2
+        assert not torch.equal(refrozen.h_linear.dense_weight() != 0, learner.h_linear.mask() != 0)
+
+
+def test_the_editor_compiles_a_compressed_model_of_a_compressed_model(tmp_path):
+    from specc.lsp.analysis import Workspace
+
+    path = spec(tmp_path, CHAIN)
+    analysis = Workspace().analyze(path)
+    assert analysis.errors == [] and {"masks", "frozen"} <= set(analysis.models)
+    broken = Workspace().analyze(path, CHAIN.replace("compress frozen = masks", "compress frozen = maks"))
+    assert [e.code for e in broken.errors] == ["E0806"]
+
+
+@pytest.mark.parametrize("text, code, message", [
+    ("compress a = b {\n    prune(0.5) on linear\n}\ncompress b = a {\n    prune(0.5) on linear\n}\n", "E0830",
+     "compressed models compress each other in a cycle: a -> b -> a"),
+    ("compress a = a {\n    prune(0.5) on linear\n}\n", "E0830", "in a cycle: a -> a"),
+    ("compress a = nowhere {\n    prune(0.5) on linear\n}\n", "E0806", "`nowhere` is not defined"),
+])
+def test_compressing_a_compressed_model_errors(tmp_path, text, code, message):
+    path = spec(tmp_path, CHAIN + text)
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path, "a")
+    assert info.value.code == code and message in info.value.message, info.value.render()
+    assert info.value.span is not None and info.value.span.line > CHAIN.count("\n")
 
 
 # ------------------------------------------------------------------ codes at their bit width
@@ -78,6 +157,10 @@ model net() {
     ("codebook(k=6, dim=2)", {"h_linear.codes": (40, 9), "y.codes": (16, 8)}),  # 3 bits: 24 and 20 codes
     ("codebook(k=2)", {"h_linear.codes": (40, 6), "y.codes": (16, 5)}),  # 1 bit
     ("codebook(k=300, dim=2, iters=2)", {"h_linear.codes": (40, 24)}),  # int32 (y: kept dense, not smaller)
+    ("sparsity(pattern=2:4)", {"h_linear.pattern": (40, 5), "y.pattern": (16, 4)}),  # 6 candidates: 3 bits
+    ("sparsity(pattern=1:8)", {"h_linear.pattern": (40, 3), "y.pattern": (16, 2)}),  # 8: 3 bits
+    ("sparsity(pattern=2:8)", {"h_linear.pattern": (40, 4), "y.pattern": (16, 4)}),  # 28: 5 bits
+    ("sparsity(pattern=3:16) on \"h_linear\"\n    sparsity(pattern=1:8)", {"h_linear.pattern": (40, 3), "y.pattern": (16, 2)}),  # 560: int32; 8: 3 bits
 ])
 def test_packed_layers_agree_on_every_target(tmp_path, stage, stored):
     path = spec(tmp_path, BASE + f"compress small = net {{\n    {stage} on linear\n}}\n")
