@@ -11,11 +11,13 @@ diagnostic shows spec text through `specc.escape.printable`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Iterable
 
 from .escape import printable
 
@@ -198,3 +200,10 @@ def read_text(path: str | Path, code: str = "E0001", span: Span | None = None, w
 def load_source(path: str | Path) -> SourceFile:
     """Read the spec file named on the command line (or open in an editor); errors are `E0001`."""
     return SourceFile(str(path), read_text(path, what="spec file"))
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A `help:` for a misspelled name: "did you mean `relu`?" with the closest candidate, if any is close
+    (the editor's quick fix writes that name in place of the misspelled one)."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"did you mean `{close[0]}`?" if close else None

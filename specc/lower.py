@@ -11,7 +11,6 @@ Blocks are inlined at each call (their values named after the call site), and
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import math
 import operator
@@ -22,7 +21,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from . import ast, limits, ops
-from .diagnostics import Note, Span, SpeccError
+from .diagnostics import Note, Span, SpeccError, did_you_mean
 from .ir import RESERVED, Exact, Graph, Scope, attribute_name
 from .ops.operators import COMPARISONS
 from .passes.infer_shapes import node_type
@@ -190,7 +189,7 @@ class _Lowerer:
         for name in overrides:
             if name not in known:
                 raise SpeccError("E0207", f"model `{self.defn.name}` has no parameter `{name}`", self.defn.name_span,
-                                 help=_did_you_mean(name, known) or f"its parameters: {', '.join(sorted(known)) or 'none'}")
+                                 help=did_you_mean(name, known) or f"its parameters: {', '.join(sorted(known)) or 'none'}")
         self._bind_params(self.defn, {k: (v, None) for k, v in overrides.items()})
         for p in self.defn.params:
             self.graph.constants[p.name] = self.env[p.name]
@@ -247,7 +246,7 @@ class _Lowerer:
         t = self._infer(value.node)
         if p.type not in DTYPES:
             raise SpeccError("E0212", f"unknown dtype `{p.type}`", p.span,
-                             help=_did_you_mean(p.type, DTYPES) or f"use one of {', '.join(DTYPES)}")
+                             help=did_you_mean(p.type, DTYPES) or f"use one of {', '.join(DTYPES)}")
         if t.dtype != p.type or t.rank != len(p.dims):
             raise SpeccError("E0210", f"parameter `{p.name}` of block `{defn.name}` is declared "
                                       f"{p.type}[{len(p.dims)} dims], but this is {t}", span or p.span)
@@ -288,7 +287,7 @@ class _Lowerer:
     def _input(self, stmt: ast.Input) -> None:
         if stmt.dtype not in DTYPES:
             raise SpeccError("E0212", f"unknown dtype `{stmt.dtype}`", stmt.dtype_span,
-                             help=_did_you_mean(stmt.dtype, DTYPES) or f"use one of {', '.join(DTYPES)}")
+                             help=did_you_mean(stmt.dtype, DTYPES) or f"use one of {', '.join(DTYPES)}")
         if stmt.name in self.env:
             raise SpeccError("E0203", f"`{stmt.name}` is already defined", stmt.span)
         shape = tuple(self._dim(d) for d in stmt.dims)
@@ -349,7 +348,7 @@ class _Lowerer:
         if name in _BUILTINS:
             return _BUILTINS[name]
         raise SpeccError("E0202", f"undefined name `{name}`", span,
-                         help=_did_you_mean(name, list(self.env) + list(_BUILTINS)))
+                         help=did_you_mean(name, list(self.env) + list(_BUILTINS)))
 
     def _const(self, expr: ast.Expr) -> Any:
         value = self._expr(expr, "const")
@@ -573,7 +572,7 @@ class _Lowerer:
             return value.values[value.names.index(expr.name)]
         names = [n for n in value.names if n] if isinstance(value, Results) else []
         raise SpeccError("E0225", f"{_kind(value)} has no part named `{expr.name}`", expr.span,
-                         help=_did_you_mean(expr.name, names) or (f"its parts: {', '.join(names)}" if names else None))
+                         help=did_you_mean(expr.name, names) or (f"its parts: {', '.join(names)}" if names else None))
 
     def _named(self, expr: ast.Named) -> Any:
         """`call as name`: the layer or block instance the call makes takes exactly this name in its scope."""
@@ -809,7 +808,7 @@ class _Lowerer:
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpeccError("E0301", f"block `{block.name}` has no parameter `{kw.name}`", kw.span,
-                                 help=_did_you_mean(kw.name, names))
+                                 help=did_you_mean(kw.name, names))
             if kw.name in given:
                 raise SpeccError("E0301", f"block `{block.name}` got parameter `{kw.name}` twice", kw.span)
             given[kw.name] = (self._expr(kw.value, _child_hint(hint, kw.value)), kw.span)
@@ -900,7 +899,8 @@ class _Lowerer:
         """Bind a call to its op: tensors to operands, the rest to attributes (plus `extra` ones)."""
         opdef = ops.get(call.func)
         if opdef is None or opdef.name == "input":
-            raise SpeccError("E0201", f"unknown op `{call.func}`", call.func_span, help=ops.suggest(call.func))
+            raise SpeccError("E0201", f"unknown op `{call.func}`", call.func_span,
+                             help=ops.suggest(call.func, self.program.definitions))
         if (call.constraints is not None) != ("constraints" in opdef.attrs.model_fields):
             raise SpeccError("E0704", f"{call.func}() " + ("takes no constraint block" if call.constraints is not None
                                                           else "needs a constraint block `{ ... }`"), call.span)
@@ -915,7 +915,7 @@ class _Lowerer:
         for kw in call.kwargs:
             if kw.name not in slots or kw.name == "scalar":
                 raise SpeccError("E0301", f"{call.func}() has no argument `{kw.name}`", kw.span,
-                                 help=_did_you_mean(kw.name, slots) or f"signature: {opdef.signature()}")
+                                 help=did_you_mean(kw.name, slots) or f"signature: {opdef.signature()}")
             if kw.name in bound:
                 raise SpeccError("E0301", f"{call.func}() got argument `{kw.name}` twice", kw.span)
             bound[kw.name] = (kw.value, kw.span)
@@ -1079,11 +1079,6 @@ def _child_hint(hint: str, expr: ast.Expr) -> str:
     if isinstance(expr, ast.Index):
         return f"{root}.index"
     return f"{root}.neg" if isinstance(expr, ast.Neg) else hint
-
-
-def _did_you_mean(name: str, candidates) -> str | None:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f"did you mean `{close[0]}`?" if close else None
 
 
 def _attr_error(call: ast.Call, opdef: ops.OpDef, exc: ValidationError, bound: dict) -> SpeccError:

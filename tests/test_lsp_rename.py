@@ -233,3 +233,74 @@ def test_notifications_and_requests_for_an_unopened_document_are_quiet():
     server.send("exit", None, request=False)
     assert server.process.wait(timeout=10) == 0
     assert b"Traceback" not in server.stderr, server.stderr.decode(errors="replace")
+
+
+# ------------------------------------------------------------------ found by the probe suite
+@served
+async def test_renaming_a_state_name_renames_the_parts_it_names(client: LanguageClient, tmp_path: Path):
+    """`q = fixed_point(..., state=[pixels, ...])` names q's parts by those names: renaming `pixels`
+    renames `q.pixels` too (else the spec reads a part that no longer exists)."""
+    text = (ROOT / "specs" / "mdbm_mnist.nnspec").read_text()
+    doc = Doc(client, tmp_path / "mdbm.nnspec", text)
+    await doc.open()
+    edit = await rename(doc, "pixels: int", "px")
+    renamed = apply(text, edit.changes[doc.uri])
+    assert "q.pixels" not in renamed and "q.px" in renamed
+    path = tmp_path / "renamed.nnspec"
+    path.write_text(renamed)
+    for target in compiler.compilable(compiler.load_program(path)[0]):
+        compiler.compile_graph(path, target.name)  # still compiles
+    doc.close()
+
+
+@served
+async def test_rename_refuses_a_dimension_of_a_block_parameters_type(client: LanguageClient):
+    doc = Doc(client, ROOT / "specs" / "resnet18.nnspec")
+    await doc.open()
+    assert "already a dimension in basic_block" in await refused(doc, "planes: int", "N")
+    assert "is already" in await refused(doc, "planes: int", "inplanes")
+    doc.close()
+
+
+@served
+async def test_a_misspelled_block_is_a_did_you_mean_quick_fix(client: LanguageClient, tmp_path: Path):
+    text = (ROOT / "specs" / "resnet.nnspec").read_text()
+    doc = Doc(client, tmp_path / "resnet.nnspec", text.replace("{ basic(", "{ basci(", 1))
+    (d,) = await doc.open()
+    assert d.code == "E0201" and "did you mean `basic`" in d.message
+    (action,) = await client.text_document_code_action_async(lsp.CodeActionParams(
+        text_document=doc.ident(), range=d.range, context=lsp.CodeActionContext(diagnostics=[d])))
+    (fix,) = action.edit.changes[doc.uri]
+    assert doc.text_at(fix.range) == "basci" and fix.new_text == "basic"
+    doc.close()
+
+
+@served
+async def test_an_import_created_on_disk_clears_its_importers_error(client: LanguageClient, tmp_path: Path):
+    """A missing import is remembered as read: when the file appears (a checkout recreates it), the
+    importer is checked again, not left with a stale "cannot import" until its next edit."""
+    lib = tmp_path / "lib.nnspec"
+    main = Doc(client, tmp_path / "main.nnspec",
+               'import "lib.nnspec"\n\nmodel m() {\n    input x: f32[B, 4]\n    output y = widen(x, 4)\n}\n')
+    (d,) = await main.open()
+    assert d.code == "E0502"
+    lib.write_text("block widen(x, n: int) {\n    return linear(x, n)\n}\n")
+    client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(
+        changes=[lsp.FileEvent(uri=lib.as_uri(), type=lsp.FileChangeType.Created)]))
+    assert await main.diagnostics(main.version) == []
+    main.close()
+
+
+@served
+async def test_a_misspelled_compress_base_is_a_did_you_mean_quick_fix(client: LanguageClient, tmp_path: Path):
+    (tmp_path / "mlp.nnspec").write_text((ROOT / "specs" / "mlp.nnspec").read_text())
+    text = (ROOT / "specs" / "mlp_lowrank.nnspec").read_text()
+    doc = Doc(client, tmp_path / "small.nnspec", text.replace("= mlp {", "= mpl {"))
+    (d,) = await doc.open()
+    assert d.code == "E0806" and "did you mean `mlp`" in d.message and doc.text_at(d.range) == "mpl"
+    (action,) = [a for a in await client.text_document_code_action_async(lsp.CodeActionParams(
+        text_document=doc.ident(), range=d.range, context=lsp.CodeActionContext(diagnostics=[d])))
+        if "Change" in a.title]
+    (fix,) = action.edit.changes[doc.uri]
+    assert fix.new_text == "mlp"
+    doc.close()

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .. import ast, compiler, limits
-from ..diagnostics import Note, SourceFile, Span, SpeccError, load_source
+from .. import ast, compiler, limits, ops
+from ..diagnostics import Note, SourceFile, Span, SpeccError, did_you_mean, load_source
 from ..escape import printable
 from ..fmt import Lexeme, lex
 from ..ir import Graph, Node
@@ -223,6 +223,9 @@ class Analysis:
     errors: list[BaseException]  # diagnostics, positioned in their files; non-SpeccErrors are compiler bugs
     definitions: dict[str, ast.Definition]  # what the document can call (its own and imported)
     models: dict[str, ModelInfo]  # by model name: this version's compile, or the last one that succeeded
+    # every file it read or tried to read (an import that is missing is in it and not in `files`, so
+    # that creating the file re-checks this document)
+    reads: frozenset[str] = frozenset()
     _where: dict[int, tuple[ParsedFile, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -336,8 +339,11 @@ class Workspace:
         if text is not None:
             texts[path.resolve()] = text
 
+        attempted: set[str] = set()
+
         def read(p: str | Path) -> ParsedFile:
             key = str(p)
+            attempted.add(key)
             if key not in files:
                 buffered = texts.get(Path(p).resolve())
                 if buffered is None:
@@ -374,15 +380,17 @@ class Workspace:
                 definitions = dict(program.definitions)
                 if staged is not None:
                     self._stage(path, root, files, errors, definitions, targets, staged)
+                # a compressed model may compress another of the file's (`compress frozen = masks`)
+                visible = {**{t.name: t for t in targets if isinstance(t, ast.CompressDef)}, **program.definitions}
                 for target in targets:
                     checkpoint()
-                    outcome = self._compile(key, target, program.definitions)
+                    outcome = self._compile(key, target, visible)
                     if outcome.error is not None:
-                        errors.append(outcome.error)
+                        errors.append(_suggest_names(outcome.error, definitions, root))
                     if outcome.model is not None:
                         self._good[(key, target.name)] = outcome.model
         models = {t.name: self._good[(key, t.name)] for t in targets if (key, t.name) in self._good}
-        analysis = Analysis(Path(path), root.text, root, files, [], definitions, models)
+        analysis = Analysis(Path(path), root.text, root, files, [], definitions, models, frozenset(attempted))
         analysis.errors = _dedupe([_place(e, analysis) for e in errors])
         self.chunks.sweep()
         return analysis
@@ -426,7 +434,8 @@ class Workspace:
         return (path, target.name, type(target).__name__) + tuple(
             (name, id(source) if source is not None else 0) for name, source in sources)
 
-    def _compile(self, path: str, target: compiler.Target, definitions: dict[str, ast.Definition]) -> _Outcome:
+    def _compile(self, path: str, target: compiler.Target,
+                 definitions: dict[str, ast.Definition | ast.CompressDef]) -> _Outcome:
         sources = self._dependencies(target, definitions)
         key = self._outcome_key(path, target, definitions, sources)
         outcome = self._outcomes.get(key)
@@ -443,9 +452,9 @@ class Workspace:
 
             # the file as this model sees it: itself and what it calls, wherever defined (imports and
             # duplicate names were checked by `load_program` on the whole file before any compile)
-            seen = [definitions[name] for name, _ in sources[1:] if name in definitions]
-            module = ast.Module(path, [], seen + [target] if isinstance(target, ast.Definition) else seen,
-                                [target] if isinstance(target, ast.CompressDef) else [])
+            seen = [definitions[name] for name, _ in sources[1:] if name in definitions] + [target]
+            module = ast.Module(path, [], [d for d in seen if isinstance(d, ast.Definition)],
+                                [d for d in seen if isinstance(d, ast.CompressDef)])
             try:
                 # diagnostics come from lowering and shape inference, and dead code from its elimination;
                 # the fusion passes raise nothing a user caused, so the editor skips them
@@ -495,6 +504,27 @@ def _compilable(parsed: ParsedFile) -> list[compiler.Target]:
     chunk = {id(c.source): i for i, c in enumerate(parsed.chunks)}
     return sorted(compiler.compilable(parsed.module or parsed.partial),
                   key=lambda t: (chunk.get(id(t.span.source), 0), t.span.line, t.span.col))
+
+
+_UNKNOWN = {"E0201": re.compile(r"unknown op `([^`]+)`"),  # a call of an op or block
+            "E0806": re.compile(r".* but `([^`]+)` is not defined")}  # a compress base model
+
+
+def _suggest_names(error: BaseException, definitions: dict[str, ast.Definition], root: ParsedFile) -> BaseException:
+    """The did-you-mean of an unknown op or compress base, against every definition the document can
+    call: a model's compile is shown only what it calls (so that its cached result stays honest), which
+    leaves out the block or model a misspelled name meant."""
+    pattern = _UNKNOWN.get(error.code) if isinstance(error, SpeccError) else None
+    unknown = pattern.fullmatch(error.message) if pattern is not None else None
+    if unknown is None or error.help is not None:
+        return error
+    found = _copy(error)
+    if error.code == "E0201":
+        found.help = ops.suggest(unknown[1], definitions)
+    else:
+        models = [n for n, d in definitions.items() if d.kind == "model"] + [c.name for c in root.partial.compressions]
+        found.help = did_you_mean(unknown[1], models)
+    return found
 
 
 def _copy(error: SpeccError) -> SpeccError:

@@ -94,6 +94,8 @@ class _Builder:
                     if t.type == "COLON":
                         self.add(_lexeme_span(self.chunk, lexemes[i + 1]), p.type, "type")
                         break
+            for dim in p.dims or []:  # `x: f32[N, width]` binds its dims (a rename must see them taken)
+                self.expr(dim)
             if p.default is not None:
                 self.expr(p.default)
         for self.stmt, s in enumerate(d.body):
@@ -167,9 +169,25 @@ class _Builder:
         elif isinstance(e, ast.Attribute):
             self.expr(e.value)
             self.add(Span(e.span.source, e.span.end_line, e.span.end_col - len(e.name), e.span.end_line,
-                          e.span.end_col), e.name, "part", node=e)
+                          e.span.end_col), e.name, "part", self._part_symbol(e), node=e)
         else:
             self.walk(e)
+
+    def _part_symbol(self, e: ast.Attribute) -> tuple | None:
+        """The symbol of a part a name in the spec gives: `q.pixels` where `q = fixed_point(...,
+        state=[pixels, ...])` names its part by the name `pixels` in that list, so renaming that name
+        renames the part too (else `q.pixels` would name a part that no longer exists)."""
+        if not isinstance(e.value, ast.Name) or self.defn is None:
+            return None
+        bound = [b for b in self.bindings.get(e.value.id, []) if b.stmt < self.stmt]
+        stmt = bound[-1].node if bound else None
+        call = getattr(stmt, "value", None)
+        if not isinstance(call, ast.Call):
+            return None
+        state = next((kw.value for kw in call.kwargs if kw.name == "state"), None)
+        if isinstance(state, ast.ListExpr) and any(isinstance(i, ast.Name) and i.id == e.name for i in state.items):
+            return ("local", self.defn.name, e.name)
+        return None
 
     def repeat(self, e: ast.Repeat) -> None:
         """`repeat i in N { body } (x)`: `i` is declared here and means the iteration inside the body

@@ -447,7 +447,7 @@ class SpeccServer(LanguageServer):
         """Re-check the other open documents that read this one (they import it)."""
         path = str(self.path_of(uri).resolve())
         for other, analysis in list(self.analyses.items()):
-            if other != uri and any(str(Path(p).resolve()) == path for p in analysis.files):
+            if other != uri and any(str(Path(p).resolve()) == path for p in analysis.reads):
                 self.schedule(other, delay)
 
     def forget(self, uri: str) -> None:

@@ -9,16 +9,15 @@ checks that none is missing.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from ..diagnostics import Note, SpeccError
+from ..diagnostics import Note, SpeccError, did_you_mean
 from ..ir import Graph, Node, ParamSpec
 from ..types import FLOAT_DTYPES, Dim, TensorType, dim_str
 
@@ -182,9 +181,9 @@ def all_ops() -> dict[str, OpDef]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def suggest(name: str) -> str | None:
-    close = difflib.get_close_matches(name, all_ops().keys(), n=1)
-    return f"did you mean `{close[0]}`?" if close else None
+def suggest(name: str, blocks: Iterable[str] = ()) -> str | None:
+    """"did you mean `relu`?" for a misspelled op, or block (`blocks`: the names the spec defines)."""
+    return did_you_mean(name, [*all_ops().keys(), *blocks])
 
 
 _loaded = False
