@@ -46,7 +46,7 @@ bounds being linear in the columns repaired before it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ConfigDict, PrivateAttr, field_validator
 
@@ -67,6 +67,11 @@ BAD_ORDER = "E0707"
 
 class ConstrainAttrs(OpAttrs):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True)
+    # bounds closer than this, relative to the size of the terms they sum, are one bound that rounding
+    # split (8 ulps of a double): the torch layer pins the column to it, value and gradient, as it does
+    # where they are equal (triton's backward is the torch layer's; triton's and onnx's forward keep the
+    # value inside the sliver, which differs by those ulps before rounding to the input's dtype)
+    SLIVER: ClassVar[float] = 8 * 2.0 ** -52
     order: tuple[str, ...] | None = None  # column names; columns given in the spec arrive as names
     file: str | None = None  # a constraints file, relative to the spec
     constraints: tuple[LinearConstraint, ...]  # from the block (filled in by the lowering)
