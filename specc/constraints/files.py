@@ -35,7 +35,8 @@ from .. import limits
 from ..diagnostics import SourceFile, Span, SpeccError, read_text
 from ..escape import printable
 from . import LinearConstraint, exact_number
-from .disjunctive import Formula, clauses_of
+from .categorical import CATEGORICAL_AS_NUMBER, NOT_CATEGORICAL, Categorical, declare, membership
+from .disjunctive import Formula, clauses_of, negated
 
 FILE_ERROR = "E0706"
 READ_ERROR = "E0708"  # the file cannot be read, or is outside the spec's directory (CLI exit status 2)
@@ -48,9 +49,12 @@ class ConstraintFile:
     format: str  # "specc" or "pishield"
     # lines with `or` / `not` / `->` whose normal form is no conjunction of inequalities (specc's format)
     formulas: tuple[Formula, ...] = ()
+    # categorical variables: those given (declared in the block) and the file's `name = [a, b]` lines
+    categoricals: tuple[Categorical, ...] = ()
 
 
-def load_constraints(path: str | Path, columns: Sequence[str], within: str | Path | None = None) -> ConstraintFile:
+def load_constraints(path: str | Path, columns: Sequence[str], within: str | Path | None = None,
+                     groups: Sequence[Categorical] = ()) -> ConstraintFile:
     """Read and parse a constraints file over `columns` (names in declaration order).
 
     The file is read like a spec (`read_text`: a regular UTF-8 file under the `file_bytes` limit) and,
@@ -69,7 +73,7 @@ def load_constraints(path: str | Path, columns: Sequence[str], within: str | Pat
                              help="a rules file must be in the directory of the spec that names it, or below")
     source = SourceFile(str(path), read_text(path, READ_ERROR, what="constraints file"))
     try:
-        return parse_constraints(source, columns)
+        return parse_constraints(source, columns, groups)
     except SpeccError as err:
         span = err.span
         if span is None or span.source is not source or _has_rules_before(source, span.line, columns):
@@ -88,27 +92,31 @@ def _has_rules_before(source: SourceFile, line: int, columns: Sequence[str]) -> 
         parsed = parse_constraints(prefix, columns)
     except SpeccError:
         return False
-    return bool(parsed.constraints) or bool(parsed.formulas) or parsed.order is not None
+    return bool(parsed.constraints) or bool(parsed.formulas) or parsed.order is not None or bool(parsed.categoricals)
 
 
-def parse_constraints(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
+def parse_constraints(source: SourceFile, columns: Sequence[str], groups: Sequence[Categorical] = ()) -> ConstraintFile:
     if any(_strip(line).split()[:1] == ["ordering"] for line in source.text.splitlines()):
         from .pishield_format import parse_pishield
 
         return parse_pishield(source, columns)
-    return parse_specc(source, columns)
+    return parse_specc(source, columns, groups)
 
 
 # ------------------------------------------------------------------ specc's format
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-                    r"|(?P<op><=|>=|==|!=|->|[<>+\-*/()]))")
+                    r"|(?P<op><=|>=|==|!=|->|[<>+\-*/(){},\[\]=]))")
+# `heating = [gas, electric, heat_pump]`: a categorical variable over one-hot columns
+_DECLARATION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\[")
 _LOGIC = frozenset({"or", "and", "not", "->"})
 
 
-def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
+def parse_specc(source: SourceFile, columns: Sequence[str], groups: Sequence[Categorical] = ()) -> ConstraintFile:
+    categoricals: list[Categorical] = list(groups)
     constraints: list[LinearConstraint] = []
     formulas: list[Formula] = []
     order: tuple[str, ...] | None = None
+    order_line = (0, "")
     index = {name: i for i, name in enumerate(columns)}
     for number, raw in enumerate(source.text.splitlines(), start=1):
         line = _strip(raw)
@@ -116,15 +124,14 @@ def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
             continue
         words = line.split()
         if words[0] == "order" and not any(ch in line for ch in "<>=+-*/"):
-            names = tuple(w for w in line.replace(",", " ").split()[1:])
-            for name in names:
-                if name not in columns:
-                    raise _error(source, number, raw.index(name), len(name), f"unknown column `{name}` in `order`",
-                                 f"the columns: {', '.join(columns)}")
-            order = names
+            order = tuple(w for w in line.replace(",", " ").split()[1:])
+            order_line = (number, raw)  # its names are checked at the end (a categorical variable may follow)
+            continue
+        if _DECLARATION.match(line):
+            categoricals.append(_declaration(source, number, raw, columns, categoricals))
             continue
         check_count([*constraints, *formulas], source, number, raw)
-        parser = _LineParser(source, number, raw, columns, index)
+        parser = _LineParser(source, number, raw, columns, index, categoricals)
         if not any(text in _LOGIC for _, text, _ in parser.tokens):
             constraints.append(parser.constraint())
             continue
@@ -133,9 +140,32 @@ def parse_specc(source: SourceFile, columns: Sequence[str]) -> ConstraintFile:
             formulas.append(formula)
         else:  # a conjunction of inequalities, so far: linear constraints
             constraints.extend(clause[0] for clause in formula.clauses)
+    for name in order or ():
+        if name not in columns and all(g.name != name for g in categoricals):
+            number, raw = order_line
+            raise _error(source, number, raw.index(name), len(name), f"unknown column `{name}` in `order`",
+                         f"the columns: {', '.join(columns)}"
+                         + "".join(f"; categorical variable: {g.name}" for g in categoricals))
     if formulas:  # one formula a line, the linear lines as one-literal ones (the order of lines kept)
-        return ConstraintFile((), order, "specc", _in_line_order(constraints, formulas))
-    return ConstraintFile(tuple(constraints), order, "specc")
+        return ConstraintFile((), order, "specc", _in_line_order(constraints, formulas), tuple(categoricals))
+    return ConstraintFile(tuple(constraints), order, "specc", (), tuple(categoricals))
+
+
+def _declaration(source: SourceFile, number: int, raw: str, columns: Sequence[str],
+                 groups: Sequence[Categorical]) -> Categorical:
+    """`name = [a, b, c]`: a categorical variable whose categories are the one-hot columns a, b, c."""
+    parser = _LineParser(source, number, raw, columns)
+    kind, name, at = parser.tokens[0]
+    parser.i = 2  # past `name =`
+    if parser.peek()[1] != "[":
+        raise parser.unexpected("`[`")
+    parser.i += 1
+    categories = parser.names("]")
+    if parser.i < len(parser.tokens):
+        raise parser.unexpected("the end of the line")
+    first = len(raw) - len(raw.lstrip())
+    text = _strip(raw).strip()
+    return declare(name, categories, columns, groups, Span(source, number, first + 1, number, first + 1 + len(text)))
 
 
 def _in_line_order(constraints: list[LinearConstraint], formulas: list[Formula]) -> tuple[Formula, ...]:
@@ -158,8 +188,9 @@ class _LineParser:
     """One line: comparison := expr (<=|<|>=|>) expr, each expr linear in the columns (see `expr`)."""
 
     def __init__(self, source: SourceFile, number: int, raw: str, columns: Sequence[str],
-                 index: dict[str, int] | None = None) -> None:
+                 index: dict[str, int] | None = None, groups: Sequence[Categorical] = ()) -> None:
         self.source, self.number, self.raw, self.columns = source, number, raw, columns
+        self.groups = {g.name: g for g in groups}
         self.index = index if index is not None else {name: i for i, name in enumerate(columns)}
         self.tokens: list[tuple[str, str, int]] = []  # (kind, text, column offset)
         text, pos = _strip(raw).rstrip(), 0
@@ -248,8 +279,13 @@ class _LineParser:
         return Formula(clauses_of(tree, lambda literal: literal, limits.value("constraints"), span), text, span)
 
     def comparison(self) -> LinearConstraint:
-        """One inequality of a formula (up to the first token that cannot continue it)."""
+        """One inequality of a formula (up to the first token that cannot continue it), or a categorical
+        literal: `heating in {gas, oil}`, `heating == gas`, `heating != gas`."""
         start = self.i
+        kind, name, at = self.peek()
+        following = self.tokens[self.i + 1][1] if self.i + 1 < len(self.tokens) else ""
+        if kind == "name" and (following == "in" or (following in ("==", "!=") and name in self.groups)):
+            return self.categorical_literal()
         left = self.expr()
         kind, op, at = self.peek()
         if op not in ("<=", "<", ">=", ">"):
@@ -272,6 +308,52 @@ class _LineParser:
         if not kept:
             raise _error(self.source, self.number, begin, len(text), f"constraint `{text}` mentions no column")
         return LinearConstraint(kept, sign * (right[1] - left[1]), op in ("<", ">"), text, self.span(begin, len(text)))
+
+    def categorical_literal(self) -> LinearConstraint:
+        """`name in {a, b}` / `name == a` / `name != a` (see specc.constraints.categorical.membership)."""
+        kind, name, begin = self.peek()
+        op = self.tokens[self.i + 1][1]
+        group = self.groups.get(name)
+        if group is None:
+            known = f"the categorical variables: {', '.join(self.groups)}" if self.groups else \
+                "declare one first, on a line of its own: `color = [red, green, blue]` (its categories are columns)"
+            what = "a column" if name in self.index else "unknown"
+            raise _error(self.source, self.number, begin, len(name),
+                         f"`{name}` is no categorical variable ({what}), so it takes no `{op}`", known,
+                         code=NOT_CATEGORICAL if op == "in" or name in self.index else "E0703")
+        self.i += 2
+        if op == "in":
+            if self.peek()[1] != "{":
+                raise self.unexpected("`{` (a set of categories)")
+            self.i += 1
+            names = self.names("}")
+        else:
+            kind, category, at = self.peek()
+            if kind != "name":
+                raise self.unexpected("a category")
+            self.i += 1
+            names = [(category, self.span(at, len(category)))]
+        _, last, end = self.tokens[self.i - 1]
+        text = self.raw[begin:end + len(last)]
+        literal = membership(group, names, self.columns, text, self.span(begin, len(text)))
+        return negated(literal) if op == "!=" else literal
+
+    def names(self, close: str) -> list[tuple[str, Span]]:
+        """Comma-separated names up to `close` (consumed), each with its span."""
+        out: list[tuple[str, Span]] = []
+        while self.peek()[1] != close or not out:
+            kind, text, at = self.peek()
+            if kind != "name":
+                raise self.unexpected("a category name" if not out or self.tokens[self.i - 1][1] == "," else
+                                      f"`,` or `{close}`")
+            out.append((text, self.span(at, len(text))))
+            self.i += 1
+            if self.peek()[1] == ",":
+                self.i += 1
+            elif self.peek()[1] != close:
+                raise self.unexpected(f"`,` or `{close}`")
+        self.i += 1
+        return out
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", self.end)
@@ -307,6 +389,11 @@ class _LineParser:
             if kind == "num":
                 values.append(_Value({}, exact_number(text, self.span(at, len(text))), at))
             elif kind == "name":
+                if text in self.groups:
+                    raise _error(self.source, self.number, at, len(text),
+                                 f"`{text}` is a categorical variable, not a number", "compare it with its "
+                                 f"categories: `{text} in {{...}}`, `{text} == ...`, `{text} != ...`",
+                                 code=CATEGORICAL_AS_NUMBER)
                 if text not in self.index:
                     raise _error(self.source, self.number, at, len(text), f"unknown column `{text}`",
                                  f"the columns: {', '.join(self.columns)}", code="E0703")

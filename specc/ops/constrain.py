@@ -53,6 +53,7 @@ from pydantic import ConfigDict, PrivateAttr, field_validator
 from .. import limits
 from ..constraints import NUMBER_ERROR, LinearConstraint
 from ..constraints import disjunctive
+from ..constraints.categorical import Categorical, Expansion, expand
 from ..constraints.disjunctive import Formula, OrPlan
 from ..constraints.fourier_motzkin import (Budget, Infeasible, OutOfRange, Plan, TooLarge, conflict, plan,
                                            repair_order, suggest_order)
@@ -79,7 +80,11 @@ class ConstrainAttrs(OpAttrs):
     # a block with `or` / `not` / `->` (some clause has several literals): its lines, in conjunctive normal form;
     # `constraints` is then empty (filled in by the lowering)
     formulas: tuple[Formula, ...] = ()
+    # categorical variables declared in the block (`heating = [gas, oil]`; specc.constraints.categorical);
+    # with any (the block's or the file's), the layer is disjunctive, over the expanded columns
+    categoricals: tuple[Categorical, ...] = ()
     _resolved: Any = PrivateAttr(default=None)  # (constraints or formulas incl. the file's, Plan or OrPlan)
+    _expansion: Any = PrivateAttr(default=None)  # the categorical Expansion, when there are groups
 
     @field_validator("order", mode="before")
     @classmethod
@@ -103,10 +108,29 @@ class ConstrainAttrs(OpAttrs):
         if self._resolved is None:
             if self.file is not None:
                 raise RuntimeError("constrain: the plan of a node with a constraints file comes from shape inference")
+            if self.categoricals:
+                formulas = self.formulas + tuple(Formula(((c,),), c.text, c.span) for c in self.constraints)
+                self._expansion = expand(self.columns, self.categoricals, self.order)
+                formulas = self._expansion.formulas + formulas
+                self._resolved = (formulas, disjunctive.plan(formulas, self._expansion.columns,
+                                                             self._expansion.order))
+                return self._resolved[1]
             order = repair_order(self.columns, self.order)
             self._resolved = ((self.formulas, disjunctive.plan(self.formulas, self.columns, order)) if self.formulas
                               else (self.constraints, plan(self.constraints, self.columns, order)))
         return self._resolved[1]
+
+    @property
+    def expansion(self) -> Expansion | None:
+        """The categorical variables' expansion (hidden columns, gather), None without any."""
+        self.plan  # noqa: B018 (computes it, or raises where shape inference must)
+        return self._expansion
+
+    @property
+    def layer_columns(self) -> tuple[str, ...]:
+        """The columns the layer repairs: the input's, then the categorical variables' hidden ones."""
+        expansion = self.expansion
+        return self.columns if expansion is None else expansion.columns
 
     @property
     def all_constraints(self) -> tuple[LinearConstraint, ...]:
@@ -148,21 +172,22 @@ def resolve(node: Node) -> Plan | OrPlan:
     if attrs._resolved is not None:
         return attrs._resolved[1]
     call_sites = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
-    constraints, order, file_formulas = attrs.constraints, attrs.order, ()
+    constraints, order, file_formulas, groups = attrs.constraints, attrs.order, (), attrs.categoricals
     if attrs.file is not None:
         from ..constraints.files import load_constraints
 
         base = Path(node.span.path).parent if node.span is not None else Path()
         try:
-            loaded = load_constraints(base / attrs.file, attrs.columns, within=base)
+            loaded = load_constraints(base / attrs.file, attrs.columns, within=base, groups=groups)
         except SpeccError as err:
             if err.span is None:
                 err.span = node.span
             raise err.with_note(Note(f"constraints file of `{node.name}`", node.span)) from None
         constraints, file_formulas = constraints + loaded.constraints, loaded.formulas
         order = order if order is not None else loaded.order
+        groups = loaded.categoricals
     formulas = ()
-    if attrs.formulas or file_formulas:  # the block's formulas, its and the file's inequalities, the file's formulas
+    if attrs.formulas or file_formulas or groups:  # the block's formulas, its and the file's inequalities, the file's formulas
         formulas = attrs.formulas + tuple(Formula(((c,),), c.text, c.span) for c in constraints) + file_formulas
     if formulas:  # every literal of the normal form counts as a given constraint
         limits.check("constraints", sum(len(clause) for f in formulas for clause in f.clauses), node.span,
@@ -170,11 +195,16 @@ def resolve(node: Node) -> Plan | OrPlan:
     else:
         limits.check("constraints", len(constraints), node.span, "constrain: the block and its rules file")
     try:
-        columns_order = repair_order(attrs.columns, order)
+        if groups:
+            attrs._expansion = expand(attrs.columns, groups, order)
+            columns, columns_order = attrs._expansion.columns, attrs._expansion.order
+            formulas = attrs._expansion.formulas + formulas
+        else:
+            columns, columns_order = attrs.columns, repair_order(attrs.columns, order)
     except ValueError as exc:
         raise SpeccError(BAD_ORDER, f"constrain: invalid `order`: {exc}", node.span, call_sites) from None
     if formulas:
-        attrs._resolved = (formulas, _disjunctive_plan(formulas, attrs.columns, columns_order, node, call_sites))
+        attrs._resolved = (formulas, _disjunctive_plan(formulas, columns, columns_order, node, call_sites))
         return attrs._resolved[1]
     try:
         result = plan(constraints, attrs.columns, columns_order)
