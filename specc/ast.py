@@ -84,6 +84,23 @@ class Logic(Expr):
 
 
 @dataclass
+class Member(Expr):
+    """`heating in {gas, oil}`: a literal of a constraint formula (specc.constraints.categorical)."""
+
+    name: str
+    categories: list[tuple[str, Span]]
+    name_span: Span | None = None
+
+
+@dataclass
+class CategoricalDecl(Expr):
+    """`heating = [gas, oil]` in a constraint block: a categorical variable over those one-hot columns."""
+
+    name: str
+    categories: list[tuple[str, Span]]
+
+
+@dataclass
 class Conditional(Expr):
     then: Expr
     cond: Expr

@@ -145,6 +145,22 @@ def _in_range(value: Any, span: Span | None) -> Any:
     return value
 
 
+def _names_in(expr: Any) -> list[ast.Name]:
+    """The names an expression reads (its `ast.Name` leaves), without recursion (a deep expression is fine)."""
+    import dataclasses
+
+    found, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            found.append(node)
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif dataclasses.is_dataclass(node) and isinstance(node, ast.Expr):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "span")
+    return found
+
+
 def _source_text(span: Span) -> str:
     """The text a span covers, stripped (a constraint's, for messages; lines joined by a space)."""
     if span.end_line == span.line:
@@ -689,19 +705,64 @@ class _Lowerer:
                              call.args[0].span)
         # the constraints reach the op as an attribute; the column names, for messages and the default order
         extra: dict[str, Any] = {"columns": tuple(c.name for c in columns)}
-        if all(isinstance(c, ast.Compare) for c in call.constraints):
-            extra["constraints"] = tuple(self._linear_constraint(c, target) for c in call.constraints)
+        lines = [c for c in call.constraints if not isinstance(c, ast.CategoricalDecl)]
+        groups = self._categoricals(call.constraints, extra["columns"])
+        if not groups and all(isinstance(c, ast.Compare) for c in lines):
+            extra["constraints"] = tuple(self._linear_constraint(c, target) for c in lines)
         else:  # `or`, `and`, `not`, `->`: clauses; linear constraints still, if every clause has one literal
             from .constraints.disjunctive import Formula, clauses_of
 
-            formulas = tuple(Formula(clauses_of(c, lambda cmp: self._linear_constraint(cmp, target),
+            formulas = tuple(Formula(clauses_of(c, lambda leaf: self._literal(leaf, target, groups, extra["columns"]),
                                                 limits.value("constraints"), c.span), _source_text(c.span), c.span)
-                             for c in call.constraints)
-            if all(len(clause) == 1 for f in formulas for clause in f.clauses):
+                             for c in lines)
+            if not groups and all(len(clause) == 1 for f in formulas for clause in f.clauses):
                 extra["constraints"] = tuple(clause[0] for f in formulas for clause in f.clauses)
             else:
                 extra["constraints"], extra["formulas"] = (), formulas
+                extra["categoricals"] = tuple(groups.values())
         return self._call(call, hint, extra)
+
+    def _categoricals(self, lines: list[ast.Expr], columns: tuple[str, ...]) -> dict[str, Any]:
+        """The block's `name = [a, b]` lines: categorical variables (specc.constraints.categorical)."""
+        from .constraints.categorical import declare
+
+        groups: dict[str, Any] = {}
+        for line in lines:
+            if isinstance(line, ast.CategoricalDecl):
+                groups[line.name] = declare(line.name, line.categories, columns, list(groups.values()), line.span)
+        return groups
+
+    def _literal(self, leaf: ast.Expr, target: TensorRef, groups: dict[str, Any], columns: tuple[str, ...]) -> Any:
+        """A literal of a formula: an inequality, or a categorical one (`heating in {gas}`, `heating == gas`,
+        `heating != gas`)."""
+        from .constraints import categorical
+        from .constraints.disjunctive import negated
+
+        text = _source_text(leaf.span)
+        if isinstance(leaf, ast.Member):
+            if leaf.name not in groups:
+                what = "a column" if leaf.name in columns else "not declared"
+                raise SpeccError(categorical.NOT_CATEGORICAL, f"`{leaf.name}` is no categorical variable ({what}), so "
+                                 "it takes no `in`", leaf.name_span or leaf.span,
+                                 help="declare one on a line of the block first: `color = [red, green, blue]` "
+                                      "(its categories are columns)")
+            return categorical.membership(groups[leaf.name], leaf.categories, columns, text, leaf.span)
+        if isinstance(leaf, ast.Compare):
+            if isinstance(leaf.left, ast.Name) and leaf.left.id in groups and leaf.op in ("==", "!="):
+                if not isinstance(leaf.right, ast.Name):
+                    raise SpeccError("E0702", f"compare `{leaf.left.id}` with one of its categories (a name)",
+                                     leaf.right.span)
+                literal = categorical.membership(groups[leaf.left.id], [(leaf.right.id, leaf.right.span)],
+                                                 columns, text, leaf.span)
+                return negated(literal) if leaf.op == "!=" else literal
+            for side in (leaf.left, leaf.right):
+                for node in _names_in(side):
+                    if node.id in groups:
+                        raise SpeccError(categorical.CATEGORICAL_AS_NUMBER, f"`{node.id}` is a categorical "
+                                         "variable, not a number", node.span,
+                                         help=f"compare it with its categories: `{node.id} in {{...}}`, "
+                                              f"`{node.id} == ...`, `{node.id} != ...`")
+        return self._linear_constraint(leaf, target)
 
     def _linear_constraint(self, cmp: ast.Compare, target: TensorRef) -> Any:
         from fractions import Fraction

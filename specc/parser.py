@@ -348,6 +348,13 @@ class _Builder(Transformer_NonRecursive):
     def negate(self, meta, operand):
         return ast.Logic(self.sp(meta), "not", [operand])
 
+    def member(self, meta, name, *categories):
+        return ast.Member(self.sp(meta), str(name), [(str(c), _tok_span(self.src, c)) for c in categories],
+                          _tok_span(self.src, name))
+
+    def categorical(self, meta, name, *categories):
+        return ast.CategoricalDecl(self.sp(meta), str(name), [(str(c), _tok_span(self.src, c)) for c in categories])
+
     def _bin(op):  # noqa: N805 - a small factory for the five arithmetic rules
         def rule(self, meta, left, right):
             return ast.BinOp(self.sp(meta), op, left, right)

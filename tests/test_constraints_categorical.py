@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from specc.compiler import compile_graph
+from specc.constraints.categorical import satisfied
 from specc.diagnostics import SpeccError
 from targets import ROOT, outputs_on_every_target, python_module
 
@@ -182,6 +183,10 @@ def test_the_housing_generator_spec_samples_satisfy_its_rules():
         sample, raw = model(torch.randn(256, 16) * 3)
     assert rules_hold(sample.numpy()).all()
     assert not rules_hold(raw.numpy()).any()
+    # specc's own check, on the formulas it compiled, agrees
+    attrs = next(v for v in graph.nodes() if v.op == "constrain").attrs
+    assert satisfied(attrs.expansion, attrs.all_formulas, sample.numpy()).all()
+    assert not satisfied(attrs.expansion, attrs.all_formulas, raw.numpy()).all(1).any()
 
 
 def test_infeasible_categorical_formulas_are_rejected(tmp_path):
@@ -220,3 +225,53 @@ def test_errors_are_located(tmp_path, text, code, line, col, message):
 def test_an_order_naming_one_category_is_an_error(tmp_path):
     err = error_of(tmp_path, "heating = [gas, oil]\norder year gas\n")
     assert err.code == "E0707" and "a category of `heating`" in err.message
+
+
+# ------------------------------------------------------------------ the same, declared in a `constrain` block
+BLOCK_SPEC = """model m() {{
+    input x: f32[B, 4]
+    columns (a, gas, oil, b) = x
+    output y = constrain(x) {{
+{lines}
+    }}
+}}
+"""
+BLOCK_LINES = """        heating = [gas, oil]
+        heating in {gas} -> a >= 1
+        not heating == oil or b <= 2
+        heating != gas or b >= 0
+        a <= 5"""
+
+
+def block_spec(tmp_path, lines: str = BLOCK_LINES):
+    path = tmp_path / f"b{next(_counter)}.nnspec"
+    path.write_text(BLOCK_SPEC.format(lines=lines))
+    return path
+
+
+def test_a_block_declares_categorical_variables(tmp_path):
+    """Repair order a, heating, b: gas needs a >= 1 (else oil), oil needs b <= 2, gas b >= 0."""
+    graph = compile_graph(block_spec(tmp_path))
+    x = torch.tensor([[0.0, 0.9, 0.1, 3.0], [0.0, 0.1, 0.9, 3.0], [2.0, 0.6, 0.4, -3.0], [7.0, 0.1, 0.2, 1.0],
+                      [1.0, 0.5, 0.5, -1.0]])
+    expected = torch.tensor([[0.0, 0, 1, 2], [0, 0, 1, 2], [2, 1, 0, 0], [5, 0, 1, 1], [1, 1, 0, 0]])
+    got = outputs_on_every_target(graph, [x], None, tmp_path)
+    for target, (y,) in got.items():
+        torch.testing.assert_close(y, expected, rtol=0, atol=0, msg=target)
+
+
+@pytest.mark.parametrize("line, code, col, message", [
+    ("heating in {gas, coal} -> a >= 1", "E0712", 26, "`coal` is no category of `heating`"),
+    ("heating == coal -> a >= 1", "E0712", 20, "`coal` is no category of `heating`"),
+    ("a in {gas} -> b >= 1", "E0713", 9, "`a` is no categorical variable (a column)"),
+    ("heating + a >= 1", "E0715", 9, "`heating` is a categorical variable, not a number"),
+    ("fuel = [oil, b]", "E0714", 17, "column `oil` is already a category of `heating`"),
+    ("heating in {} -> a >= 1", "E0101", 21, ""),
+])
+def test_block_errors_are_located(tmp_path, line, code, col, message):
+    with pytest.raises(SpeccError) as info:
+        compile_graph(block_spec(tmp_path, "        heating = [gas, oil]\n        " + line))
+    err = info.value
+    assert err.code == code or (code == "E0101" and err.code.startswith("E01")), (err.code, err.message)
+    assert message in err.message
+    assert (err.span.line, err.span.col) == (6, col)

@@ -199,5 +199,20 @@ def expand(columns: Sequence[str], groups: Sequence[Categorical], order: Sequenc
                      tuple(gather), n)
 
 
-__all__ = ["Categorical", "Expansion", "declare", "expand", "membership", "UNKNOWN_CATEGORY", "NOT_CATEGORICAL",
+def satisfied(expansion: Expansion, formulas: Sequence[Formula], rows, tol: float = 1e-5):
+    """Which rows (over the visible columns, e.g. the layer's output) satisfy which formulas: a bool
+    array [rows, formulas']. The formulas are a layer's (`ConstrainAttrs.all_formulas`) less those that
+    tie the choice to the hidden columns (meaningless on an output); the groups' one-hot formulas stay."""
+    import numpy as np
+
+    from .disjunctive import satisfied as formulas_hold
+
+    x = np.asarray(rows, dtype=np.float64)
+    visible = [f for f in formulas
+               if all(j < expansion.visible for clause in f.clauses for lit in clause for j, _ in lit.coeffs)]
+    padded = np.concatenate([x, np.zeros((x.shape[0], len(expansion.columns) - expansion.visible))], 1)
+    return formulas_hold(visible, padded, tol)
+
+
+__all__ = ["Categorical", "Expansion", "declare", "expand", "membership", "satisfied", "UNKNOWN_CATEGORY", "NOT_CATEGORICAL",
            "BAD_GROUP", "CATEGORICAL_AS_NUMBER", "BAD_SET"]
