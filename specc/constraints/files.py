@@ -37,6 +37,7 @@ from ..escape import printable
 from . import LinearConstraint, exact_number
 from .categorical import CATEGORICAL_AS_NUMBER, NOT_CATEGORICAL, Categorical, declare, membership
 from .disjunctive import Formula, clauses_of, negated
+from .propositional import BAD_LABELS, MIXED, Labels, atom
 
 FILE_ERROR = "E0706"
 READ_ERROR = "E0708"  # the file cannot be read, or is outside the spec's directory (CLI exit status 2)
@@ -51,6 +52,10 @@ class ConstraintFile:
     formulas: tuple[Formula, ...] = ()
     # categorical variables: those given (declared in the block) and the file's `name = [a, b]` lines
     categoricals: tuple[Categorical, ...] = ()
+    # `probabilities a, b` / `logits a, b`: label columns; lines over them alone are propositional
+    # (specc.constraints.propositional), kept apart: their clauses depend on the repair order
+    labels: Labels | None = None
+    propositions: tuple[Formula, ...] = ()
 
 
 def load_constraints(path: str | Path, columns: Sequence[str], within: str | Path | None = None,
@@ -117,6 +122,8 @@ def parse_specc(source: SourceFile, columns: Sequence[str], groups: Sequence[Cat
     formulas: list[Formula] = []
     order: tuple[str, ...] | None = None
     order_line = (0, "")
+    labels: Labels | None = None
+    propositions: list[Formula] = []
     index = {name: i for i, name in enumerate(columns)}
     for number, raw in enumerate(source.text.splitlines(), start=1):
         line = _strip(raw)
@@ -127,15 +134,25 @@ def parse_specc(source: SourceFile, columns: Sequence[str], groups: Sequence[Cat
             order = tuple(w for w in line.replace(",", " ").split()[1:])
             order_line = (number, raw)  # its names are checked at the end (a categorical variable may follow)
             continue
+        if words[0] in ("probabilities", "logits") and not any(ch in line for ch in "<>=+-*/"):
+            labels = _labels(source, number, raw, words[0], columns, labels)
+            continue
         if _DECLARATION.match(line):
             categoricals.append(_declaration(source, number, raw, columns, categoricals))
             continue
         check_count([*constraints, *formulas], source, number, raw)
-        parser = _LineParser(source, number, raw, columns, index, categoricals)
+        parser = _LineParser(source, number, raw, columns, index, categoricals, labels)
         if not any(text in _LOGIC for _, text, _ in parser.tokens):
-            constraints.append(parser.constraint())
+            single = parser.constraint()
+            if parser.saw_label:
+                propositions.append(Formula(((single,),), single.text, single.span))
+            else:
+                constraints.append(single)
             continue
         formula = parser.formula()
+        if parser.saw_label:
+            propositions.append(formula)
+            continue
         if formulas or any(len(clause) > 1 for clause in formula.clauses):
             formulas.append(formula)
         else:  # a conjunction of inequalities, so far: linear constraints
@@ -147,8 +164,33 @@ def parse_specc(source: SourceFile, columns: Sequence[str], groups: Sequence[Cat
                          f"the columns: {', '.join(columns)}"
                          + "".join(f"; categorical variable: {g.name}" for g in categoricals))
     if formulas:  # one formula a line, the linear lines as one-literal ones (the order of lines kept)
-        return ConstraintFile((), order, "specc", _in_line_order(constraints, formulas), tuple(categoricals))
-    return ConstraintFile(tuple(constraints), order, "specc", (), tuple(categoricals))
+        return ConstraintFile((), order, "specc", _in_line_order(constraints, formulas), tuple(categoricals),
+                              labels, tuple(propositions))
+    return ConstraintFile(tuple(constraints), order, "specc", (), tuple(categoricals), labels, tuple(propositions))
+
+
+def _labels(source: SourceFile, number: int, raw: str, kind: str, columns: Sequence[str],
+            before: Labels | None) -> Labels:
+    """`probabilities a, b, c` / `logits a, b, c`: the label columns of propositional lines."""
+    if before is not None:
+        at = len(raw) - len(raw.lstrip())
+        raise _error(source, number, at, len(kind), "the labels are declared twice (one `probabilities` or "
+                                                    "`logits` line a file)", code=BAD_LABELS)
+    names = line_names = _strip(raw).replace(",", " ").split()[1:]
+    if not names:
+        raise _error(source, number, raw.index(kind), len(kind), f"`{kind}` names no columns", code=BAD_LABELS)
+    picked: list[int] = []
+    for name in line_names:
+        if name not in columns:
+            raise _error(source, number, raw.index(name), len(name), f"unknown column `{name}` in `{kind}`",
+                         f"the columns: {', '.join(columns)}", code=BAD_LABELS)
+        if columns.index(name) in picked:
+            raise _error(source, number, raw.rindex(name), len(name), f"label `{name}` appears twice",
+                         code=BAD_LABELS)
+        picked.append(columns.index(name))
+    first = len(raw) - len(raw.lstrip())
+    text = _strip(raw).strip()
+    return Labels(kind, tuple(picked), Span(source, number, first + 1, number, first + 1 + len(text)))
 
 
 def _declaration(source: SourceFile, number: int, raw: str, columns: Sequence[str],
@@ -188,9 +230,12 @@ class _LineParser:
     """One line: comparison := expr (<=|<|>=|>) expr, each expr linear in the columns (see `expr`)."""
 
     def __init__(self, source: SourceFile, number: int, raw: str, columns: Sequence[str],
-                 index: dict[str, int] | None = None, groups: Sequence[Categorical] = ()) -> None:
+                 index: dict[str, int] | None = None, groups: Sequence[Categorical] = (),
+                 labels: Labels | None = None) -> None:
         self.source, self.number, self.raw, self.columns = source, number, raw, columns
         self.groups = {g.name: g for g in groups}
+        self.labels = labels
+        self.saw_label = self.saw_inequality = False  # a line is propositional (labels only) or not
         self.index = index if index is not None else {name: i for i, name in enumerate(columns)}
         self.tokens: list[tuple[str, str, int]] = []  # (kind, text, column offset)
         text, pos = _strip(raw).rstrip(), 0
@@ -285,7 +330,14 @@ class _LineParser:
         kind, name, at = self.peek()
         following = self.tokens[self.i + 1][1] if self.i + 1 < len(self.tokens) else ""
         if kind == "name" and (following == "in" or (following in ("==", "!=") and name in self.groups)):
+            self.mixed(False, at, name)
             return self.categorical_literal()
+        if (kind == "name" and self.labels is not None and name in self.index
+                and self.index[name] in self.labels.columns and following in ("", "and", "or", "->", ")")):
+            self.mixed(True, at, name)
+            self.i += 1
+            return atom(self.index[name], self.labels, name, self.span(at, len(name)))
+        self.mixed(False, at, name)
         left = self.expr()
         kind, op, at = self.peek()
         if op not in ("<=", "<", ">=", ">"):
@@ -308,6 +360,18 @@ class _LineParser:
         if not kept:
             raise _error(self.source, self.number, begin, len(text), f"constraint `{text}` mentions no column")
         return LinearConstraint(kept, sign * (right[1] - left[1]), op in ("<", ">"), text, self.span(begin, len(text)))
+
+    def mixed(self, label: bool, at: int, text: str) -> None:
+        """Note a label atom or an inequality; a line with both is E0717 at the one that mixes them."""
+        if (self.saw_inequality if label else self.saw_label):
+            raise _error(self.source, self.number, at, max(1, len(text)),
+                         "a line is either propositional (labels joined by `and`, `or`, `not`, `->`) or made of "
+                         "inequalities, not both", "compare a label as a number on a line of its own (`a >= 0.5`)"
+                         " or use it bare with other labels", code=MIXED)
+        if label:
+            self.saw_label = True
+        else:
+            self.saw_inequality = True
 
     def categorical_literal(self) -> LinearConstraint:
         """`name in {a, b}` / `name == a` / `name != a` (see specc.constraints.categorical.membership)."""

@@ -120,6 +120,9 @@ class ConstrainAttrs(OpAttrs):
                               else (self.constraints, plan(self.constraints, self.columns, order)))
         return self._resolved[1]
 
+    def _expansion_order(self, groups: tuple[Categorical, ...], order: tuple[str, ...] | None) -> tuple[int, ...]:
+        return expand(self.columns, groups, order).order
+
     @property
     def expansion(self) -> Expansion | None:
         """The categorical variables' expansion (hidden columns, gather), None without any."""
@@ -173,6 +176,7 @@ def resolve(node: Node) -> Plan | OrPlan:
         return attrs._resolved[1]
     call_sites = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
     constraints, order, file_formulas, groups = attrs.constraints, attrs.order, (), attrs.categoricals
+    propositions, labels = (), None
     if attrs.file is not None:
         from ..constraints.files import load_constraints
 
@@ -186,9 +190,18 @@ def resolve(node: Node) -> Plan | OrPlan:
         constraints, file_formulas = constraints + loaded.constraints, loaded.formulas
         order = order if order is not None else loaded.order
         groups = loaded.categoricals
+        propositions, labels = loaded.propositions, loaded.labels
     formulas = ()
-    if attrs.formulas or file_formulas or groups:  # the block's formulas, its and the file's inequalities, the file's formulas
+    if attrs.formulas or file_formulas or groups or propositions:  # the block's formulas, its and the file's inequalities, the file's formulas
         formulas = attrs.formulas + tuple(Formula(((c,),), c.text, c.span) for c in constraints) + file_formulas
+    if propositions:  # clauses over labels: their form depends on the repair order (each repaired at its head)
+        from ..constraints.propositional import compile_clauses
+
+        try:
+            head_order = (attrs._expansion_order(groups, order) if groups else repair_order(attrs.columns, order))
+        except ValueError:
+            head_order = tuple(range(len(attrs.columns)))  # the order's error comes below, at the call
+        formulas = formulas + compile_clauses(propositions, labels, head_order)
     if formulas:  # every literal of the normal form counts as a given constraint
         limits.check("constraints", sum(len(clause) for f in formulas for clause in f.clauses), node.span,
                      "constrain: the block's clauses and its rules file")
