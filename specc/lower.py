@@ -145,6 +145,28 @@ def _in_range(value: Any, span: Span | None) -> Any:
     return value
 
 
+def _propositional(line: ast.Expr, labels: Any, columns: tuple[str, ...]) -> bool:
+    """Whether a constraint line is made of bare labels (propositional) rather than inequalities; a line
+    with both is E0717 at the first leaf that mixes them."""
+    from .constraints.propositional import MIXED
+
+    kinds: list[bool] = []
+    stack = [line]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Logic):
+            stack.extend(reversed(node.operands))
+            continue
+        label = isinstance(node, ast.Name) and node.id in columns and columns.index(node.id) in labels.columns
+        if kinds and kinds[0] != label:
+            raise SpeccError(MIXED, "a line is either propositional (labels joined by `and`, `or`, `not`, `->`) "
+                                    "or made of inequalities, not both", node.span,
+                             help="compare a label as a number on a line of its own (`a >= 0.5`), or use it bare "
+                                  "with other labels")
+        kinds.append(label)
+    return bool(kinds) and kinds[0]
+
+
 def _names_in(expr: Any) -> list[ast.Name]:
     """The names an expression reads (its `ast.Name` leaves), without recursion (a deep expression is fine)."""
     import dataclasses
@@ -707,7 +729,13 @@ class _Lowerer:
         extra: dict[str, Any] = {"columns": tuple(c.name for c in columns)}
         lines = [c for c in call.constraints if not isinstance(c, ast.CategoricalDecl)]
         groups = self._categoricals(call.constraints, extra["columns"])
-        if not groups and all(isinstance(c, ast.Compare) for c in lines):
+        labels = self._labels(call.constraints, extra["columns"])
+        if labels is not None:  # lines of bare labels are propositional (specc.constraints.propositional)
+            propositional = [c for c in lines if _propositional(c, labels, extra["columns"])]
+            lines = [c for c in lines if c not in propositional]
+            extra["labels"] = labels
+            extra["propositions"] = tuple(self._proposition(c, labels, extra["columns"]) for c in propositional)
+        if not groups and labels is None and all(isinstance(c, ast.Compare) for c in lines):
             extra["constraints"] = tuple(self._linear_constraint(c, target) for c in lines)
         else:  # `or`, `and`, `not`, `->`: clauses; linear constraints still, if every clause has one literal
             from .constraints.disjunctive import Formula, clauses_of
@@ -715,7 +743,7 @@ class _Lowerer:
             formulas = tuple(Formula(clauses_of(c, lambda leaf: self._literal(leaf, target, groups, extra["columns"]),
                                                 limits.value("constraints"), c.span), _source_text(c.span), c.span)
                              for c in lines)
-            if not groups and all(len(clause) == 1 for f in formulas for clause in f.clauses):
+            if not groups and labels is None and all(len(clause) == 1 for f in formulas for clause in f.clauses):
                 extra["constraints"] = tuple(clause[0] for f in formulas for clause in f.clauses)
             else:
                 extra["constraints"], extra["formulas"] = (), formulas
@@ -728,9 +756,40 @@ class _Lowerer:
 
         groups: dict[str, Any] = {}
         for line in lines:
-            if isinstance(line, ast.CategoricalDecl):
+            if isinstance(line, ast.CategoricalDecl) and line.name not in ("probabilities", "logits"):
                 groups[line.name] = declare(line.name, line.categories, columns, list(groups.values()), line.span)
         return groups
+
+    def _labels(self, lines: list[ast.Expr], columns: tuple[str, ...]) -> Any:
+        """`probabilities = [a, b]` / `logits = [a, b]`: the block's label columns, or None."""
+        from .constraints.propositional import BAD_LABELS, Labels
+
+        found = None
+        for line in lines:
+            if isinstance(line, ast.CategoricalDecl) and line.name in ("probabilities", "logits"):
+                if found is not None:
+                    raise SpeccError(BAD_LABELS, "the labels are declared twice (one `probabilities` or `logits` "
+                                     "line a block)", line.span)
+                picked: list[int] = []
+                for name, span in line.categories:
+                    if name not in columns or columns.index(name) in picked:
+                        raise SpeccError(BAD_LABELS, f"unknown column `{name}` in `{line.name}`" if name not in columns
+                                         else f"label `{name}` appears twice", span,
+                                         help=f"the columns: {', '.join(columns)}")
+                    picked.append(columns.index(name))
+                found = Labels(line.name, tuple(picked), line.span)
+        return found
+
+    def _proposition(self, line: ast.Expr, labels: Any, columns: tuple[str, ...]) -> Any:
+        """A line of bare labels as clauses over propositional atoms."""
+        from .constraints.disjunctive import Formula, clauses_of
+        from .constraints.propositional import atom
+
+        def leaf(node: ast.Expr) -> Any:
+            return atom(columns.index(node.id), labels, node.id, node.span)
+
+        return Formula(clauses_of(line, leaf, limits.value("constraints"), line.span), _source_text(line.span),
+                       line.span)
 
     def _literal(self, leaf: ast.Expr, target: TensorRef, groups: dict[str, Any], columns: tuple[str, ...]) -> Any:
         """A literal of a formula: an inequality, or a categorical one (`heating in {gas}`, `heating == gas`,

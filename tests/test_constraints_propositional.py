@@ -136,3 +136,36 @@ def test_bad_label_lines(tmp_path):
     with pytest.raises(SpeccError) as info:
         compile_graph(folder / "m.nnspec")
     assert info.value.code == "E0718" and (info.value.span.line, info.value.span.col) == (2, 19)
+
+
+BLOCK = """model m() {{
+    input x: f32[B, 4]
+    columns (cat, dog, animal, indoor) = x
+    output y = constrain(x, order=[cat, dog, indoor, animal]) {{
+        probabilities = [cat, dog, animal, indoor]
+{lines}
+    }}
+}}
+"""
+
+
+def test_a_block_takes_labels_and_propositional_lines(tmp_path):
+    path = tmp_path / "b.nnspec"
+    path.write_text(BLOCK.format(lines="        cat -> animal\n        dog -> animal\n"
+                                       "        cat and indoor -> not dog\n        indoor <= 0.9"))
+    graph = compile_graph(path)
+    x = torch.tensor([[0.9, 0.8, 0.1, 0.7], [0.2, 0.3, 0.9, 0.1], [0.5, 0.2, 0.3, 0.95]])
+    # animal >= max(cat, dog); indoor (after dog) <= 1 - min(cat, dog) and <= 0.9
+    expected = torch.tensor([[0.9, 0.8, 0.9, 0.2], [0.2, 0.3, 0.9, 0.1], [0.5, 0.2, 0.5, 0.8]])
+    got = outputs_on_every_target(graph, [x], None, tmp_path)
+    for target, (y,) in got.items():
+        torch.testing.assert_close(y, expected, rtol=0, atol=1e-7, msg=target)
+
+
+def test_a_block_line_mixing_labels_and_inequalities_is_located(tmp_path):
+    path = tmp_path / "b.nnspec"
+    path.write_text(BLOCK.format(lines="        cat and dog >= 0.5 -> animal"))
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path)
+    assert info.value.code == "E0717"
+    assert (info.value.span.line, info.value.span.col) == (6, 17)

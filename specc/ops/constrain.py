@@ -55,6 +55,7 @@ from ..constraints import NUMBER_ERROR, LinearConstraint
 from ..constraints import disjunctive
 from ..constraints.categorical import Categorical, Expansion, expand
 from ..constraints.disjunctive import Formula, OrPlan
+from ..constraints.propositional import BAD_LABELS, Labels
 from ..constraints.fourier_motzkin import (Budget, Infeasible, OutOfRange, Plan, TooLarge, conflict, plan,
                                            repair_order, suggest_order)
 from ..diagnostics import Note, SpeccError
@@ -83,6 +84,10 @@ class ConstrainAttrs(OpAttrs):
     # categorical variables declared in the block (`heating = [gas, oil]`; specc.constraints.categorical);
     # with any (the block's or the file's), the layer is disjunctive, over the expanded columns
     categoricals: tuple[Categorical, ...] = ()
+    # `probabilities = [a, b]` / `logits = [a, b]` in the block, and its lines of bare labels (clauses over
+    # specc.constraints.propositional atoms), compiled once the repair order is known
+    labels: Labels | None = None
+    propositions: tuple[Formula, ...] = ()
     _resolved: Any = PrivateAttr(default=None)  # (constraints or formulas incl. the file's, Plan or OrPlan)
     _expansion: Any = PrivateAttr(default=None)  # the categorical Expansion, when there are groups
 
@@ -106,8 +111,9 @@ class ConstrainAttrs(OpAttrs):
         """The bound sets, or the clauses of a disjunctive block (computed at shape inference; without a
         file they can be computed here)."""
         if self._resolved is None:
-            if self.file is not None:
-                raise RuntimeError("constrain: the plan of a node with a constraints file comes from shape inference")
+            if self.file is not None or self.propositions:
+                raise RuntimeError("constrain: the plan of a node with a constraints file or propositional lines "
+                                   "comes from shape inference")
             if self.categoricals:
                 formulas = self.formulas + tuple(Formula(((c,),), c.text, c.span) for c in self.constraints)
                 self._expansion = expand(self.columns, self.categoricals, self.order)
@@ -176,7 +182,7 @@ def resolve(node: Node) -> Plan | OrPlan:
         return attrs._resolved[1]
     call_sites = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
     constraints, order, file_formulas, groups = attrs.constraints, attrs.order, (), attrs.categoricals
-    propositions, labels = (), None
+    propositions, labels = attrs.propositions, attrs.labels
     if attrs.file is not None:
         from ..constraints.files import load_constraints
 
@@ -190,7 +196,11 @@ def resolve(node: Node) -> Plan | OrPlan:
         constraints, file_formulas = constraints + loaded.constraints, loaded.formulas
         order = order if order is not None else loaded.order
         groups = loaded.categoricals
-        propositions, labels = loaded.propositions, loaded.labels
+        if loaded.labels is not None and labels is not None:
+            raise SpeccError(BAD_LABELS, "the labels are declared in the block and in its rules file",
+                             loaded.labels.span, [Note("declared here", labels.span)] + call_sites,
+                             help="declare them once")
+        propositions, labels = propositions + loaded.propositions, labels or loaded.labels
     formulas = ()
     if attrs.formulas or file_formulas or groups or propositions:  # the block's formulas, its and the file's inequalities, the file's formulas
         formulas = attrs.formulas + tuple(Formula(((c,),), c.text, c.span) for c in constraints) + file_formulas
