@@ -173,6 +173,8 @@ def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list
         return a == "COMMA"  # `x[:, 1:-1]`: a slice's colons bind their bounds
     if b in ("COMMA", "RPAR", "RSQB", "COLON") or a in ("LPAR", "LSQB"):
         return False
+    if stack and stack[-1].kind == "set" and (a == "LBRACE" or b == "RBRACE"):
+        return False  # a set of categories: `{gas, oil}`
     if a == "DOT" or b == "DOT":
         return a == "NUMBER"  # `3 .x` must not become `3.x`
     if a == "EQUAL" or b == "EQUAL":
@@ -218,7 +220,9 @@ def _layout(text: str, tokens: list[Lexeme] | None = None) -> list[_Line]:
             line.braces += (tok.type == "LBRACE") - (tok.type == "RBRACE")
             line.parens += (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB"))
             if tok.type in _OPENERS:
-                if tok.type == "LBRACE":
+                if tok.type == "LBRACE" and prev is not None and prev.type == "IN":  # `heating in {gas, oil}`
+                    stack.append(_Open("set", line.indent, line.indent + 1))
+                elif tok.type == "LBRACE":
                     stack.append(_Open("body", stmt_indent, stmt_indent + 1))
                 else:
                     stack.append(_Open(_paren_kind(tok, prev, before), line.indent, line.indent + 1))

@@ -275,3 +275,12 @@ def test_block_errors_are_located(tmp_path, line, code, col, message):
     assert err.code == code or (code == "E0101" and err.code.startswith("E01")), (err.code, err.message)
     assert message in err.message
     assert (err.span.line, err.span.col) == (6, col)
+
+
+def test_fmt_writes_a_set_of_categories_tight():
+    from specc.fmt import format_text
+
+    text = BLOCK_SPEC.format(lines="        heating = [gas,oil]\n        heating in { gas,oil } -> a >= 1")
+    formatted = format_text(text)
+    assert "heating = [gas, oil]\n" in formatted and "heating in {gas, oil} -> a >= 1\n" in formatted
+    assert format_text(formatted) == formatted
