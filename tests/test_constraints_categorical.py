@@ -284,3 +284,106 @@ def test_fmt_writes_a_set_of_categories_tight():
     formatted = format_text(text)
     assert "heating = [gas, oil]\n" in formatted and "heating in {gas, oil} -> a >= 1\n" in formatted
     assert format_text(formatted) == formatted
+
+
+def test_leading_dims_on_every_target(tmp_path):
+    text = BLOCK_SPEC.format(lines=BLOCK_LINES).replace("f32[B, 4]", "f32[B, T, 4]")
+    path = tmp_path / "lead.nnspec"
+    path.write_text(text)
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(7)) * 3
+    got = outputs_on_every_target(compile_graph(path), [x], None, tmp_path)
+    flat = compile_graph(block_spec(tmp_path))
+    _, model = python_module(flat, "torch")
+    with torch.no_grad():
+        expected = model(x.reshape(15, 4)).reshape(3, 5, 4)
+    for target, (y,) in got.items():
+        torch.testing.assert_close(y, expected, rtol=0, atol=0, msg=target)
+    assert ((expected[..., 1:3] == 0) | (expected[..., 1:3] == 1)).all() and (expected[..., 1:3].sum(-1) == 1).all()
+
+
+# ------------------------------------------------------------------ random rule sets (hypothesis)
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CATS = ["r", "g", "b"]
+
+
+@st.composite
+def rule_sets(draw):
+    """Implications between a category set and a bound on p (before the group) or q (after it)."""
+    rules = []
+    for _ in range(draw(st.integers(1, 4))):
+        chosen = draw(st.lists(st.sampled_from(CATS), min_size=1, max_size=2, unique=True))
+        column, op, c = draw(st.sampled_from(["p", "q"])), draw(st.sampled_from([">=", "<="])), draw(st.integers(-3, 3))
+        negate = draw(st.booleans())
+        rules.append((chosen, negate, column, op, c, draw(st.booleans())))
+    return rules
+
+
+def render_rule(rule) -> str:
+    chosen, negate, column, op, c, member_first = rule
+    member = f"{'not ' if negate else ''}color in {{{', '.join(chosen)}}}"
+    bound = f"{column} {op} {c}"
+    return f"{member} -> {bound}" if member_first else f"{bound} -> {member}"
+
+
+def rule_holds(rule, y: np.ndarray) -> np.ndarray:
+    chosen, negate, column, op, c, member_first = rule
+    k = y[:, 1:4].argmax(1)
+    member = np.isin(k, [CATS.index(n) for n in chosen]) != negate
+    value = y[:, 0] if column == "p" else y[:, 4]
+    bound = (value >= c - 1e-5) if op == ">=" else (value <= c + 1e-5)
+    # `bound -> member` is `not bound or member`; `not x >= c` is `x < c`, which the layer repairs to its
+    # closure `x <= c` (as every strict inequality)
+    not_bound = (value <= c + 1e-5) if op == ">=" else (value >= c - 1e-5)
+    return ~member | bound if member_first else not_bound | member
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rule_sets(), st.integers(0, 2**31 - 1))
+def test_random_rule_sets_leave_no_violations(tmp_path, rules, seed):
+    lines = "        color = [r, g, b]\n" + "\n".join(f"        {render_rule(r)}" for r in rules)
+    text = BLOCK_SPEC.format(lines=lines).replace("(a, gas, oil, b)", "(p, r, g, b, q)").replace("[B, 4]", "[B, 5]")
+    path = tmp_path / f"h{next(_counter)}.nnspec"
+    path.write_text(text)
+    try:
+        graph = compile_graph(path)
+    except SpeccError as err:  # unsatisfiable whatever the category: rejected at compile time
+        assert err.code == "E0710", err.message
+        return
+    _, model = python_module(graph, "torch")
+    x = torch.randn(200, 5, generator=torch.Generator().manual_seed(seed)) * 4
+    with torch.no_grad():
+        y = model(x)
+        again = model(y)
+    hot = y[:, 1:4]
+    assert ((hot == 0) | (hot == 1)).all() and (hot.sum(1) == 1).all()
+    for rule in rules:
+        assert rule_holds(rule, y.double().numpy()).all(), render_rule(rule)
+    assert torch.equal(again, y)
+    # the category: the largest input score among those allowed given p (some q then satisfies the rules).
+    # p is given: a strict literal on it holds to its closure at run time, as the layer evaluates it; the
+    # room left for q is decided exactly at compile time (strict bounds count).
+    p = y[:, 0].double().numpy()
+    scores = x[:, 1:4].double().numpy().copy()
+    for k in range(3):
+        ok = np.ones(len(p), dtype=bool)
+        lo, hi = (-np.inf, False), (np.inf, False)  # (bound, strict)
+        for chosen, negate, column, op, c, member_first in rules:
+            member = (CATS[k] in chosen) != negate
+            if member_first and member:  # the bound must hold
+                need, strict = op, False
+            elif not member_first and not member:  # the bound must fail: strictly
+                need, strict = ("<=" if op == ">=" else ">="), True
+            else:
+                continue
+            if column == "p":
+                ok &= (p >= c) if need == ">=" else (p <= c)
+            elif need == ">=":
+                lo = max(lo, (c, strict))
+            else:
+                hi = min(hi, (c, not strict))  # at an equal bound the strict one is smaller
+        room = lo[0] < hi[0] or (lo[0] == hi[0] and not lo[1] and hi[1])
+        scores[~ok | (not room), k] = -np.inf
+    np.testing.assert_array_equal(hot.numpy().argmax(1), scores.argmax(1))
