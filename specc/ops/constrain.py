@@ -41,6 +41,10 @@ bounds being linear in the columns repaired before it.
 - Disjunctive constraints (`or`, `and`, `not`, `->` between inequalities) compile to
   the disjunctive refinement layer of specc.constraints.disjunctive (`formulas`); a
   block whose formulas are all conjunctions of inequalities is linear, as above.
+- Categorical variables (`heating = [gas, oil]` as a line, `heating in {gas}` as a literal;
+  specc.constraints.categorical) and propositional lines over labels (`probabilities = [a, b]`,
+  `a and b -> not c`; specc.constraints.propositional) compile to that disjunctive layer too: the
+  former with hidden columns the runtime adds before the layer and drops after it (`expansion`).
 """
 
 from __future__ import annotations
