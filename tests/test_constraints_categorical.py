@@ -387,3 +387,16 @@ def test_random_rule_sets_leave_no_violations(tmp_path, rules, seed):
         room = lo[0] < hi[0] or (lo[0] == hi[0] and not lo[1] and hi[1])
         scores[~ok | (not room), k] = -np.inf
     np.testing.assert_array_equal(hot.numpy().argmax(1), scores.argmax(1))
+
+
+def test_a_block_order_names_the_variable(tmp_path):
+    path = tmp_path / "ord.nnspec"
+    path.write_text(BLOCK_SPEC.format(lines=BLOCK_LINES).replace("constrain(x)", "constrain(x, order=[heating, a])"))
+    _, model = python_module(compile_graph(path), "torch")
+    x = torch.tensor([[0.0, 0.9, 0.1, 3.0], [0.0, 0.1, 0.9, 3.0]])
+    with torch.no_grad():  # gas is kept (a moves up to 1), oil too (b moves down to 2)
+        torch.testing.assert_close(model(x), torch.tensor([[1.0, 1, 0, 3], [0, 0, 1, 2]]), rtol=0, atol=0)
+    path.write_text(BLOCK_SPEC.format(lines=BLOCK_LINES).replace("constrain(x)", "constrain(x, order=[gas, a])"))
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path)
+    assert info.value.code == "E0707" and "`gas` is a category of `heating`" in info.value.message
