@@ -90,13 +90,7 @@ class Trained:
         return self.held_out_error(graph, convert_weights(graph, self.state, self.calibration()))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These matrices are small: one thread each is faster than threads contending for busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ SIGMOID = ("state=[16, 8], weight=mdbm_conv(m=0.3, image=[4, 4], channels=[1, 2]
 CASES = {"clamped": CLAMPED, "three": THREE, "sigmoid": SIGMOID}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These sizes are tiny: one thread avoids thread-pool hand-offs, which dominate on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices (conftest.py)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
