@@ -27,7 +27,7 @@ from specc.compiler import compile_graph
 from specc.constraints.disjunctive import satisfied
 from specc.diagnostics import SpeccError
 from targets import python_module, run_onnx
-from test_constraints import _jacobians
+from test_constraints import _jacobians, compile_text, error_of
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 _counter = itertools.count()
@@ -163,18 +163,6 @@ def spec_text(n: int, lines, order=None, dtype: str = "f32") -> str:
     body = "".join(f"        {render(f)}\n" for f in lines)
     return (f"model m() {{\n    input x: {dtype}[B, {n}]\n    columns ({names}) = x\n"
             f"    output y = constrain(x{order_arg}) {{\n{body}    }}\n}}\n")
-
-
-def compile_text(tmp_path, text: str):
-    path = tmp_path / f"m{next(_counter)}.nnspec"
-    path.write_text(text)
-    return compile_graph(path)
-
-
-def error_of(tmp_path, text: str) -> SpeccError:
-    with pytest.raises(SpeccError) as info:
-        compile_text(tmp_path, text)
-    return info.value
 
 
 def inputs(seed: int, n: int, rows: int = 256, scale: float = 5.0, dtype=torch.float32) -> torch.Tensor:
