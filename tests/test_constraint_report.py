@@ -94,3 +94,38 @@ def test_shape_and_layer_errors_are_clear():
         ConstraintSet.from_spec(LOAN, layer="nope")
     with pytest.raises(ValueError, match="no constraint layer"):
         ConstraintSet.from_spec(ROOT / "specs" / "mlp.nnspec")
+
+
+# ------------------------------------------------------------------ disjunctive lines
+def test_disjunctive_lines_are_reported_and_penalized_as_written():
+    """The rental generator's rules (`or`, `not`, `->`): a line is violated when one of its clauses is,
+    the layer's output violates none, and the loss is each clause's least violated literal."""
+    rules = ConstraintSet.from_spec(ROOT / "specs" / "rental_generator.nnspec")
+    assert not rules.constraints and len(rules.formulas) >= 10
+    assert "lease_months <= 6 or lease_months >= 12" in [f.text for f in rules.formulas]
+    _, model = python_module(compile_graph(ROOT / "specs" / "rental_generator.nnspec"), "torch")
+    torch.manual_seed(0)
+    raw = torch.randn(400, len(rules.columns)).double() * 30
+    before = report(raw.numpy(), rules)
+    assert before.rows_violating > 300 and str(before).count("\n") == len(rules.formulas) + 1
+    repaired = model.sample(raw.float()).double()  # the spec's constraint layer
+    assert report(repaired.numpy(), rules).rows_violating == 0
+    assert float(violation_loss(repaired, rules)) < 1e-9  # float32 rows: rounding only
+    # a clause's penalty is its least violated literal: lease_months = 9 is 3 from 6 and 3 from 12
+    row = torch.zeros(1, len(rules.columns), dtype=torch.float64)
+    names = list(rules.columns)
+    row[0, names.index("lease_months")] = 9.0
+    row[0, names.index("rent")], row[0, names.index("deposit")] = 100.0, 100.0
+    clause = [f for f in rules.formulas if f.text.startswith("lease_months <= 6 or")]
+    only = dataclasses.replace(rules, formulas=tuple(clause))
+    assert float(violation_loss(row, only, reduction="sum")) == pytest.approx(3.0)
+    x = raw.clone().requires_grad_()
+    loss = violation_loss(x, rules)
+    loss.backward()
+    stepped = (raw - 0.5 * x.grad).detach()
+    assert float(violation_loss(stepped, rules)) < float(loss)
+
+
+def test_categorical_layers_point_to_their_own_check():
+    with pytest.raises(ValueError, match="categorical"):
+        ConstraintSet.from_spec(ROOT / "specs" / "housing_generator.nnspec")

@@ -9,7 +9,10 @@ Showing "0% violations" against such a baseline needs the same constraints outsi
     loss = loss + violation_loss(generated, rules)                      # the baseline's penalty
 
 Both read the constraints as written (and a rules file's), before Fourier–Motzkin elimination, so a
-report names the constraints the user wrote.
+report names the constraints the user wrote. Disjunctive lines (`or`, `not`, `->`, propositional
+clauses over labels) count as one constraint each: a row violates a line when it violates one of its
+clauses, i.e. every literal of that clause. Categorical variables are not read here (their hidden
+columns are the layer's own): `specc.constraints.categorical.satisfied` checks those rows.
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import LinearConstraint, violations
+from . import LinearConstraint
+from .disjunctive import Formula
+
+_CATEGORICAL = ("{} has categorical variables, whose hidden columns are the layer's own: "
+                "specc.constraints.categorical.satisfied checks its output rows")
 
 
 @dataclass(frozen=True)
 class ConstraintSet:
-    """Linear constraints over named columns: `columns` is the order of a row's last dim."""
+    """Linear constraints and disjunctive lines over named columns: `columns` is the order of a row's
+    last dim."""
 
     columns: tuple[str, ...]
     constraints: tuple[LinearConstraint, ...]
+    formulas: tuple[Formula, ...] = ()  # lines with `or` / `not` / `->`, as clauses
 
     @classmethod
     def from_spec(cls, path: str | Path, model: str | None = None, params: dict[str, Any] | None = None,
@@ -49,9 +58,9 @@ class ConstraintSet:
             raise ValueError(f"{path}: model `{graph.name}` has {which} (its constraint layers: {names})")
         attrs = found[0].attrs
         if attrs.disjunctive:
-            raise ValueError(f"{path}: layer `{found[0].name}` has disjunctive constraints (`or`, `not`, `->`), not "
-                             "supported here yet: a report and a violation loss are for linear constraints (see "
-                             "specc.constraints.disjunctive.satisfied for which rows satisfy each formula)")
+            if attrs.expansion is not None:
+                raise ValueError(_CATEGORICAL.format(f"{path}: layer `{found[0].name}`"))
+            return cls(attrs.columns, (), attrs.all_formulas)
         return cls(attrs.columns, attrs.all_constraints)
 
     @classmethod
@@ -60,13 +69,16 @@ class ConstraintSet:
         from .files import load_constraints
 
         loaded = load_constraints(path, columns)
-        if loaded.formulas:
-            raise ValueError(f"{path}: disjunctive constraints (`or`, `not`, `->`) are not supported here yet: "
-                             "a report and a violation loss are for linear constraints")
-        return cls(tuple(columns), loaded.constraints)
+        if loaded.categoricals:
+            raise ValueError(_CATEGORICAL.format(path))
+        return cls(tuple(columns), loaded.constraints, tuple(loaded.formulas))
+
+    def lines(self) -> list[tuple[str, tuple[tuple[LinearConstraint, ...], ...]]]:
+        """Every constraint as (its text, its clauses): a linear one is one clause of one literal."""
+        return [(c.text, ((c,),)) for c in self.constraints] + [(f.text, f.clauses) for f in self.formulas]
 
     def matrix(self):
-        """`(A, b)` as float64 numpy arrays, with every constraint as `A[k] @ row <= b[k]`."""
+        """`(A, b)` as float64 numpy arrays, with every linear constraint as `A[k] @ row <= b[k]`."""
         import numpy as np
 
         a = np.zeros((len(self.constraints), len(self.columns)))
@@ -119,18 +131,22 @@ def report(rows, rules: ConstraintSet, tol: float = 1e-5) -> ViolationReport:
     `specc.constraints.violations` (relative to the size of each constraint's terms)."""
     import numpy as np
 
+    from .disjunctive import satisfied
+
     x = rules._rows(rows)
-    used = sorted({j for c in rules.constraints for j, _ in c.coeffs})
+    lines = rules.lines()
+    used = sorted({j for _, clauses in lines for clause in clauses for c in clause for j, _ in c.coeffs})
     finite = np.isfinite(x[:, used]).all(1) if used else np.ones(len(x), dtype=bool)
-    bad = violations(rules.constraints, x[finite], tol)
-    return ViolationReport(tuple(c.text for c in rules.constraints), tuple(int(n) for n in bad.sum(0)),
+    bad = ~satisfied([Formula(clauses, text) for text, clauses in lines], x[finite], tol)
+    return ViolationReport(tuple(text for text, _ in lines), tuple(int(n) for n in bad.sum(0)),
                            len(x), int(bad.any(1).sum()), int((~finite).sum()))
 
 
 def violation_loss(x, rules: ConstraintSet, reduction: str = "mean"):
     """A differentiable penalty for violating `rules`: per row, the sum over constraints of how far
     `A[k] @ row` exceeds `b[k]` (0 where it holds), each constraint scaled by its coefficients' norm so
-    that writing `2a <= 2b` instead of `a <= b` does not double its weight.
+    that writing `2a <= 2b` instead of `a <= b` does not double its weight; a disjunctive line adds,
+    per clause, the excess of its least violated literal (0 where one holds).
 
     `x` is a torch tensor [..., columns]; `reduction` is "mean" or "sum" over rows, or "none" for one
     value per row. It is the penalty of a baseline trained without a constraint layer; it lowers
@@ -143,11 +159,18 @@ def violation_loss(x, rules: ConstraintSet, reduction: str = "mean"):
     if x.shape[-1] != len(rules.columns):
         raise ValueError(f"expected a last dim of {len(rules.columns)} (columns {', '.join(rules.columns)}), "
                          f"got shape {list(x.shape)}")
-    a, b = rules.matrix()
-    norm = (a * a).sum(1) ** 0.5
-    a_t = torch.as_tensor(a / norm[:, None], dtype=x.dtype, device=x.device)
-    b_t = torch.as_tensor(b / norm, dtype=x.dtype, device=x.device)
-    per_row = torch.relu(x @ a_t.T - b_t).sum(-1)
+    def excess(rules_of: ConstraintSet):
+        """[..., k]: how far each linear constraint is exceeded, scaled by its coefficients' norm."""
+        a, b = rules_of.matrix()
+        norm = (a * a).sum(1) ** 0.5
+        a_t = torch.as_tensor(a / norm[:, None], dtype=x.dtype, device=x.device)
+        b_t = torch.as_tensor(b / norm, dtype=x.dtype, device=x.device)
+        return torch.relu(x @ a_t.T - b_t)
+
+    per_row = excess(rules).sum(-1)
+    for formula in rules.formulas:  # a clause is as violated as its least violated literal
+        for clause in formula.clauses:
+            per_row = per_row + excess(ConstraintSet(rules.columns, clause)).amin(-1)
     if reduction == "none":
         return per_row
     return per_row.mean() if reduction == "mean" else per_row.sum()
