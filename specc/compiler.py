@@ -205,6 +205,11 @@ def base_target(loaded: Loaded, name: str) -> Target | ast.Definition | None:
     return loaded.program.definitions.get(name) or compressions.get(name)
 
 
+def suggest_base(name: str, definitions: dict[str, ast.Definition], compressions: Sequence[ast.CompressDef]) -> str | None:
+    """The did-you-mean of a compress base that is not defined: the closest model or compressed model."""
+    return did_you_mean(name, [d.name for d in definitions.values() if d.kind == "model"] + [c.name for c in compressions])
+
+
 CHAIN_CYCLE = "E0830"  # compressed models that compress each other
 
 
@@ -229,9 +234,9 @@ def _compressed(program: Program, comp: ast.CompressDef, params: dict[str, Any] 
     base = program.definitions.get(comp.base)
     if base is None or base.kind != "model":
         what = "a block" if base is not None else "not defined"
-        models = [d.name for d in program.definitions.values() if d.kind == "model"] + [c.name for c in compressions]
         raise SpeccError("E0806", f"`compress {comp.name}` needs a model to compress, but `{comp.base}` is {what}",
-                         comp.base_span or comp.span, help=did_you_mean(comp.base, models) if base is None else None)
+                         comp.base_span or comp.span,
+                         help=suggest_base(comp.base, program.definitions, compressions) if base is None else None)
     graph = lower(program, base, params)
     run_pipeline(graph, ("infer_shapes",))
     graph.plan = apply_stages(graph, comp, calibration)

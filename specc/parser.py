@@ -64,6 +64,7 @@ class _NewlinePostLex:
 
 _LARK_OPTIONS: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "propagate_positions": True,
                                   "maybe_placeholders": True}
+_TABLES = Path(__file__).with_name("parser_tables.json")  # generated from the grammar by `write_tables`
 
 
 @lru_cache(maxsize=1)
@@ -75,7 +76,7 @@ def lark_parser() -> Lark:
     and unpickling a file another local user could plant runs their code). With the grammar edited, or
     another Lark installed, the parser is built from the grammar instead, and tests/test_parser.py fails
     until the tables are regenerated with `write_tables()`."""
-    grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
+    grammar = _grammar()
     tables = json.loads(_TABLES.read_text(encoding="utf-8"), object_pairs_hook=_int_keys) if _TABLES.is_file() else {}
     if tables.get("key") == list(_tables_key(grammar)):
         parser = Lark._load_from_dict(tables["data"], tables["memo"], postlex=_NewlinePostLex())
@@ -85,7 +86,8 @@ def lark_parser() -> Lark:
     return parser
 
 
-_TABLES = Path(__file__).with_name("parser_tables.json")
+def _grammar() -> str:
+    return (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
 
 
 def _int_keys(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
@@ -108,7 +110,7 @@ def write_tables() -> Path:
     from lark.grammar import Rule
     from lark.lexer import TerminalDef
 
-    grammar = (data_dir("grammar") / "nnspec.lark").read_text(encoding="utf-8")
+    grammar = _grammar()
     built = Lark(grammar, postlex=_NewlinePostLex(), **_LARK_OPTIONS)
     data, memo = built.memo_serialize([TerminalDef, Rule])
     data["options"] = {k: v for k, v in data["options"].items() if k != "postlex"}  # given again when loading

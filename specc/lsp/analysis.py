@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import ast, compiler, limits, ops
-from ..diagnostics import Note, SourceFile, Span, SpeccError, did_you_mean, load_source
+from ..diagnostics import Note, SourceFile, Span, SpeccError, load_source
 from ..escape import printable
 from ..fmt import Lexeme, lex
 from ..ir import Graph, Node
@@ -522,8 +522,7 @@ def _suggest_names(error: BaseException, definitions: dict[str, ast.Definition],
     if error.code == "E0201":
         found.help = ops.suggest(unknown[1], definitions)
     else:
-        models = [n for n, d in definitions.items() if d.kind == "model"] + [c.name for c in root.partial.compressions]
-        found.help = did_you_mean(unknown[1], models)
+        found.help = compiler.suggest_base(unknown[1], definitions, root.partial.compressions)
     return found
 
 

@@ -67,6 +67,11 @@ def padded_modes(size: int, count: int) -> tuple[int, ...]:
     return tuple(sorted(factors, reverse=True))
 
 
+def _stored(attrs: Any) -> int:
+    """The parameters a train's cores hold."""
+    return sum(prod(shape) for shape in attrs.core_shapes())
+
+
 def _rewrite(graph: Graph, node: Node, args: TensorTrainArgs) -> str | None:
     if node.op == "embedding":
         return _rewrite_embedding(node, args)
@@ -78,7 +83,7 @@ def _rewrite(graph: Graph, node: Node, args: TensorTrainArgs) -> str | None:
         attrs = TTLinearAttrs(out_features=out_features, bias=node.attrs.bias, **train)
     else:
         attrs = (TTConv1dAttrs if node.op == "conv1d" else TTConv2dAttrs)(**node.attrs.model_dump(), **train)
-    size = sum(prod(shape) for shape in attrs.core_shapes())
+    size = _stored(attrs)
     if size >= in_features * out_features:
         return None
     node.op, node.attrs = "tt_" + node.op, attrs
@@ -95,8 +100,8 @@ def _rewrite_embedding(node: Node, args: TensorTrainArgs) -> str | None:
     trains = [TTEmbeddingAttrs(vocab=vocab, dim=dim, vocab_modes=v, dim_modes=dim_modes,
                                ranks=tt_ranks(dim_modes, v, args.bond))
               for v in (modes(vocab, args.cores), padded_modes(vocab, args.cores))]
-    attrs = min(trains, key=lambda t: sum(prod(shape) for shape in t.core_shapes()))
-    size = sum(prod(shape) for shape in attrs.core_shapes())
+    attrs = min(trains, key=_stored)
+    size = _stored(attrs)
     if size >= vocab * dim:
         return None
     node.op, node.attrs = "tt_embedding", attrs
@@ -147,7 +152,7 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
     return with_bias({f"cores.{k}": c.to(weight.dtype).contiguous() for k, c in enumerate(cores)}, dense)
 
 
-register_transform(Transform("tensor_train", "tensor-train (MPO) factorization of linear layers and embedding "
-                                             "tables by TT-SVD with a bond dimension", TensorTrainArgs,
+register_transform(Transform("tensor_train", "tensor-train (MPO) factorization of linear layers, embedding "
+                                             "tables and convolutions by TT-SVD with a bond dimension", TensorTrainArgs,
                              frozenset({"linear", "embedding", "conv1d", "conv2d"}),
                              _rewrite, _convert))
