@@ -123,7 +123,7 @@ def test_disjunctive_lines_are_reported_and_penalized_as_written():
     loss = violation_loss(x, rules)
     loss.backward()
     stepped = (raw - 0.5 * x.grad).detach()
-    assert float(violation_loss(stepped, rules)) < float(loss)
+    assert float(violation_loss(stepped, rules)) < loss.item()
 
 
 def test_categorical_layers_point_to_their_own_check():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import LinearConstraint
+from . import LinearConstraint, violations
 from .disjunctive import Formula
 
 _CATEGORICAL = ("{} has categorical variables, whose hidden columns are the layer's own: "
@@ -137,7 +137,8 @@ def report(rows, rules: ConstraintSet, tol: float = 1e-5) -> ViolationReport:
     lines = rules.lines()
     used = sorted({j for _, clauses in lines for clause in clauses for c in clause for j, _ in c.coeffs})
     finite = np.isfinite(x[:, used]).all(1) if used else np.ones(len(x), dtype=bool)
-    bad = ~satisfied([Formula(clauses, text) for text, clauses in lines], x[finite], tol)
+    bad = np.concatenate([violations(rules.constraints, x[finite], tol),  # one pass for the linear ones
+                          ~satisfied(rules.formulas, x[finite], tol)], axis=1)
     return ViolationReport(tuple(text for text, _ in lines), tuple(int(n) for n in bad.sum(0)),
                            len(x), int(bad.any(1).sum()), int((~finite).sum()))
 
