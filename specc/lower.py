@@ -1215,7 +1215,8 @@ def _attr_error(call: ast.Call, opdef: ops.OpDef, exc: ValidationError, bound: d
     if err["type"] == "missing":
         return SpeccError("E0303", f"{call.func}() is missing its `{field}` argument ({opdef.signature()})", call.span)
     code = err["type"] if re.fullmatch(r"E\d{4}", str(err["type"])) else "E0302"
-    return SpeccError(code, f"invalid `{field}` for {call.func}(): {validation_message(err)}", span)
+    what = f"`{field}`" if field else "arguments"  # a check across several arguments names no one field
+    return SpeccError(code, f"invalid {what} for {call.func}(): {validation_message(err)}", span)
 
 
 def _setting_span(arg: ast.Expr, path: list[str]) -> Span | None:

@@ -160,3 +160,14 @@ def test_a_small_bond_stores_less_and_trains(tmp_path):
     loss = model(torch.randn(2, 8, 10, 10)).square().mean()
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_a_train_of_mismatched_lengths_is_a_located_error_naming_the_arguments(tmp_path):
+    path = tmp_path / "bad.nnspec"
+    path.write_text("model m() {\n    input x: f32[B, 8]\n    output y = tt_linear(x, 4, [8], [4], [])\n}\n")
+    from specc.diagnostics import SpeccError
+    with pytest.raises(SpeccError) as info:
+        compile_graph(path)
+    assert info.value.message == ("invalid arguments for tt_linear(): a train of d >= 2 cores needs d in_modes, "
+                                  "d out_modes and d-1 ranks, got 1, 1 and 0")
+    assert info.value.span.line == 3

@@ -17,7 +17,7 @@ from pydantic import PositiveInt
 from ..ir import ParamSpec
 from . import InferContext, OpDef, register
 from .conv import Conv1dAttrs, Conv2dAttrs, _flops, _in_channels, _infer
-from .tt_linear import core_shapes
+from .tt_linear import core_shapes, wrong_lengths
 
 
 class _Train:
@@ -46,9 +46,9 @@ class TTConv2dAttrs(_Train, Conv2dAttrs):
 def _params(ctx: InferContext) -> dict[str, ParamSpec]:
     a = ctx.attrs
     width = _in_channels(ctx) // a.groups * prod(a.per_dim("kernel"))
-    if len(a.in_modes) < 2 or len(a.out_modes) != len(a.in_modes) or len(a.ranks) != len(a.in_modes) - 1:
-        raise ctx.error(f"a train of d >= 2 cores needs d in_modes, d out_modes and d-1 ranks, got "
-                        f"{len(a.in_modes)}, {len(a.out_modes)} and {len(a.ranks)}")
+    wrong = wrong_lengths(("in_modes", a.in_modes), ("out_modes", a.out_modes), a.ranks)
+    if wrong:
+        raise ctx.error(wrong)
     if prod(a.out_modes) != a.out_channels or prod(a.in_modes) != width:
         raise ctx.error(f"out_modes {list(a.out_modes)} and in_modes {list(a.in_modes)} multiply to "
                         f"{prod(a.out_modes)} and {prod(a.in_modes)}, not out_channels={a.out_channels} and the "

@@ -20,7 +20,7 @@ from ..ir import ParamSpec
 from ..types import Dim, TensorType, dim_mul
 from . import InferContext, OpAttrs, OpDef, register
 from .embedding import INDEX_DTYPES
-from .tt_linear import core_shapes
+from .tt_linear import core_shapes, wrong_lengths
 
 
 class TTEmbeddingAttrs(OpAttrs):
@@ -32,10 +32,9 @@ class TTEmbeddingAttrs(OpAttrs):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TTEmbeddingAttrs":
-        d = len(self.vocab_modes)
-        if d < 2 or len(self.dim_modes) != d or len(self.ranks) != d - 1:
-            raise ValueError(f"a train of d >= 2 cores needs d vocab_modes, d dim_modes and d-1 ranks, got "
-                             f"{len(self.vocab_modes)}, {len(self.dim_modes)} and {len(self.ranks)}")
+        wrong = wrong_lengths(("vocab_modes", self.vocab_modes), ("dim_modes", self.dim_modes), self.ranks)
+        if wrong:
+            raise ValueError(wrong)
         if prod(self.vocab_modes) < self.vocab:
             raise ValueError(f"vocab_modes {list(self.vocab_modes)} multiply to {prod(self.vocab_modes)}, "
                              f"fewer than vocab={self.vocab}")

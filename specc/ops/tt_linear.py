@@ -26,6 +26,17 @@ def core_shapes(out_modes: tuple[int, ...], in_modes: tuple[int, ...], ranks: tu
     return [(bonds[k], o, i, bonds[k + 1]) for k, (o, i) in enumerate(zip(out_modes, in_modes))]
 
 
+def wrong_lengths(first: tuple[str, tuple[int, ...]], second: tuple[str, tuple[int, ...]],
+                  ranks: tuple[int, ...]) -> str | None:
+    """Why a train's modes and ranks do not fit together (d >= 2 cores: d modes each, d-1 ranks), or None."""
+    (a, modes_a), (b, modes_b) = first, second
+    d = len(modes_a)
+    if d < 2 or len(modes_b) != d or len(ranks) != d - 1:
+        return (f"a train of d >= 2 cores needs d {a}, d {b} and d-1 ranks, got "
+                f"{len(modes_a)}, {len(modes_b)} and {len(ranks)}")
+    return None
+
+
 class TTLinearAttrs(OpAttrs):
     out_features: PositiveInt
     in_modes: tuple[PositiveInt, ...]
@@ -35,10 +46,9 @@ class TTLinearAttrs(OpAttrs):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TTLinearAttrs":
-        d = len(self.in_modes)
-        if d < 2 or len(self.out_modes) != d or len(self.ranks) != d - 1:
-            raise ValueError(f"a train of d >= 2 cores needs d in_modes, d out_modes and d-1 ranks, got "
-                             f"{len(self.in_modes)}, {len(self.out_modes)} and {len(self.ranks)}")
+        wrong = wrong_lengths(("in_modes", self.in_modes), ("out_modes", self.out_modes), self.ranks)
+        if wrong:
+            raise ValueError(wrong)
         if prod(self.out_modes) != self.out_features:
             raise ValueError(f"out_modes {list(self.out_modes)} multiply to {prod(self.out_modes)}, "
                              f"not out_features={self.out_features}")
