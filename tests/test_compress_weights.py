@@ -90,13 +90,29 @@ def test_keys_that_do_not_match_name_the_keys(tmp_path):
     assert "--rename" in result.output
 
 
-def test_a_wrong_shape_names_the_key_and_both_shapes(tmp_path):
+def test_a_wrong_shape_names_the_key_and_both_shapes_at_the_layer(tmp_path):
     state = reference().state_dict()
     state["0.weight"] = torch.randn(256, 32)
     result = compress(tmp_path, SEQUENTIAL, state)
     assert result.exit_code == 1, result.output
-    assert "weight `0.weight` in" in result.output and "has shape [256, 32], but model `net` needs [48, 32]" \
-        in result.output
+    assert "weight `0.weight` in" in result.output and \
+        "has shape [256, 32], but layer `0` of model `net` needs [48, 32]" in result.output
+    # located at the layer that declares the weight, with a caret under it
+    assert f"{tmp_path / 'c.nnspec'}:3:14: error[E0602]" in result.output, result.output
+    assert "    h = relu(linear(x, 48) as \"0\")\n  |              ^^^^^^^^^^^^^" in result.output, result.output
+    assert not (tmp_path / "small.pt").exists()
+
+
+def test_a_wrong_shape_inside_a_block_names_the_call(tmp_path):
+    net = Net()
+    state = net.state_dict()
+    state["block.fc2.bias"] = torch.randn(16, 1)
+    result = compress(tmp_path, NESTED, state)
+    assert result.exit_code == 1, result.output
+    assert "weight `block.fc2.bias`" in result.output and "needs [16]" in result.output
+    assert f"{tmp_path / 'c.nnspec'}:2:12: error[E0602]" in result.output, result.output
+    assert f"{tmp_path / 'c.nnspec'}:6:16: note: in block `mlp_block`, called here" in result.output, result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("case,code,message", [

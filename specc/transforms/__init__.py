@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import ast
 from ..diagnostics import Note, SpeccError
-from ..ir import Graph, Node
+from ..ir import Graph, Node, param_key
 from ..passes.infer_shapes import infer_shapes
 from .selectors import select
 
@@ -353,11 +353,19 @@ def check_dense_state(graph: Graph, state: Any, origin: str) -> dict[str, Any]:
                                            f"{'; '.join(parts)}", None,
                          help=f"{hint}name the spec's layers like the checkpoint's (`linear(x, 128) as fc1`), or "
                               f"map keys with --rename OLD=NEW (prefixes) or --rename-map FILE.json")
+    owners = {param_key(node, name): node for node in graph.nodes() for name in node.params}
     for key, spec in expected.items():
         got = tuple(state[key].shape)
         if got != tuple(spec.shape):
-            raise SpeccError(WEIGHTS_MISMATCH, f"weight `{key}` in {origin} has shape {list(got)}, but model "
-                                               f"`{graph.name}` needs {list(spec.shape)}", None)
+            # located at the layer that declares the weight (and the block calls that made it), so the
+            # user sees which line of the spec the checkpoint disagrees with
+            node = owners[key]
+            notes = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
+            raise SpeccError(WEIGHTS_MISMATCH, f"weight `{key}` in {origin} has shape {list(got)}, but layer "
+                                               f"`{node.key}` of model `{graph.name}` needs {list(spec.shape)}",
+                             node.span, notes,
+                             help="a checkpoint of another configuration of this model needs its parameters "
+                                  "(-p NAME=VALUE); one whose keys name other layers, a key mapping (--rename OLD=NEW)")
     return dict(state)
 
 
