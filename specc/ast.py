@@ -228,12 +228,28 @@ class Columns(Stmt):
 
 # ----------------------------------------------------------------- definitions
 @dataclass
+class Choice:
+    """The values a model parameter may take in a search space (specc/space.py): `in [64, 128]` (a list,
+    kind "list") or `in {relu, gelu}` (kind "set"): those values; `in 2..12` (kind "range"): the ints from
+    `low` to `high`, both included; `~ uniform(0.0, 0.3)` (kind "dist"): a continuous distribution, `dist`."""
+
+    kind: str  # "list" | "set" | "range" | "dist"
+    span: Span
+    items: list[Expr] = field(default_factory=list)
+    low: Expr | None = None
+    high: Expr | None = None
+    dist: Call | None = None
+
+
+@dataclass
 class Param:
     name: str
     type: str | None  # a parameter type (`int`), or a tensor's dtype (`f32`) when `dims` is given
     default: Expr | None
     span: Span
     dims: list[Expr] | None = None  # `x: f32[B, T, D]`: a typed tensor parameter of a block
+    choice: Choice | None = None  # `width: int in [64, 128]`: a choice point of a search space
+    where: Expr | None = None  # `... where width % heads == 0`: a condition on a choice's value
 
 
 @dataclass

@@ -66,6 +66,18 @@ class ColumnRef:
     name: str
 
 
+@dataclass(frozen=True)
+class OpRef:
+    """An op or a block as a compile-time value: a parameter declared `act: op` (or `mixer: block`) holds
+    one, and `act(h)` calls it. A choice of a search space (`act: op in {relu, gelu}`) picks one."""
+
+    name: str
+    kind: str  # "op" | "block"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 @dataclass
 class Program:
     """Every definition visible to the file being compiled (its own and its imports')."""
@@ -76,6 +88,7 @@ class Program:
 _BUILTINS: dict[str, Any] = {"true": True, "false": False}
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tensor": (TensorRef,),
+    "op": (OpRef,), "block": (OpRef,),
 }
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "%": operator.mod,
@@ -199,6 +212,8 @@ def _kind(v: Any) -> str:
         return f"{len(v.values)} values"
     if isinstance(v, bool):
         return "a bool"
+    if isinstance(v, OpRef):
+        return f"{v.kind} `{v.name}`"
     return {int: "an int", float: "a float", str: "a string", list: "a list"}.get(type(v), type(v).__name__)
 
 
@@ -245,28 +260,71 @@ class _Lowerer:
             if p.dims is not None:
                 self._bind_tensor_param(defn, p, given)
                 continue
-            if p.type is not None and p.type not in PARAM_TYPES:
-                raise SpeccError("E0208", f"unknown parameter type `{p.type}`", p.span,
-                                 help=f"use one of {', '.join(PARAM_TYPES)}")
-            if p.name in given:
-                value, span = given[p.name]
-                _in_range(value, span or p.span)  # a `-p` value has not been through the parser's checks
-            elif p.default is not None:
-                value, span = self._expr(p.default, p.name), p.default.span
-            else:
-                how = "pass it in the call" if defn.kind == "block" else f"give it a default, or pass `-p {p.name}=VALUE`"
-                raise SpeccError("E0209", f"parameter `{p.name}` of {defn.kind} `{defn.name}` has no default and "
-                                          "no value was given", p.span, help=how)
-            if p.type is not None and (not isinstance(value, PARAM_TYPES[p.type])
-                                       or (p.type not in ("bool", "tensor") and isinstance(value, bool))):
-                raise SpeccError("E0210", f"parameter `{p.name}` is declared `{p.type}` but its value is "
-                                          f"{_kind(value)}" + ("" if isinstance(value, TensorRef) else f" ({value!r})"),
-                                 span or p.span)
-            value = float(value) if p.type == "float" else value
-            if p.name in self.env and self.env[p.name] != value:  # bound by an earlier typed tensor's dims
-                raise SpeccError("E0210", f"parameter `{p.name}` is {value!r}, but an earlier tensor parameter's "
-                                          f"dim binds `{p.name}` to {self.env[p.name]}", span or p.span)
+            self._bind_param(defn, p, given)
+
+    def _bind_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]],
+                    in_domain: bool = False) -> Any:
+        """Bind one parameter (not a tensor) and return its value. A choice's value must be one of its
+        domain (unless `in_domain`: the caller took it from there) and satisfy its `where`."""
+        if p.type is not None and p.type not in PARAM_TYPES:
+            raise SpeccError("E0208", f"unknown parameter type `{p.type}`", p.span,
+                             help=f"use one of {', '.join(PARAM_TYPES)}")
+        if p.name in given:
+            value, span = given[p.name]
+            _in_range(value, span or p.span)  # a `-p` value has not been through the parser's checks
+            if p.type in ("op", "block"):
+                value = self._callee(p.type, value, span or p.span)
+        elif p.default is not None:
+            span = p.default.span
+            value = self._callee_arg(p.type, p.default) if p.type in ("op", "block") else self._expr(p.default, p.name)
+        else:
+            how = "pass it in the call" if defn.kind == "block" else f"give it a default, or pass `-p {p.name}=VALUE`"
+            raise SpeccError("E0209", f"parameter `{p.name}` of {defn.kind} `{defn.name}` has no default and "
+                                      "no value was given", p.span, help=how)
+        if p.type is not None and (not isinstance(value, PARAM_TYPES[p.type])
+                                   or (p.type not in ("bool", "tensor") and isinstance(value, bool))):
+            raise SpeccError("E0210", f"parameter `{p.name}` is declared `{p.type}` but its value is "
+                                      f"{_kind(value)}" + ("" if isinstance(value, TensorRef) else f" ({value!r})"),
+                             span or p.span)
+        value = float(value) if p.type == "float" else value
+        if p.name in self.env and self.env[p.name] != value:  # bound by an earlier typed tensor's dims
+            raise SpeccError("E0210", f"parameter `{p.name}` is {value!r}, but an earlier tensor parameter's "
+                                      f"dim binds `{p.name}` to {self.env[p.name]}", span or p.span)
+        if p.choice is not None:
+            from . import space  # a choice's domain and `where` are a search space's rules
+
+            if not in_domain:
+                space.check_in_domain(p, value, space.domain(p, self._const, self._callee_name), span)
             self.env[p.name] = value
+            space.check_where(p, self._const, self.env)
+        self.env[p.name] = value
+        return value
+
+    def _callee(self, kind: str, value: Any, span: Span) -> OpRef:
+        """The value of a parameter declared `op` or `block`: an `OpRef` of that kind, or a name (from `-p`)."""
+        if isinstance(value, OpRef) and value.kind == kind:
+            return value
+        if isinstance(value, str) and not isinstance(value, bool):
+            return self._callee_name(kind, value, span)
+        raise SpeccError("E0210", f"expected {'an op' if kind == 'op' else 'a block'}, got {_kind(value)}", span)
+
+    def _callee_arg(self, kind: str, expr: ast.Expr) -> OpRef:
+        """An argument or a default for a parameter declared `op` or `block`: a bare name is the op or
+        block of that name (`act: op = gelu`), unless a value of that name is bound (`encoder(h, act)`)."""
+        if isinstance(expr, ast.Name) and expr.id not in self.env:
+            return self._callee_name(kind, expr.id, expr.span)
+        return self._callee(kind, self._expr(expr, "arg"), expr.span)
+
+    def _callee_name(self, kind: str, name: str, span: Span) -> OpRef:
+        definition = self.program.definitions.get(name)
+        if kind == "block" and definition is not None and definition.kind == "block":
+            return OpRef(name, "block")
+        opdef = ops.get(name)
+        if kind == "op" and opdef is not None and opdef.name != "input" and definition is None:
+            return OpRef(name, "op")
+        blocks = [d.name for d in self.program.definitions.values() if d.kind == "block"]
+        raise SpeccError("E0201", f"`{name}` is not {'an op' if kind == 'op' else 'a block'}", span,
+                         help=did_you_mean(name, blocks) if kind == "block" else ops.suggest(name))
 
     def _bind_tensor_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]]) -> None:
         """`x: f32[B, T, D]`: the argument must be a tensor of that dtype and rank; each dim name binds to the
@@ -466,6 +524,9 @@ class _Lowerer:
         if isinstance(expr, ast.Index):
             return self._index(expr, hint)
         if isinstance(expr, ast.Call):
+            callee = self.env.get(expr.func)
+            if isinstance(callee, OpRef):  # `act(h)` with `act: op`: a call of the op (or block) it holds
+                expr = replace(expr, func=callee.name)
             if expr.func in _NUMBER_FUNCTIONS and not expr.kwargs and expr.constraints is None \
                     and expr.func not in self.program.definitions:
                 return self._number_call(expr, hint)
@@ -923,15 +984,18 @@ class _Lowerer:
         if len(call.args) > len(names):
             raise SpeccError("E0301", f"block `{block.name}` takes {len(names)} arguments, got {len(call.args)}",
                              call.args[len(names)].span)
+        kinds = {p.name: p.type for p in block.params if p.type in ("op", "block")}
         for name, arg in zip(names, call.args):
-            given[name] = (self._expr(arg, _child_hint(hint, arg)), arg.span)
+            given[name] = (self._callee_arg(kinds[name], arg) if name in kinds else
+                           self._expr(arg, _child_hint(hint, arg)), arg.span)
         for kw in call.kwargs:
             if kw.name not in names:
                 raise SpeccError("E0301", f"block `{block.name}` has no parameter `{kw.name}`", kw.span,
                                  help=did_you_mean(kw.name, names))
             if kw.name in given:
                 raise SpeccError("E0301", f"block `{block.name}` got parameter `{kw.name}` twice", kw.span)
-            given[kw.name] = (self._expr(kw.value, _child_hint(hint, kw.value)), kw.span)
+            given[kw.name] = (self._callee_arg(kinds[kw.name], kw.value) if kw.name in kinds else
+                              self._expr(kw.value, _child_hint(hint, kw.value)), kw.span)
 
         saved = (self.env, self.scope, self.placeholder)
         arg_names = tuple((v.node, name) for name, (v, _) in given.items() if isinstance(v, TensorRef))
@@ -1270,3 +1334,27 @@ def evaluate(expr: ast.Expr, env: dict[str, Any], context: ast.Definition) -> An
     lowerer = _Lowerer(Program({}), context)
     lowerer.env = dict(env)
     return lowerer._const(expr)
+
+
+class ParamBinder:
+    """Binds a model's parameters one at a time, by the lowering's own rules (types, defaults, `op` and
+    `block` values, a choice's domain and `where`): `specc.space` walks a search space with it, so a point
+    it counts as feasible binds exactly as `specc compile -p ...` binds it."""
+
+    def __init__(self, program: Program, model: ast.Definition) -> None:
+        self._lowerer = _Lowerer(program, model)
+
+    def bind(self, env: dict[str, Any], p: ast.Param, value: Any = ..., in_domain: bool = False) -> Any:
+        """Bind `p` in `env` (changed in place): `value`, or its default when `value` is `...`."""
+        self._lowerer.env = env
+        given = {} if value is ... else {p.name: (value, None)}
+        return self._lowerer._bind_param(self._lowerer.defn, p, given, in_domain)
+
+    def evaluator(self, env: dict[str, Any]) -> Any:
+        """A function that evaluates a compile-time expression over `env` (a located SpeccError if it cannot)."""
+        self._lowerer.env = env
+        return self._lowerer._const
+
+    def callee(self, kind: str, name: str, span: Span) -> OpRef:
+        """The op (`kind` "op") or block (`kind` "block") called `name`; E0201 if there is none."""
+        return self._lowerer._callee_name(kind, name, span)

@@ -152,7 +152,8 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
 _GROUPING = frozenset({
     "start", "import_stmt", "model_def", "block_def", "params", "param", "body", "input_stmt", "tensor_type",
     "dims", "assign_stmt", "targets", "output_stmt", "return_stmt", "columns_stmt", "compress_def", "stage",
-    "selector", "exprs", "arguments", "keyword", "constraint_body", "subscripts",
+    "selector", "exprs", "arguments", "keyword", "constraint_body", "subscripts", "choice_in", "choice_set",
+    "choice_dist",
 })
 _CHAINS = frozenset({"add", "sub", "mul", "div", "mod", "power"})
 
@@ -238,6 +239,11 @@ class _Builder(Transformer_NonRecursive):
         return self._definition("model", meta, name, params, body)
 
     def block_def(self, meta, name, params, body):
+        for p in params or []:
+            if p.choice is not None:  # a block's parameters are its call's arguments: the model chooses
+                raise SpeccError("E0952", f"parameter `{p.name}` of block `{name}` is a choice; choices belong "
+                                          "on a model's parameters", p.choice.span,
+                                 help=f"make it a choice of the model and pass it to `{name}`")
         return self._definition("block", meta, name, params, body)
 
     @v_args(meta=True, inline=False)
@@ -256,10 +262,34 @@ class _Builder(Transformer_NonRecursive):
     def _param_name(self, p: ast.Param) -> Span:
         return Span(self.src, p.span.line, p.span.col, p.span.line, p.span.col + len(p.name))
 
-    def param(self, meta, name, type_, default):
+    def param(self, meta, name, type_, choice, default, where):
         if isinstance(type_, tuple):  # a tensor type: (dtype, its span, dims)
+            if choice is not None or where is not None:
+                raise SpeccError("E0955", "a tensor parameter cannot be a choice", (choice or where).span)
             return ast.Param(str(name), type_[0], default, self.sp(meta), type_[2])
-        return ast.Param(str(name), str(type_) if type_ is not None else None, default, self.sp(meta))
+        if where is not None and choice is None:
+            raise SpeccError("E0953", f"`where` constrains a choice, but `{name}` is not one", where.span,
+                             help=f"give `{name}` a set, a range or a distribution: `{name}: int in [...]`")
+        type_name = str(type_) if type_ is not None else None
+        if choice is not None:
+            from .space import check_choice_type  # the rules of choices live with spaces
+
+            check_choice_type(str(name), type_name, choice)
+        return ast.Param(str(name), type_name, default, self.sp(meta), choice=choice, where=where)
+
+    def choice_in(self, meta, low, _dots, high):
+        if high is not None:
+            return ast.Choice("range", self.sp(meta), low=low, high=high)
+        if not isinstance(low, ast.ListExpr):
+            raise SpeccError("E0956", "a choice is a list `in [a, b]`, a set `in {a, b}` or a range `in a..b`",
+                             low.span)
+        return ast.Choice("list", self.sp(meta), items=low.items)
+
+    def choice_set(self, meta, items):
+        return ast.Choice("set", self.sp(meta), items=items or [])
+
+    def choice_dist(self, meta, call):
+        return ast.Choice("dist", self.sp(meta), dist=call)
 
     @v_args(meta=True, inline=False)
     def body(self, meta, stmts):
