@@ -213,6 +213,23 @@ def test_quantize_reaches_every_weight_of_tiny_gpt(tmp_path):
     assert_targets_agree(tmp_path, graph, model, inputs)
 
 
+@pytest.mark.parametrize("options", ["causal=true", "", "kv_heads=2", "rotary=\"rotate_half\"",
+                                     "rotary=\"interleaved\", causal=true", "qkv=\"separate\", bias=false"])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_attention_onnx_graph_has_no_unused_values(tmp_path, options, quantized):
+    """Every value the onnx template makes is used: an unused constant became an initializer that
+    onnxruntime warned about at every load ("Removing initializer 'a__axis2'")."""
+    import onnx
+
+    base = f"model net() {{\n    input x: f32[B, 5, 16]\n    output y = attention(x, 4, {options})\n}}\n"
+    graph = compile_graph(compressed(tmp_path, "    quantize(int8) on attention\n", base), "small" if quantized
+                          else "net")
+    proto = onnx.load_from_string(backends()["onnx"].emit(graph).data)
+    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    unused = [o for n in proto.graph.node for o in n.output if o not in used]
+    assert unused == [] and [t.name for t in proto.graph.initializer if t.name not in used] == []
+
+
 def test_quantize_attention_with_accuracy_level_is_a_located_error(tmp_path):
     path = compressed(tmp_path, "    quantize(int4, accuracy_level=4) on attention\n", ATTENTION)
     with pytest.raises(SpeccError) as info:
