@@ -56,7 +56,8 @@ _SHADOWED_MODULES = frozenset(sys.stdlib_module_names) | {"torch", "triton", "on
 def _global_options(limit: Optional[list[str]] = typer.Option(
         None, "--limit", metavar="NAME=N",
         help="Raise (or lower) a limit on the work a spec may ask for, e.g. --limit nodes=200000 (repeatable). "
-             "Limits: nodes, dim, dim_terms, params, nesting, file_bytes, files, constraints.")) -> None:
+             "Limits: nodes, dim, dim_terms, params, nesting, file_bytes, files, constraints, choice_values, "
+             "space_states, check_points, sample_tries.")) -> None:
     # options before the command name, for every command
     from .limits import set_limits
 
@@ -66,12 +67,12 @@ def _global_options(limit: Optional[list[str]] = typer.Option(
         raise typer.BadParameter(str(exc), param_hint="--limit") from None
 
 
-def _parse_params(items: Optional[list[str]]) -> dict[str, Any]:
+def _parse_params(items: Optional[list[str]], hint: str = "--param") -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items or []:
         name, sep, text = item.partition("=")
         if not sep or not name.isidentifier():
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=hint)
         params[name] = _literal(text)
     return params
 
@@ -154,12 +155,16 @@ def compile_cmd(
     include: Optional[list[Path]] = IncludeOpt,
     dump_ir: bool = typer.Option(False, "--dump-ir", help="Print the IR after each pass."),
     mesh: Optional[str] = MeshOpt,
+    choice: Optional[list[str]] = typer.Option(None, "--choice", "-c", metavar="NAME=VALUE",
+                                               help="Compile this point of a search space: the value of a choice, "
+                                                    "e.g. --choice width=128 (repeatable)."),
 ) -> None:
     """Compile one model to a PyTorch module, a Triton module, or an ONNX file."""
     if weights is not None and target is not Target.onnx:
         raise typer.BadParameter("--weights only applies to --target onnx (torch modules load state dicts "
                                  "themselves)", param_hint="--weights")
     params = _parse_params(param)
+    choices = _parse_params(choice, "--choice")
     sizes = _parse_mesh(mesh)
 
     def action() -> None:
@@ -170,7 +175,12 @@ def compile_cmd(
         if weights is not None:
             _require_regular(weights, "weights")
         loaded = load_project(file, include=include or ())
-        graph = compile_graph(file, model, params, _dump if dump_ir else None, loaded=loaded)
+        if choices:
+            from .compiler import select_model
+            from .space import check_choices
+
+            check_choices(loaded, select_model(loaded.module, model), file, choices)
+        graph = compile_graph(file, model, {**params, **choices}, _dump if dump_ir else None, loaded=loaded)
         _print_plan_warnings(graph)
         if sizes is not None:
             from . import parallel
@@ -215,13 +225,60 @@ def check_cmd(file: Path = FileArg, param: Optional[list[str]] = ParamOpt,
 
     def action() -> None:
         from .compiler import compilable, compile_target, load_project
+        from .space import check_space, space_of
 
         loaded = load_project(file, include=include or ())  # once: every model is compiled from it
+        failed = False
         for target in compilable(loaded.module):
+            space = None if params else space_of(loaded, target, file)
+            if space is not None:  # a search space: every point (or a seeded subset), each error once
+                line, errors = check_space(space)
+                print(f"{printable(str(file))}: {line}")
+                for error in errors:
+                    _report(error)
+                failed = failed or bool(errors)
+                continue
             graph = compile_target(loaded, target, params, source_path=str(file))
             ins = ", ".join(f"{n}: {graph.node(n).type}" for n in graph.inputs)
             outs = ", ".join(f"{o}: {graph.node(v).type}" for o, v in graph.outputs.items())
             print(f"{printable(str(file))}: model {graph.name}({ins}) -> ({outs}): ok")
+        if failed:
+            raise typer.Exit(EXIT_SPEC_ERROR)
+
+    _run(action)
+
+
+@app.command("space")
+def space_cmd(file: Path = FileArg, model: Optional[str] = ModelOpt,
+              include: Optional[list[Path]] = IncludeOpt) -> None:
+    """Print a model's search space: its size, each choice, the constraints, the infeasible points."""
+
+    def action() -> None:
+        from .space import Space, describe
+
+        for line in describe(Space.load(file, model, include or ())).splitlines():
+            print(printable(line))
+
+    _run(action)
+
+
+@app.command("sample")
+def sample_cmd(file: Path = FileArg, seed: int = typer.Option(..., "--seed", help="Seed of the draw."),
+               count: int = typer.Option(1, "-n", min=1, help="How many points."),
+               output: Optional[Path] = typer.Option(None, "--output", "-o", file_okay=False,
+                                                     help="Directory to write to (default: MODEL_samples)."),
+               model: Optional[str] = ModelOpt, include: Optional[list[Path]] = IncludeOpt) -> None:
+    """Draw points of a search space uniformly: each a fixed, formatted spec, and samples.json of their values."""
+
+    def action() -> None:
+        from .compiler import load_project
+        from .space import Space, write_samples
+
+        loaded = load_project(file, include=include or ())
+        space = Space.from_loaded(loaded, model, file)
+        out = output or Path(f"{space.definition.name}_samples")
+        for message in write_samples(space, seed, count, out, _inputs(loaded)):
+            print(printable(message), file=sys.stderr)
 
     _run(action)
 

@@ -177,6 +177,8 @@ def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list
         return False  # a set of categories: `{gas, oil}`
     if a == "DOT" or b == "DOT":
         return a == "NUMBER"  # `3 .x` must not become `3.x`
+    if a == "DOTDOT" or b == "DOTDOT":  # a range, `2..12`; but `1. ..3` must not become `1...3`
+        return b == "DOTDOT" and prev is not None and prev.text.endswith(".")
     if a == "EQUAL" or b == "EQUAL":
         return not (stack and stack[-1].kind == "call")
     if b in ("LPAR", "LSQB"):

@@ -219,8 +219,8 @@ def check_where(p: ast.Param, evaluate: Evaluate, env: Mapping[str, Any]) -> Non
     if not holds:
         from .lower import _names_in
 
-        read = dict.fromkeys(n.id for n in _names_in(p.where) if n.id in env)
-        values = ", ".join(f"{n}={value_text(env[n])}" for n in read)
+        read = {n.id for n in _names_in(p.where)}
+        values = ", ".join(f"{n}={value_text(v)}" for n, v in env.items() if n in read)
         raise SpeccError(WHERE_FALSE, f"`{p.name}` = {value_text(env[p.name])} breaks its `where` "
                                       f"condition ({values})", p.where.span)
 
@@ -617,24 +617,38 @@ class Space:
         return list(found.values())
 
     def explain(self, entry: PointError, checked: Sequence[Mapping[str, Any]]) -> SpeccError:
-        """`entry`'s error, its message led by the choices that cause it: the choices whose values at the
-        failing points are only some of their values at the points checked."""
-        failing = entry.points
-        causes = []
-        for c in self.choices:
-            bad = {_frozen(p[c.name]) for p in failing if c.name in p}
-            seen = {_frozen(p[c.name]) for p in checked if c.name in p} | bad
-            if bad and bad != seen:
-                shown = [value_text(v) for v in dict.fromkeys(p[c.name] for p in failing if c.name in p)]
-                causes.append(f"{c.name}={shown[0]}" if len(shown) == 1 else f"{c.name} in {{{', '.join(shown)}}}")
-        if not causes and failing and failing[0]:
-            causes = [f"{k}={value_text(v)}" for k, v in failing[0].items()]
+        """`entry`'s error, its message led by the choices that cause it: the fewest choices (dropped
+        greedily, latest first) whose values at the failing points pick out exactly the failing points among
+        those checked ("with width=64, heads=3: ...")."""
+        failing = [p for p in entry.points if p]
         error = entry.error
+        causes: list[str] = []
+        if failing:
+            names = [c.name for c in self.choices if all(c.name in p for p in failing)]
+            bad = {_frozen(p) for p in failing}
+            pool = [p for p in checked if all(n in p for n in names)] + failing
+
+            def explains(kept: list[str]) -> bool:
+                combos = {tuple(_frozen(p[n]) for n in kept) for p in failing}
+                return all((tuple(_frozen(p[n]) for n in kept) in combos) == (_frozen(p) in bad) for p in pool)
+
+            kept = list(names)
+            for name in reversed(names):
+                trial = [n for n in kept if n != name]
+                if trial and explains(trial):
+                    kept = trial
+            combos = list(dict.fromkeys(tuple((n, p[n]) for n in kept) for p in failing))
+            if len(combos) <= 3:
+                causes = ["; ".join(", ".join(f"{n}={value_text(v)}" for n, v in combo) for combo in combos)]
+            else:
+                for n in kept:
+                    shown = list(dict.fromkeys(value_text(p[n]) for p in failing))
+                    causes.append(f"{n}={shown[0]}" if len(shown) == 1 else f"{n} in {{{', '.join(shown)}}}")
         lead = f"with {', '.join(causes)}: " if causes else "at every point: "
         notes = [n for n in error.notes if not n.message.startswith("at the point ")]
-        notes.append(Note(f"{len(failing)} point{'s' * (len(failing) != 1)} checked "
-                          f"{'fail' if len(failing) != 1 else 'fails'} here, e.g. {assignment_text(failing[0])}"
-                          if failing and failing[0] else "every point fails here"))
+        if failing:
+            notes.append(Note(f"{len(failing)} point{'s' * (len(failing) != 1)} checked "
+                              f"{'fail' if len(failing) != 1 else 'fails'} here, e.g. {assignment_text(failing[0])}"))
         return SpeccError(error.code, lead + error.message, error.span, notes,
                           help=error.help or "exclude these points with a `where` condition")
 
@@ -661,3 +675,119 @@ def _error_key(error: SpeccError) -> tuple:
     s = error.span
     return (error.code, s.path, s.line, s.col) if s is not None else (error.code, error.message)
 
+
+
+# ------------------------------------------------------------------ commands (specc space / sample / check)
+def space_of(loaded: Any, target: Any, path: str | Path) -> Space | None:
+    """The space of a compilable target of a loaded file, or None when its model has no choice."""
+    from .compiler import base_target
+
+    definition, seen = target, set()
+    while isinstance(definition, ast.CompressDef) and definition.name not in seen:
+        seen.add(definition.name)
+        definition = base_target(loaded, definition.base)
+    if not isinstance(definition, ast.Definition) or not any(p.choice is not None for p in definition.params):
+        return None
+    return Space(loaded, target, definition, path)
+
+
+def _source(span: Span) -> str:
+    from .lower import _source_text
+
+    return _source_text(span)
+
+
+def describe(space: Space) -> str:
+    """`specc space`: the size, each choice (its domain, default, dependencies), the constraints and, where
+    the space is small enough to type-check every point, how many points fail to."""
+    continuous = [c for c in space.choices if c.continuous]
+    size = space.points()
+    head = f"space of model {space.name}: {size:,} point{'s' * (size != 1)}"
+    if continuous:
+        head += f" of its finite choices, and {len(continuous)} continuous choice{'s' * (len(continuous) != 1)}"
+    lines = [head, "choices:"]
+    for c in space.choices:
+        p = c.param
+        assert p.choice is not None
+        text = f"  {c.name}: {c.kind} {'~' if c.continuous else 'in'} "
+        text += _source(p.choice.dist.span) if p.choice.dist is not None else _source(p.choice.span).removeprefix("in ")
+        extras = []
+        if c.default is not None:
+            extras.append(f"default {_source(c.default.span)}")
+        if c.depends:
+            extras.append(f"depends on {', '.join(c.depends)}")
+        if p.choice.kind == "range" or (p.choice.kind in ("list", "set") and not c.depends):
+            try:
+                values = c.domain({})
+                if isinstance(values, tuple):
+                    extras.append(f"{len(values)} value{'s' * (len(values) != 1)}")
+            except SpeccError:
+                pass
+        lines.append(text + (f"  ({'; '.join(extras)})" if extras else ""))
+    wheres = [c for c in space.choices if c.param.where is not None]
+    lines.append("constraints:" if wheres else "constraints: none")
+    lines += [f"  {c.name}: where {_source(c.param.where.span)}" for c in wheres if c.param.where is not None]
+    points, every = space.enumerate()
+    errors = space.errors(points)
+    failing = {_frozen(p) for e in errors for p in e.points if p in points}
+    pruned = sum(len(e.points) for e in space._pruned.values())
+    how = "every point checked" if every else "a seeded random subset checked"
+    lines.append(f"infeasible: {len(failing)} of {len(points)} point{'s' * (len(points) != 1)} fail to type-check "
+                 f"({how})" + (f"; {pruned} partial assignment{'s' * (pruned != 1)} pruned while counting"
+                              if pruned else ""))
+    return "\n".join(lines)
+
+
+def check_space(space: Space, seed: int = 0) -> tuple[str, list[SpeccError]]:
+    """`specc check` of a space: type-check every point (or a seeded random subset of the `check_points`
+    limit): a summary line, and each distinct error once, led by the choices that cause it."""
+    points, every = space.enumerate(seed=seed)
+    entries = space.errors(points)
+    how = "every point" if every else f"a random subset, seed {seed}; `--limit check_points=N` checks more"
+    total = space.points()
+    line = (f"model {space.name}: space of {total:,} point{'s' * (total != 1)}, {len(points)} type-checked "
+            f"({how}): " + ("ok" if not entries else f"{len(entries)} error{'s' * (len(entries) != 1)}"))
+    return line, [space.explain(e, points) for e in entries]
+
+
+def check_choices(loaded: Any, target: Any, path: str | Path, choices: Mapping[str, Any]) -> None:
+    """`--choice` names choices of the model being compiled (E0959 otherwise); their values are checked
+    against the domains when the model is compiled."""
+    if not choices:
+        return
+    space = space_of(loaded, target, path)
+    if space is None:
+        raise SpeccError(BAD_ASSIGNMENT, f"`{target.name}` has no choices; `--choice` picks a point of a "
+                                         "search space", target.name_span, help="set parameters with -p NAME=VALUE")
+    for name in choices:
+        space.choice(name)
+
+
+def jsonable(assignment: Mapping[str, Any]) -> dict[str, Any]:
+    """A point as JSON values (an op or block by its name)."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in assignment.items()}
+
+
+def write_samples(space: Space, seed: int, count: int, out_dir: Path, inputs: Mapping[Path, str]) -> list[str]:
+    """`specc sample`: `count` points drawn uniformly (seeded), each written as a fixed, formatted spec
+    `out_dir/MODEL_i.nnspec`, and `out_dir/samples.json` with their assignments; returns the messages."""
+    import json
+
+    from .output import write_atomic
+
+    rng = random.Random(seed)
+    records, messages = [], []
+    for i in range(count):
+        point = space.sample(rng)
+        text = space.concrete(point)
+        name = f"{space.definition.name}_{i}.nnspec"
+        write_atomic(out_dir / name, text.encode(), inputs)
+        records.append({"file": name, "model": space.definition.name, "assignment": jsonable(point)})
+        messages.append(f"wrote {out_dir / name} ({assignment_text(point)})")
+    summary = {"spec": space.path, "model": space.name, "seed": seed, "size": space.size(), "samples": records}
+    write_atomic(out_dir / "samples.json", (json.dumps(summary, indent=2) + "\n").encode(), inputs)
+    messages.append(f"wrote {out_dir / 'samples.json'}")
+    if space.loaded.module.imports:
+        spec_dir = Path(space.path).resolve().parent
+        messages.append(f"note: the samples import files relative to {spec_dir}: compile them with -I {spec_dir}")
+    return messages
