@@ -189,3 +189,52 @@ def test_a_layer_inside_a_block_instance_converts_by_its_state_dict_path(tmp_pat
     x = torch.randn(8, 16)
     with torch.no_grad():
         assert float((loaded(tmp_path)(x) - net(x)).abs().max()) < 1e-4
+
+
+# ------------------------------------------------------------------ dtypes: cast floats as load_state_dict does
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_checkpoint_of_another_float_dtype_converts_to_the_models_dtypes(tmp_path, dtype):
+    """A bf16/f16/f64 checkpoint is cast to the model's f32 before converting: the compressed state holds
+    f32 factors and scales (the bytes the plan counts), exactly what the f32 checkpoint gives."""
+    seq = reference()
+    state = {k: v.to(dtype) for k, v in seq.state_dict().items()}
+    assert compress(tmp_path, SEQUENTIAL, state).exit_code == 0
+    got = torch.load(tmp_path / "small.pt")
+    assert compress(tmp_path, SEQUENTIAL, {k: v.float() for k, v in state.items()}).exit_code == 0
+    want = torch.load(tmp_path / "small.pt")
+    assert {k: v.dtype for k, v in got.items()} == {k: v.dtype for k, v in want.items()}
+    assert {v.dtype for v in got.values()} == {torch.float32, torch.int8}
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+
+
+def onnx_compile(tmp_path: Path, spec: str, state: dict):
+    (tmp_path / "c.nnspec").write_text(spec)
+    torch.save(state, tmp_path / "w.pt")
+    return CliRunner().invoke(app, ["compile", str(tmp_path / "c.nnspec"), "--model", "small", "--target", "onnx",
+                                    "--weights", str(tmp_path / "w.pt"), "-o", str(tmp_path / "m.onnx")])
+
+
+def test_the_onnx_target_casts_float_weights_and_locates_the_wrong_ones(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    assert compress(tmp_path, SEQUENTIAL, reference().state_dict()).exit_code == 0
+    small = torch.load(tmp_path / "small.pt")
+    # an f64 factor (was: internal compiler error, MatMul's inputs of two types)
+    result = onnx_compile(tmp_path, SEQUENTIAL, {**small, "0.down.weight": small["0.down.weight"].double()})
+    assert result.exit_code == 0, result.output
+    x = np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
+    with torch.no_grad():
+        want = loaded(tmp_path)(torch.from_numpy(x))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+    # integer codes of another type, and a wrong shape: located at the layer
+    for key, bad, message, where in (("2.qweight", small["2.qweight"].int(), "is i32, but layer `2` of model "
+                                      "`small` stores it as i8", ":4:16:"),
+                                     ("2.scale", torch.ones(12, 2), "has shape [12, 2], but layer `2` of model "
+                                      "`small` needs [12, 1]", ":4:16:")):
+        result = onnx_compile(tmp_path, SEQUENTIAL, {**small, key: bad})
+        assert result.exit_code == 1, result.output
+        assert f"weight `{key}` in" in result.output and message in result.output, result.output
+        assert f"c.nnspec{where} error[E0602]" in result.output and "^^^" in result.output, result.output

@@ -20,6 +20,7 @@ from ..ir import Graph, param_key
 from ..types import DTYPES, TensorType
 from . import Artifact, Backend, environment, node_view, register_backend, render
 from ..ties import tied_targets
+from ..weights import param_dtype, stored_as
 from .torch_backend import scalar_text
 
 TARGET = "onnx"
@@ -192,7 +193,7 @@ def _check_weight_bytes(graph: Graph) -> None:
             elements = 1
             for d in spec.shape:
                 elements *= d
-            size += elements * DTYPES[spec.dtype or default][2]
+            size += elements * DTYPES[param_dtype(graph, node, spec)][2]
         # tensors an op exports besides its parameters (fixed_point's mdbm_conv: W and V, dense)
         size += getattr(node.attrs, "onnx_export_elements", lambda: 0)() * DTYPES[default][2]
         total += size
@@ -245,10 +246,7 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
     tied = tied_targets(graph)
     tensors = []
     for key, (node, param, spec) in expected.items():
-        tensor = state[key].detach().cpu()
-        if tuple(tensor.shape) != tuple(spec.shape):
-            raise SpeccError("E0602", f"weight {key} from {origin} has shape {list(tensor.shape)}, "
-                                      f"model `{graph.name}` needs {list(spec.shape)}", None)
+        tensor = stored_as(graph, node, spec, key, state[key].detach().cpu(), origin)
         name = initializer_name(value(node.name), param)
         if name in used and key not in tied:  # a tied one is its source's tensor (see onnx_text)
             tensors.append(numpy_helper.from_array(tensor.numpy(), name))

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .. import ast
 from ..diagnostics import Note, SpeccError
 from ..ir import Graph, Node, param_key
+from ..weights import WEIGHTS_MISMATCH, stored_as
 from ..passes.infer_shapes import infer_shapes
 from .selectors import select
 
@@ -284,7 +285,6 @@ def _located(plans: list[LayerPlan], transform: str, work: Callable[[], Any]) ->
 
 
 # ------------------------------------------------------------------ dense checkpoints (`specc compress --weights`)
-WEIGHTS_MISMATCH = "E0602"  # weights that load but do not fit the model (exit 1; E0601, a file that won't load, is 2)
 
 
 def rename_keys(state: dict[str, Any], rules: list[tuple[str, str]], origin: str) -> dict[str, Any]:
@@ -353,20 +353,10 @@ def check_dense_state(graph: Graph, state: Any, origin: str) -> dict[str, Any]:
                                            f"{'; '.join(parts)}", None,
                          help=f"{hint}name the spec's layers like the checkpoint's (`linear(x, 128) as fc1`), or "
                               f"map keys with --rename OLD=NEW (prefixes) or --rename-map FILE.json")
-    owners = {param_key(node, name): node for node in graph.nodes() for name in node.params}
-    for key, spec in expected.items():
-        got = tuple(state[key].shape)
-        if got != tuple(spec.shape):
-            # located at the layer that declares the weight (and the block calls that made it), so the
-            # user sees which line of the spec the checkpoint disagrees with
-            node = owners[key]
-            notes = [Note(f"in block `{block}`, called here", span) for block, span in reversed(node.call_sites)]
-            raise SpeccError(WEIGHTS_MISMATCH, f"weight `{key}` in {origin} has shape {list(got)}, but layer "
-                                               f"`{node.key}` of model `{graph.name}` needs {list(spec.shape)}",
-                             node.span, notes,
-                             help="a checkpoint of another configuration of this model needs its parameters "
-                                  "(-p NAME=VALUE); one whose keys name other layers, a key mapping (--rename OLD=NEW)")
-    return dict(state)
+    # each tensor as the base model stores it (a float checkpoint of another precision is cast, as
+    # load_state_dict would), so the converted state holds the dtypes and bytes the plan counted
+    owners = {param_key(node, name): (node, spec) for node in graph.nodes() for name, spec in node.params.items()}
+    return {key: stored_as(graph, *owners[key], key, value, origin) for key, value in state.items()}
 
 
 BAD_CALIBRATION = "E0612"  # calibration inputs that load but do not fit the base model
