@@ -304,6 +304,7 @@ class Space:
                 earlier = tuple(c.name for c in choices if c.name in reached)
                 choices.append(Choice(p.name, p.type or "", p.choice.span, p, earlier, self))
         self.choices = choices
+        self._check_defaults()
         self._memo: dict[tuple, int] = {}
         self._pruned: dict[tuple, PointError] = {}
         self._checked: dict[tuple, SpeccError | None] = {}
@@ -314,6 +315,15 @@ class Space:
                 raise first.error
             raise SpeccError(EMPTY_SPACE, f"the space of model `{definition.name}` has no point that satisfies "
                                           "every `where`", definition.name_span)
+
+    def _check_defaults(self) -> None:
+        """The defaults are a point (the concrete model): each must be in its domain and satisfy its `where`,
+        up to the first choice without one (a located error otherwise, as `specc compile` would give)."""
+        env: dict[str, Any] = {}
+        for p in self.params:
+            if p.choice is not None and p.default is None:
+                return
+            self._binder.bind(env, p)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -526,14 +536,19 @@ class Space:
             raise SpeccError(BAD_ASSIGNMENT, f"no value for choice{'s' * (len(missing) > 1)} "
                                              f"{', '.join(f'`{m}`' for m in missing)} (and no default)",
                              self.definition.name_span)
-        return dict(assignment)
+        point = dict(assignment)
+        for c in self.choices:  # an op or a block by its name, as `-p act=relu` gives it
+            if c.kind in ("op", "block") and isinstance(point.get(c.name), str):
+                point[c.name] = self._binder.callee(c.kind, point[c.name], c.span)
+        return point
 
     def check(self, assignment: Mapping[str, Any]) -> None:
         """Raise the located SpeccError of a point that is not valid (with a note naming the point)."""
-        key = _frozen(dict(assignment))
+        point = self._given(assignment)
+        key = _frozen(point)
         if key not in self._checked:
             try:
-                self.graph(assignment)
+                self.graph(point)
                 self._checked[key] = None
             except SpeccError as error:
                 self._checked[key] = error
@@ -561,7 +576,7 @@ class Space:
         try:
             return compile_target(self.loaded, self.target, point, source_path=self.path)
         except SpeccError as error:
-            if point:
+            if point and not any(n.message.startswith("at the point ") for n in error.notes):
                 error.with_note(Note(f"at the point {assignment_text(point)}"))
             raise
 
@@ -637,13 +652,13 @@ class Space:
                 trial = [n for n in kept if n != name]
                 if trial and explains(trial):
                     kept = trial
-            combos = list(dict.fromkeys(tuple((n, p[n]) for n in kept) for p in failing))
-            if len(combos) <= 3:
-                causes = ["; ".join(", ".join(f"{n}={value_text(v)}" for n, v in combo) for combo in combos)]
+            combos = list(dict.fromkeys(tuple(value_text(p[n]) for n in kept) for p in failing))
+            values = {n: list(dict.fromkeys(combo[j] for combo in combos)) for j, n in enumerate(kept)}
+            if len(combos) > 3 or len(combos) == math.prod(len(v) for v in values.values()):
+                # a product of values (exactly, or summarized when there are many combinations)
+                causes = [f"{n}={v[0]}" if len(v) == 1 else f"{n} in {{{', '.join(v)}}}" for n, v in values.items()]
             else:
-                for n in kept:
-                    shown = list(dict.fromkeys(value_text(p[n]) for p in failing))
-                    causes.append(f"{n}={shown[0]}" if len(shown) == 1 else f"{n} in {{{', '.join(shown)}}}")
+                causes = ["; ".join(", ".join(f"{n}={v}" for n, v in zip(kept, combo)) for combo in combos)]
         lead = f"with {', '.join(causes)}: " if causes else "at every point: "
         notes = [n for n in error.notes if not n.message.startswith("at the point ")]
         if failing:

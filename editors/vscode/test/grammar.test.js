@@ -35,10 +35,11 @@ async function loadGrammar() {
   return registry.loadGrammar("source.nnspec");
 }
 
-// Expected scopes from a plain tokenizer (used when no expectations file is given).
+// Expected scopes from a plain tokenizer (used when no expectations file is given). `..` (a range, `2..12`)
+// and `...` are skipped whole: the `.4` of `1..4` is no number.
 function expectations(file, text) {
   const out = [];
-  const token = /(\/\/[^\n]*)|("[^"\n]*")|([0-9]+:[0-9]+)|((?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)|([A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9_]+)|(\n)|[\s\S]/gy;
+  const token = /\.\.\.?|(\/\/[^\n]*)|("[^"\n]*")|([0-9]+:[0-9]+)|((?:[0-9]+\.(?!\.)[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)|([A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9_]+)|(\n)|[\s\S]/gy;
   let line = 0, lineStart = 0, m;
   while ((m = token.exec(text)) !== null) {
     const col = m.index - lineStart;
