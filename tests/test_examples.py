@@ -59,3 +59,26 @@ def test_train_mdbm_conv_trains_on_28x28_images():
     assert set(before) == set(after) == metrics and metrics - {"accuracy (whole image)"} <= set(base) <= metrics
     assert all(0 <= v <= 1 for r in (before, after, base) for v in r.values())
     assert after["imputation error (random masks)"] < before["imputation error (random masks)"]
+
+
+def test_search_encoder_searches_and_plots(tmp_path):
+    """A tiny search over specs/encoder_classifier_space.nnspec: the table (best first), the median of the random
+    sample, the verdict, and an SVG plot with one point per trained architecture."""
+    import xml.etree.ElementTree as ET
+
+    plot = tmp_path / "plot.svg"
+    out = run_example("search_encoder.py", "--seconds", "2", "--median-sample", "3", "--steps", "2",
+                      "--plot", str(plot))
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "score"])
+    assert lines[head].split() == ["rank", "score", "params", "MFLOPs", "seconds", "width", "depth", "heads", "act"]
+    end = next(i for i, line in enumerate(lines) if " evaluations, " in line)
+    rows = [line.split() for line in lines[head + 1:end]]
+    scores = [float(r[1]) for r in rows]
+    assert rows and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert all(r[8] in ("relu", "gelu", "silu") and int(r[5]) % int(r[7]) == 0 for r in rows)
+    median = float(next(line for line in lines if line.startswith("median score of 3 random points:")).split()[-1])
+    verdict = "yes" if scores[0] > median else "no"
+    assert f"best beats the median: {verdict}" in lines
+    circles = ET.parse(plot).getroot().findall("{http://www.w3.org/2000/svg}circle")
+    assert len(circles) == int(lines[end].split()[0]) >= len(rows)
