@@ -18,7 +18,10 @@ over dense's, and `fwd` what the forward alone adds over the built layer (its tr
 dense layer's output; a compressed layer's must stay about that, as it never holds a whole float W).
 The subprocess allocates large blocks with mmap (MALLOC_MMAP_THRESHOLD_), so memory freed while the
 layer is built is returned and not counted. The torch target's packed aten kernels are timed as reference rows (`aten int8pack`,
-`aten int4pack`), since they are what torch offers for weight-only int8/int4 on CPU.
+`aten int4pack`), since they are what torch offers for weight-only int8/int4 on CPU. Each layer the onnx
+target runs with `com.microsoft.MatMulNBits` also gets an `onnx bare` row: that one node in a model built by
+hand with onnx.helper, same weights and attributes, so its speed is onnxruntime's kernel's own; the bar line
+prints it next to specc's.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ VARIANTS = {
     "tt bond 8": "tensor_train(bond=8)",
 }
 ONNX_ONLY = {"int8 acc4", "int4 g128 acc4", "int4 g128 std"}  # differ from their siblings on onnx only
+MATMULNBITS = {"int4 g128", "int4 g128 acc4", "int8 acc4"}  # run by one com.microsoft.MatMulNBits on onnx
 
 
 def _graph(variant: str, size: int):
@@ -150,9 +154,41 @@ def _runner(variant: str, target: str, size: int):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(backends()["onnx"].emit(graph, seed=0).data, options,
-                                   providers=["CPUExecutionProvider"])
+    data = backends()["onnx"].emit(graph, seed=0).data
+    if target == "onnx bare":
+        data = bare_matmulnbits(data)
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x.numpy()})[0]
+
+
+def bare_matmulnbits(data: bytes) -> bytes:
+    """A model built by hand with onnx.helper around the one MatMulNBits of specc's model `data`, on the same
+    weights and attributes: input x -> MatMulNBits(x, codes, scales[, zeros][, bias]) -> y, nothing else.
+
+    Timed next to specc's model, it tells specc's graph (node layout, bias, optimization) from onnxruntime's
+    kernel: when the bare model is as slow, the kernel is what is slow on this CPU."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(data)
+    (node,) = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    k, n = attrs["K"], attrs["N"]
+    names = {"": ""} | {name: f"t{i}" for i, name in enumerate(node.input[1:]) if name}
+    tensors = {t.name: t for t in model.graph.initializer}
+    init = []
+    for name in node.input[1:]:
+        if name:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(tensors[name])
+            tensor.name = names[name]
+            init.append(tensor)
+    bare = helper.make_node("MatMulNBits", ["x"] + [names[i] for i in node.input[1:]], ["y"], domain="com.microsoft",
+                            **attrs)
+    graph = helper.make_graph([bare], "bare", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", n])], init)
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
 def _cases(size: int, layers: list[str]) -> list[tuple[str, str]]:
@@ -163,6 +199,8 @@ def _cases(size: int, layers: list[str]) -> list[tuple[str, str]]:
             targets.insert(1, "aten int8pack")
         if variant == "int4 g128" and size % 128 == 0:
             targets.insert(1, "aten int4pack")
+        if variant in MATMULNBITS:
+            targets.append("onnx bare")  # onnxruntime's kernel alone, in a graph built by hand
         cases += [(variant, t) for t in targets]
     return cases
 
@@ -224,7 +262,7 @@ def runtime(size: int, batches: list[int], rounds: int, layers: list[str], memor
                 times[case].append((time.perf_counter() - start) / calls)
         for case in cases:
             variant, target = case
-            base = ("dense", "onnx" if target == "onnx" else "torch")
+            base = ("dense", "onnx" if target.startswith("onnx") else "torch")
             median = statistics.median(times[case])
             speed = statistics.median(times[base]) / median
             line = f"{variant:<16}{target:<16}{batch:>6}{min(times[case]) * 1e3:>10.2f}{median * 1e3:>11.2f}{speed:>7.2f}x"
@@ -242,10 +280,15 @@ BAR = [("int4 g128", "onnx", 1, 2.0), ("int4 g128", "onnx", 64, 1.0), ("int8", "
 
 
 def bar(results: dict, batches: list[int]) -> None:
-    """The issue's bar (issue 15), for the variants and batches that ran."""
+    """The issue's bar (issue 15), for the variants and batches that ran. An onnx MatMulNBits row also gives
+    the bare kernel's speed (`onnx bare`), so a miss shows whether specc's graph or the kernel is slow."""
     checks = [(v, t, b, want) for v, t, b, want in BAR if (v, t, b) in results]
     if checks:
-        print("\nbar: " + "; ".join(f"{v} {t} batch {b} {results[(v, t, b)]:.2f}x "
+        def bare(v: str, t: str, b: int) -> str:
+            speed = results.get((v, "onnx bare", b)) if t == "onnx" else None
+            return f" (bare MatMulNBits {speed:.2f}x)" if speed is not None else ""
+
+        print("\nbar: " + "; ".join(f"{v} {t} batch {b} {results[(v, t, b)]:.2f}x{bare(v, t, b)} "
                                    f"{'>=' if results[(v, t, b)] >= want else '<'} {want}x "
                                    f"{'ok' if results[(v, t, b)] >= want else 'MISSED'}" for v, t, b, want in checks))
 

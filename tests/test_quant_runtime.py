@@ -204,3 +204,22 @@ def test_summary_says_which_compressed_layers_run_slower_than_dense(tmp_path):
     result = CliRunner().invoke(app, ["summary", str(path), "-m", "small"])
     assert result.exit_code == 0
     assert result.output.count("note: ") == 2 and f"note: {sparse}" in result.output.replace("\n", " ")
+
+
+@pytest.mark.parametrize("expr", ["quant_linear(x, 24, 4, group=16)", "quant_linear(x, 24, 4, group=16, "
+                                  "symmetric=false, bias=false)", "quant_linear(x, 24, 8, accuracy_level=4)"])
+def test_the_bench_bare_matmulnbits_model_is_that_node_alone_and_computes_the_same(tmp_path, expr):
+    """bench/compression_bench.py times a hand-built model of specc's one MatMulNBits node (`onnx bare`) to
+    tell specc's graph from onnxruntime's kernel: it must hold that node alone and compute what specc's does."""
+    sys.path.insert(0, str(__import__("targets").ROOT / "bench"))
+    from compression_bench import bare_matmulnbits
+
+    graph = spec_graph(tmp_path, expr, "f32[B, 64]")
+    data, _ = emit_onnx(graph, randomized(graph), tmp_path)
+    bare = onnx.load_from_string(bare_matmulnbits(data))
+    onnx.checker.check_model(bare)
+    assert [n.op_type for n in bare.graph.node] == ["MatMulNBits"]
+    x = torch.randn(5, 64)
+    (want,) = run_onnx(data, graph, [x])
+    (got,) = run_onnx(bare.SerializeToString(), graph, [x])
+    assert (got == want).all()
