@@ -10,9 +10,10 @@ An exception it raises ends the search (everything finished so far is in the che
 
 Every strategy takes the same keywords:
 
-* `max_evaluations` / `max_seconds`: the budget. Evaluations count trainings; seconds are the summed wall time
-  of the evaluations (building the module and training it). The search stops before starting an evaluation
-  once either is spent (a running one finishes). A point rejected by a limit is not trained and costs nothing.
+* `max_evaluations` / `max_seconds`: the budget. Evaluations count trainings (a point rejected by a limit is
+  not one); seconds are the summed wall time of the evaluations: measuring the point (compiling its graph for
+  `specc.summary`), building its module and training it, or only measuring it when a limit rejects it. The
+  search stops before starting an evaluation once either is spent (a running one finishes).
 * `seed`: every random decision comes from `random.Random(seed)`, consumed in the same order whenever the
   scores are the same, so a search is a deterministic function of its seed and its history.
 * `max_params` / `max_flops` (with `input_sizes` for the symbolic dims FLOPs depend on, e.g. {"B": 1, "T": 32}):
@@ -73,7 +74,7 @@ class Result:
     score: float | None  # None when rejected
     params: int
     flops: int | None  # None when the FLOPs depend on sizes not given in `input_sizes`
-    seconds: float  # building the module and training it
+    seconds: float  # measuring the point, building its module and training it
     budget: float | None = None  # successive halving's budget for this evaluation
     status: str = "ok"  # "ok" or "rejected"
     reason: str | None = None  # why it was rejected
@@ -421,7 +422,7 @@ class _Run:
         if self.max_evaluations is not None and self.trained >= self.max_evaluations:
             raise _Stop(f"evaluation budget ({self.max_evaluations}) spent")
         if self.max_seconds is not None and self.spent >= self.max_seconds:
-            raise _Stop(f"time budget ({self.max_seconds:g} s) spent")
+            raise _Stop(f"time budget ({self.max_seconds:.4g} s) spent")
 
     def check_space(self) -> None:
         """Stop proposing new points once every point of a finite space has been proposed."""
@@ -462,20 +463,20 @@ class _Run:
                 self.checkpoint.append(result)
         self.seen[key] = result
         self.trace.append(result)
-        if result.trained:
-            self.trained += 1
-            self.spent += result.seconds
+        self.trained += result.trained
+        self.spent += result.seconds
         return result
 
     def _measure_and_train(self, assignment: Assignment, budget: float | None) -> Result:
+        start = time.perf_counter()
         params, flops = self._measure(assignment)
         over = [f"{params:,} parameters > max_params {self.max_params:,}"
                 if self.max_params is not None and params > self.max_params else "",
                 f"{flops:,} FLOPs > max_flops {self.max_flops:,}"
                 if self.max_flops is not None and flops is not None and flops > self.max_flops else ""]
         if any(over):
-            return Result(dict(assignment), None, params, flops, 0.0, budget, "rejected", "; ".join(filter(None, over)))
-        start = time.perf_counter()
+            return Result(dict(assignment), None, params, flops, time.perf_counter() - start, budget, "rejected",
+                          "; ".join(filter(None, over)))
         module = self.build(dict(assignment))
         score = self.train_and_score(module) if budget is None else self.train_and_score(module, budget)
         seconds = time.perf_counter() - start

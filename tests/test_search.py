@@ -73,6 +73,8 @@ def test_the_time_budget_counts_the_seconds_of_the_evaluations(monkeypatch):
         result = strategy(ToySpace(), toy_score, max_seconds=7, seed=0, build=identity)
         assert len(result.results) == 7 and all(r.seconds == 1 for r in result.results)
         assert result.stopped == "time budget (7 s) spent"
+    limited = search.random_search(ToySpace(), toy_score, max_seconds=7, max_params=2000, seed=0, build=identity)
+    assert len(limited.results) == 7 and any(not r.trained for r in limited.results)  # measuring costs time too
 
 
 def test_parameter_and_flop_limits_reject_points_before_training():
@@ -216,6 +218,41 @@ def test_a_killed_search_resumes_from_its_checkpoint(tmp_path, strategy="evoluti
     again = uninterrupted(ToySpace(), toy_score, max_evaluations=20, seed=5, build=identity, checkpoint=checkpoint,
                           **extra)
     assert again.replayed == 20 and len(_lines(log)) == 20  # a finished search is only read back
+
+
+@pytest.mark.parametrize("strategy", ["successive_halving", "optuna_search"])
+def test_a_crashed_search_resumes_without_retraining(tmp_path, strategy):
+    """train_and_score raising ends the search with everything finished in the checkpoint; the rerun trains only
+    what is missing and ends where an uninterrupted search does (successive halving's rungs; Optuna's seeded TPE,
+    which sees the same told scores in the same order)."""
+    if strategy == "optuna_search":
+        pytest.importorskip("optuna", reason="the Optuna adapter needs optuna (pip install optuna)")
+    run = getattr(search, strategy)
+    kwargs = ({"configurations": 9, "eta": 3} if strategy == "successive_halving" else {"max_evaluations": 14}) | \
+        {"seed": 2, "max_params": 3000, "build": identity}
+    score = (lambda a, budget: toy_score(a) + 0.1 * budget * a["b"]) if strategy == "successive_halving" else \
+        (lambda a: toy_score(a))
+    calls = []
+
+    def crashing(*args):
+        if len(calls) == 7:
+            raise RuntimeError("killed")
+        calls.append(json.dumps(args, sort_keys=True))
+        return score(*args)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run(ToySpace(), crashing, checkpoint=tmp_path / "c.jsonl", **kwargs)
+    first = list(calls)
+    calls.append("resumed")  # no more crashes
+    resumed = run(ToySpace(), crashing, checkpoint=tmp_path / "c.jsonl", **kwargs)
+    straight = run(ToySpace(), score, **kwargs)
+    def same(r):  # all but the seconds
+        return r.assignment, r.score, r.budget, r.params, r.status
+
+    assert [same(r) for r in resumed.results] == [same(r) for r in straight.results]
+    assert any(not r.trained for r in straight.results)  # rejected points are replayed too
+    assert not set(first) & set(calls[len(first) + 1:])  # nothing trained twice
+    assert resumed.replayed >= 7 and resumed.best.assignment == straight.best.assignment
 
 
 def test_a_resumed_search_can_be_given_a_larger_budget(tmp_path):
