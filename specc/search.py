@@ -427,7 +427,7 @@ class _Run:
     def check_space(self) -> None:
         """Stop proposing new points once every point of a finite space has been proposed."""
         if self.size is not None and len(self.points) >= self.size:
-            raise _Stop(f"every point of the space ({self.size}) evaluated")
+            raise _Stop(f"every point of the space ({self.size}) tried")
 
     def check_wasted(self) -> None:
         if self.wasted >= MAX_WASTED:
@@ -676,6 +676,9 @@ def _optuna() -> Any:
 
 
 def _fmt(value: Any) -> str:
+    """A value for the table, as a spec writes it (`true`, `0.05`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -57,7 +57,7 @@ def test_a_finite_space_is_searched_exhaustively_once():
     space = ToySpace(values=1)
     result = search.random_search(space, toy_score, seed=0, build=identity)
     assert space.size() == 33 and len(result.results) == 33
-    assert result.stopped == "every point of the space (33) evaluated"
+    assert result.stopped == "every point of the space (33) tried"
     assert sorted(json.dumps(r.assignment, sort_keys=True) for r in result.results) == \
         sorted(json.dumps(p, sort_keys=True) for p in space.points)
 
@@ -134,6 +134,12 @@ def test_mutate_changes_one_choice_and_redraws_dependent_ones():
             assert parent["k"] > child["expansion"]  # k left its domain: drawn again, otherwise kept
             changed_k_only_by_expansion += 1
     assert changed_k_only_by_expansion > 0
+    space = ToySpace(lr=True)  # a log-uniform choice: mutated by a new draw from its distribution
+    parents = [space.sample(rng) for _ in range(100)]
+    children = [(p, search.mutate(space, p, rng)) for p in parents]
+    moved = [c["lr"] for p, c in children if c is not None and c["lr"] != p["lr"]]
+    assert moved and all(isinstance(v, float) and 1e-4 <= v <= 1 for v in moved)
+    assert all(c is None or sum(p[k] != c[k] for k in p) >= 1 for p, c in children)
 
 
 def test_mutate_on_a_spec_space_keeps_where_conditions():
@@ -179,6 +185,8 @@ def test_successive_halving_keeps_the_best_third_and_triples_the_budget():
     assert len(result.ranked()) == 27  # each point once, at its largest budget
     capped = search.successive_halving(ToySpace(), train, configurations=27, max_budget=10, build=identity)
     assert max(r.budget for r in capped.results) == 9 and "3 points left at budget 9" in capped.stopped
+    short = search.successive_halving(ToySpace(), train, configurations=27, max_evaluations=30, build=identity)
+    assert len(short.results) == 30 and short.stopped == "evaluation budget (30) spent"
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
@@ -253,6 +261,7 @@ def test_a_crashed_search_resumes_without_retraining(tmp_path, strategy):
     assert any(not r.trained for r in straight.results)  # rejected points are replayed too
     assert not set(first) & set(calls[len(first) + 1:])  # nothing trained twice
     assert resumed.replayed >= 7 and resumed.best.assignment == straight.best.assignment
+    assert all(r.params <= 3000 for r in straight.results if r.trained)
 
 
 def test_a_resumed_search_can_be_given_a_larger_budget(tmp_path):
