@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -388,3 +389,18 @@ def test_suggest_on_a_spec_space_prunes_points_that_break_where(optuna):
         assert pruned == (t.params["width"] == 12 and t.params["heads{1,2,4,8}"] == 8)
     assert {t.params["act"] for t in study.trials if "act" in t.params} == {"relu", "gelu", "silu"}
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+
+
+def test_a_search_over_a_spec_space_is_the_same_in_every_process():
+    """A resumed search replays its sampler in a new process: over specs/encoder_classifier_space.nnspec the
+    points proposed must not depend on the process's string hashing (PYTHONHASHSEED)."""
+    code = ("from specc.space import Space; from specc import search; import json\n"
+            "s = Space.load('specs/encoder_classifier_space.nnspec')\n"
+            "r = search.evolution(s, lambda a: a['width'] / 48 - a['depth'] / 10 + (a['act'] == 'gelu') / 20,"
+            " population=4, sample=2, max_evaluations=12, seed=3, build=lambda a: a)\n"
+            "print(json.dumps([x.assignment for x in r.results]))")
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    points = [json.loads(r.stdout) for r in runs]
+    assert points[0] == points[1] and len(points[0]) == 12
