@@ -42,7 +42,7 @@ import statistics
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -455,7 +455,7 @@ class _Run:
         self.check_budget()
         self.points.add(_key(assignment))
         if key in self.cache:
-            result = self.cache[key]
+            result = replace(self.cache[key], assignment=dict(assignment))  # (in the order of the choices)
             self.replayed += 1
         else:
             result = self._measure_and_train(assignment, budget)

@@ -399,8 +399,9 @@ def test_a_search_over_a_spec_space_is_the_same_in_every_process():
             "r = search.evolution(s, lambda a: a['width'] / 48 - a['depth'] / 10 + (a['act'] == 'gelu') / 20,"
             " population=4, sample=2, max_evaluations=12, seed=3, build=lambda a: a)\n"
             "print(json.dumps([x.assignment for x in r.results]))")
-    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr
-    points = [json.loads(r.stdout) for r in runs]
+    runs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    outputs = [r.communicate(timeout=300) for r in runs]  # both at once
+    assert all(r.returncode == 0 for r in runs), outputs[0][1]
+    points = [json.loads(out) for out, _ in outputs]
     assert points[0] == points[1] and len(points[0]) == 12
