@@ -233,7 +233,7 @@ def check_cmd(file: Path = FileArg, param: Optional[list[str]] = ParamOpt,
             space = None if params else space_of(loaded, target, file)
             if space is not None:  # a search space: every point (or a seeded subset), each error once
                 line, errors = check_space(space)
-                print(f"{printable(str(file))}: {line}")
+                print(f"{printable(str(file))}: {line}", file=sys.stderr if errors else sys.stdout)
                 for error in errors:
                     _report(error)
                 failed = failed or bool(errors)

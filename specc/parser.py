@@ -153,7 +153,7 @@ _GROUPING = frozenset({
     "start", "import_stmt", "model_def", "block_def", "params", "param", "body", "input_stmt", "tensor_type",
     "dims", "assign_stmt", "targets", "output_stmt", "return_stmt", "columns_stmt", "compress_def", "stage",
     "selector", "exprs", "arguments", "keyword", "constraint_body", "subscripts", "choice_in", "choice_set",
-    "choice_dist",
+    "choice_dist", "conditions",
 })
 _CHAINS = frozenset({"add", "sub", "mul", "div", "mod", "power"})
 
@@ -276,6 +276,10 @@ class _Builder(Transformer_NonRecursive):
 
             check_choice_type(str(name), type_name, choice)
         return ast.Param(str(name), type_name, default, self.sp(meta), choice=choice, where=where)
+
+    @v_args(meta=True, inline=False)
+    def conditions(self, meta, items):
+        return items[0] if len(items) == 1 else ast.Logic(self.sp(meta), "and", list(items))
 
     def choice_in(self, meta, low, _dots, high):
         if high is not None:

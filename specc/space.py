@@ -211,18 +211,20 @@ def check_where(p: ast.Param, evaluate: Evaluate, env: Mapping[str, Any]) -> Non
     """E0951 unless the `where` of choice `p` holds (over `env`, `p` bound)."""
     if p.where is None:
         return
-    holds = evaluate(p.where)
-    if not isinstance(holds, bool):
-        from .lower import _kind
+    joined = isinstance(p.where, ast.Logic) and p.where.op == "and"  # `where a and b`: each must hold
+    for condition in p.where.operands if isinstance(p.where, ast.Logic) and joined else [p.where]:
+        holds = evaluate(condition)
+        if not isinstance(holds, bool):
+            from .lower import _kind
 
-        raise SpeccError("E0217", f"a `where` condition must be a bool, got {_kind(holds)}", p.where.span)
-    if not holds:
-        from .lower import _names_in
+            raise SpeccError("E0217", f"a `where` condition must be a bool, got {_kind(holds)}", condition.span)
+        if not holds:
+            from .lower import _names_in
 
-        read = {n.id for n in _names_in(p.where)}
-        values = ", ".join(f"{n}={value_text(v)}" for n, v in env.items() if n in read)
-        raise SpeccError(WHERE_FALSE, f"`{p.name}` = {value_text(env[p.name])} breaks its `where` "
-                                      f"condition ({values})", p.where.span)
+            read = {n.id for n in _names_in(condition)}
+            values = ", ".join(f"{n}={value_text(v)}" for n, v in env.items() if n in read)
+            raise SpeccError(WHERE_FALSE, f"`{p.name}` = {value_text(env[p.name])} breaks its `where` "
+                                          f"condition ({values})", condition.span)
 
 
 # ------------------------------------------------------------------ the space

@@ -278,7 +278,7 @@ def test_space_command_prints_choices_constraints_and_infeasible_points(tmp_path
 def test_check_reports_each_error_once_with_its_choices(tmp_path):
     result = invoke("check", str(write(tmp_path, SMALL)))
     assert result.exit_code == 1
-    assert "model small: space of 48 points, 48 type-checked (every point): 1 error" in result.stdout
+    assert "model small: space of 48 points, 48 type-checked (every point): 1 error" in result.stderr
     assert result.stderr.count("error[") == 1
     assert "4:27: error[E0402]: with a in {2, 4}, h=3: attention" in result.stderr
     assert "8 points checked fail here" in result.stderr
@@ -317,3 +317,69 @@ def test_sample_rejects_a_space_whose_points_never_type_check(tmp_path):
     with pytest.raises(SpeccError) as err:
         Space.load(write(tmp_path, text)).sample(random.Random(0))
     assert err.value.code == "E0010" and "sample_tries" in err.value.render()
+
+
+def test_where_conditions_joined_by_and(tmp_path):
+    path = write(tmp_path, SMALL.replace("h: int in [1, 2, 3] = 1", "h: int in [1, 2, 3] = 1 where a % h == 0 and h < a"))
+    space = Space.load(path)
+    # (a, b) pairs: 1, 3 and 4 for a = 2, 4, 6; h divides a and is below it: 1, 2 and 3 values; act: 2
+    assert space.size() == (1 * 1 + 3 * 2 + 4 * 3) * 2 == 38
+    with pytest.raises(SpeccError) as err:
+        compile_graph(path, params={"a": 2, "h": 2})
+    assert err.value.code == "E0951" and err.value.span.source.line(1)[err.value.span.col - 1:].startswith("h < a")
+
+
+# ---------------------------------------------------------------- the language server
+def analyze(tmp_path: Path, text: str):
+    from specc.lsp import features
+    from specc.lsp.analysis import Workspace
+
+    path = write(tmp_path, text, "editor.nnspec")
+    analysis = Workspace().analyze(path, text)
+    return analysis, features.Positions(analysis, path.as_uri(), len)
+
+
+def test_hover_on_a_choice_shows_its_set(tmp_path):
+    from specc.lsp import features
+
+    analysis, pos = analyze(tmp_path, EVERY_FORM)
+    assert analysis.errors == []
+    lines = EVERY_FORM.splitlines()
+
+    def hover(word: str) -> str:
+        line = next(i for i, text in enumerate(lines) if word in text)
+        return features.hover(analysis, pos, line, lines[line].index(word) + 1).contents.value
+
+    assert "choice of a search space: one of `{relu, gelu, silu}`, 3 values" in hover("act:")
+    assert "value: `gelu`" in hover("act:")
+    assert "one of `{8, 16}` (with width=8), 2 values" in hover("ffn:")
+    assert "`loguniform(0.0001, 0.1)`" in hover("lr:")
+    assert "ffn: int in [width, 2 * width] = 2 * width" in hover("ffn:")
+    assert "choice of a search space: one of `{relu, gelu, silu}`" in hover("act(")  # the call reads the choice
+
+
+def test_completion_in_an_op_set_offers_ops_and_blocks(tmp_path):
+    from specc.lsp import features
+
+    def labels(old: str, typed: str) -> set[str]:
+        text = EVERY_FORM.replace(old, typed)
+        analysis, pos = analyze(tmp_path, text)
+        line = next(i for i, l in enumerate(text.splitlines()) if typed in l)
+        col = text.splitlines()[line].index(typed) + len(typed)  # the cursor right after what was typed
+        return {i.label for i in features.completion(analysis, pos, line, col).items}
+
+    ops = labels("act: op in {relu, gelu, silu}", "act: op in {relu, ")
+    assert {"gelu", "silu", "tanh"} <= ops and "mix_a" not in ops and "model" not in ops
+    assert labels("mixer: block in {mix_a, mix_b}", "mixer: block in {") == {"mix_a", "mix_b"}
+
+
+def test_editor_diagnostics_of_spaces(tmp_path):
+    bad_default = EVERY_FORM.replace("depth: int in 1..2 = 1", "depth: int in 1..2 = 3")
+    analysis, _ = analyze(tmp_path, bad_default)
+    assert [(e.code, e.span.line) for e in analysis.errors] == [("E0950", 9)]  # the model line
+    no_defaults = SMALL.replace(" = 2,", ",").replace(" = 2 where", " where")
+    analysis, _ = analyze(tmp_path, no_defaults.replace("h: int in [1, 2, 3] = 1", "h: int in [1, 2, 3]"))
+    assert analysis.errors == []  # the space's first point is checked, not "no default"
+    empty = SMALL.replace("= 2 where (a + b) % 3 != 0", "where a + b > 20")  # no default to break it first
+    analysis, _ = analyze(tmp_path, empty)
+    assert [e.code for e in analysis.errors] == ["E0957"]

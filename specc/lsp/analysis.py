@@ -458,8 +458,8 @@ class Workspace:
             try:
                 # diagnostics come from lowering and shape inference, and dead code from its elimination;
                 # the fusion passes raise nothing a user caused, so the editor skips them
-                graph = compiler.compile_graph(path, target.name, after_each=after_each, loader=lambda _: module,
-                                               pipeline=("infer_shapes", "eliminate_dead_code"))
+                graph = compiler.compile_graph(path, target.name, _point(path, target, module), after_each=after_each,
+                                               loader=lambda _: module, pipeline=("infer_shapes", "eliminate_dead_code"))
                 if captured:
                     captured[0].live = set(graph.nx.nodes)
                 outcome = _Outcome(None, captured[0] if captured else None)
@@ -499,6 +499,23 @@ class Workspace:
         return hit[1]
 
 
+def _point(path: str, target: compiler.Target, module: ast.Module) -> dict[str, Any]:
+    """The parameter values a model is checked with: none (its defaults), but for a search space (choices,
+    specc/space.py) the space is counted first (its errors: an empty space, a domain read from a continuous
+    choice) and, where a choice has no default, its first point is checked instead."""
+    definition = target
+    if isinstance(definition, ast.CompressDef):
+        definition = next((d for d in module.definitions if d.name == target.base), None)
+    if not isinstance(definition, ast.Definition) or not any(p.choice is not None for p in definition.params):
+        return {}
+    from ..space import Space
+
+    space = Space.from_loaded(compiler.load_project(path, lambda _: module), target.name, path)
+    if all(c.default is not None for c in space.choices):
+        return {}
+    return space.unrank(0)
+
+
 def _compilable(parsed: ParsedFile) -> list[compiler.Target]:
     """`compiler.compilable`, in file order (its own sort sees chunk-relative positions)."""
     chunk = {id(c.source): i for i, c in enumerate(parsed.chunks)}
@@ -532,9 +549,13 @@ def _copy(error: SpeccError) -> SpeccError:
 
 
 def _call_names(node: Any) -> Iterator[str]:
-    """Every name called anywhere inside a syntax tree node."""
+    """Every name called anywhere inside a syntax tree node, and every block a value may name: a choice of
+    blocks (`mixer: block in {a, b}`), a default, and a bare name passed to a block (`layer(x, mix_a)`)."""
     if isinstance(node, ast.Call):
         yield node.func
+        yield from (a.id for a in [*node.args, *(kw.value for kw in node.kwargs)] if isinstance(a, ast.Name))
+    if isinstance(node, ast.Param) and node.type in ("op", "block"):
+        yield from (e.id for e in [*(node.choice.items if node.choice else []), node.default] if isinstance(e, ast.Name))
     if isinstance(node, list):
         for item in node:
             yield from _call_names(item)

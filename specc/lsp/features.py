@@ -763,8 +763,35 @@ def _signature(d: ast.Definition) -> str:
 
 
 def _param_text(p: ast.Param) -> str:
-    """`name: type = default`, as written."""
-    return p.name + (f": {p.type}" if p.type else "") + (f" = {_source_text(p.default.span)}" if p.default else "")
+    """`name: type = default`, as written (a choice's domain and `where` too)."""
+    return (p.name + (f": {p.type}" if p.type else "") + (f" {_source_text(p.choice.span)}" if p.choice else "")
+            + (f" = {_source_text(p.default.span)}" if p.default else "")
+            + (f" where {_source_text(p.where.span)}" if p.where else ""))
+
+
+def _choice_lines(analysis: Analysis, d: ast.Definition, param: ast.Param) -> list[str]:
+    """A choice's set of values (its range or list evaluated, with the earlier parameters' defaults when it
+    depends on them), or its distribution (see specc/space.py)."""
+    from ..lower import ParamBinder, Program
+    from ..space import domain, domain_text
+
+    try:
+        binder = ParamBinder(Program(dict(analysis.definitions)), d)
+        env: dict[str, Any] = {}
+        for p in d.params:
+            if p is param:
+                break
+            binder.bind(env, p)
+        values = domain(param, binder.evaluator(env), binder.callee)
+    except Exception:  # an earlier parameter without a default, or an error shown as a diagnostic
+        return [f"choice of a search space: `{_source_text(param.choice.span)}`"] if param.choice else []
+    if not isinstance(values, tuple):
+        return [f"choice of a search space: `{values}`"]
+    shown = domain_text(values) if len(values) <= 12 else domain_text(values[:5])[:-1] + ", ..., " + \
+        domain_text(values[-2:])[1:]
+    read = [p.name for p in d.params if p is not param and re.search(rf"\b{p.name}\b", _source_text(param.choice.span))]
+    given = f" (with {', '.join(f'{n}={env[n]!r}' for n in read if n in env)})" if read else ""
+    return [f"choice of a search space: one of `{shown}`{given}, {len(values)} value{'s' * (len(values) != 1)}"]
 
 
 def _source_text(span: Span) -> str:
@@ -776,6 +803,8 @@ def _source_text(span: Span) -> str:
 def _hover_param(analysis: Analysis, d: Any, param: ast.Param) -> str:
     """A parameter's declaration, its value in a model, and the definition it belongs to."""
     lines = [_code(_param_text(param))]
+    if isinstance(d, ast.Definition) and param.choice is not None:
+        lines += _choice_lines(analysis, d, param)
     if isinstance(d, ast.Definition):
         model = analysis.models.get(d.name) if d.kind == "model" else None
         if model is not None and param.name in model.constants:
@@ -836,6 +865,15 @@ def completion(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.C
         names = list(DTYPES) if _statement_head(tokens) == "INPUT" else list(PARAM_TYPES)
         return lsp.CompletionList(is_incomplete=False, items=[
             lsp.CompletionItem(label=n, kind=lsp.CompletionItemKind.TypeParameter) for n in names])
+    chosen = _choice_set_type(tokens)
+    if chosen in ("op", "block"):  # `act: op in {relu, |}`: the ops (or blocks) to choose from
+        if chosen == "op":
+            items = [lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, detail=_op_signature(op),
+                                        documentation=op.doc) for name, op in ops.all_ops().items() if name != "input"]
+        else:
+            items = [lsp.CompletionItem(label=d.name, kind=lsp.CompletionItemKind.Class, detail=_signature(d))
+                     for d in analysis.definitions.values() if d.kind == "block"]
+        return lsp.CompletionList(is_incomplete=False, items=items)
     if sum((t.type == "LBRACE") - (t.type == "RBRACE") for t in tokens) <= 0:
         return lsp.CompletionList(is_incomplete=False, items=_keywords(("model", "block", "import", "compress")))
     call = _enclosing_call(tokens)
@@ -857,6 +895,24 @@ def completion(analysis: Analysis, pos: Positions, line: int, col: int) -> lsp.C
     elif last.type in ("NAME", "RPAR", "RSQB", "NUMBER", "RBRACE"):
         items += _keywords(("if", "else"))
     return lsp.CompletionList(is_incomplete=False, items=items)
+
+
+def _choice_set_type(tokens: list[Lexeme]) -> str | None:
+    """In `act: op in {relu, |`: the declared type of the choice whose `{...}` holds the cursor, if it does."""
+    depth = 0
+    for i in range(len(tokens) - 1, -1, -1):
+        t = tokens[i].type
+        if t == "RBRACE":
+            depth += 1
+        elif t == "LBRACE":
+            if depth:
+                depth -= 1
+                continue
+            if i >= 3 and tokens[i - 1].type == "IN" and tokens[i - 2].type in ("NAME", "BLOCK") \
+                    and tokens[i - 3].type == "COLON":  # `block` lexes as the keyword
+                return tokens[i - 2].text
+            return None
+    return None
 
 
 def _compress_items(call: str | None, last: Lexeme | None, tokens: list[Lexeme]) -> list[lsp.CompletionItem]:

@@ -98,8 +98,28 @@ class _Builder:
                 self.expr(dim)
             if p.default is not None:
                 self.expr(p.default)
+            self.choice(p)
         for self.stmt, s in enumerate(d.body):
             self.statement(s)
+
+    def choice(self, p: ast.Param) -> None:
+        """A choice's values (an op's or a block's name is a use of that op or block, `act: op in {relu}`),
+        a distribution's bounds, and its `where` condition."""
+        c = p.choice
+        if c is not None:
+            if c.dist is not None:
+                for a in c.dist.args:
+                    self.expr(a)
+            for item in c.items:
+                if p.type in ("op", "block") and isinstance(item, ast.Name):
+                    self.add(item.span, item.id, "call", ("def", item.id))
+                else:
+                    self.expr(item)
+            for bound in (c.low, c.high):
+                if bound is not None:
+                    self.expr(bound)
+        if p.where is not None:
+            self.expr(p.where)
 
     def declare(self, span: Span, name: str, kind: str, node: Any) -> None:
         assert self.defn is not None
@@ -152,7 +172,11 @@ class _Builder:
         if isinstance(e, ast.Name):
             self.use(e.span, e.id)
         elif isinstance(e, ast.Call):
-            self.add(e.func_span, e.func, "call", ("def", e.func), node=e).config = config
+            bound = [b for b in self.bindings.get(e.func, []) if b.kind == "param"]
+            if bound and getattr(bound[-1].node, "type", None) in ("op", "block"):
+                self.use(e.func_span, e.func)  # `act(h)` with `act: op`: a use of the parameter
+            else:
+                self.add(e.func_span, e.func, "call", ("def", e.func), node=e).config = config
             for a in e.args:
                 self.expr(a)
             for kw in e.kwargs:
