@@ -10,8 +10,10 @@ positions the model must find the mark by attention, and a short training (40 Ad
 architectures apart. The score is the validation accuracy.
 
 First a random sample of the space measures its median score; then regularized evolution searches for the
-rest of the wall time (--seconds for both: measuring, compiling and training the points). The script prints the results table and whether the best point beats the median, and writes
-the plot of score vs parameters (SVG). With --checkpoint FILE a killed run resumes where it stopped.
+rest of the wall time (--seconds covers both: measuring, compiling and training the points). The script prints
+the results table and whether the best point beats the median, and writes the plot of score vs parameters
+(SVG; the random sample in grey, its median dashed). With --checkpoint FILE a killed run resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def main() -> None:
     print(f"best score: {best.score:.4f} ({best.params:,} parameters: "
           f"{', '.join(f'{k}={v}' for k, v in best.assignment.items())})")
     print(f"best beats the median: {'yes' if best.score > median else 'no'}")
-    found.write_svg(args.plot, title=f"{SPEC.stem}: validation accuracy vs parameters")
+    found.write_svg(args.plot, title=f"{SPEC.stem}: validation accuracy vs parameters", baseline=sample)
     print(f"plot: {args.plot}; {time.perf_counter() - start:.0f} s in all")
 
 

@@ -133,12 +133,15 @@ class SearchResult:
                      f"from the checkpoint); stopped: {self.stopped}")
         return "\n".join(lines)
 
-    def svg(self, title: str = "score vs parameters") -> str:
-        """The score of every trained point against its parameter count, as an SVG document (best in red)."""
-        return plot_svg([(r.params, _score(r)) for r in self.ranked()], title=title)
+    def svg(self, title: str = "score vs parameters", baseline: SearchResult | None = None) -> str:
+        """The score of every trained point against its parameter count, as an SVG document (best in red;
+        points that scored NaN or infinity are left out). `baseline`: another search (say a random sample of the
+        space) drawn in grey, with its median score as a dashed line."""
+        return plot_svg(_finite_points(self), title=title, baseline=_finite_points(baseline) if baseline else ())
 
-    def write_svg(self, path: str | Path, title: str = "score vs parameters") -> None:
-        Path(path).write_text(self.svg(title))
+    def write_svg(self, path: str | Path, title: str = "score vs parameters",
+                  baseline: SearchResult | None = None) -> None:
+        Path(path).write_text(self.svg(title, baseline))
 
 
 # ---------------------------------------------------------------------------------------------- strategies
@@ -321,17 +324,20 @@ def suggest(trial: Any, space: Space) -> Assignment | None:
 
 
 def plot_svg(points: Sequence[tuple[float, float]], title: str = "score vs parameters",
-             x_label: str = "parameters", y_label: str = "score") -> str:
+             x_label: str = "parameters", y_label: str = "score",
+             baseline: Sequence[tuple[float, float]] = ()) -> str:
     """A scatter plot of (x, y) points as a standalone SVG document; the x axis is logarithmic when x spans more
-    than a factor of 10. The point with the largest y is drawn in red."""
+    than a factor of 10. The point with the largest y is drawn in red; `baseline` points in grey, with a dashed
+    line at their median y."""
     if not points:
         raise ValueError("nothing to plot: no point was trained")
     width, height, left, right, top, bottom = 640, 420, 70, 20, 40, 50
     xs, ys = [float(p[0]) for p in points], [_finite(p[1]) for p in points]
-    log = min(xs) > 0 and max(xs) / min(xs) > 10
+    bx, by = [float(p[0]) for p in baseline], [_finite(p[1]) for p in baseline]
+    log = min(xs + bx) > 0 and max(xs + bx) / min(xs + bx) > 10
     fx = math.log10 if log else (lambda v: v)
-    x0, x1 = _pad(fx(min(xs)), fx(max(xs)))
-    y0, y1 = _pad(min(ys), max(ys))
+    x0, x1 = _pad(fx(min(xs + bx)), fx(max(xs + bx)))
+    y0, y1 = _pad(min(ys + by), max(ys + by))
 
     def px(v: float) -> float:
         return left + (fx(v) - x0) / (x1 - x0) * (width - left - right)
@@ -356,6 +362,14 @@ def plot_svg(points: Sequence[tuple[float, float]], title: str = "score vs param
                f'{_xml(x_label)}{" (log scale)" if log else ""}</text>')
     out.append(f'<text x="16" y="{(top + height - bottom) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 16 {(top + height - bottom) / 2})">{_xml(y_label)}</text>')
+    if baseline:
+        median = statistics.median(by)
+        out.append(f'<line x1="{left}" y1="{py(median):.1f}" x2="{width - right}" y2="{py(median):.1f}" '
+                   f'stroke="grey" stroke-dasharray="6 4"/><text x="{width - right - 4}" y="{py(median) - 5:.1f}" '
+                   f'text-anchor="end" fill="grey">median of the baseline ({median:.4g})</text>')
+        for x, y in zip(bx, by):
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="none" stroke="grey">'
+                       f'<title>baseline: {_short(x)} params, score {y:.4g}</title></circle>')
     best = max(range(len(points)), key=lambda i: ys[i])
     for i in [j for j in range(len(points)) if j != best] + [best]:  # the best on top
         x, y, colour = xs[i], ys[i], "#d62728" if i == best else "#1f77b4"
@@ -682,6 +696,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _finite_points(result: SearchResult) -> list[tuple[float, float]]:
+    return [(r.params, _score(r)) for r in result.ranked() if math.isfinite(_score(r))]
 
 
 def _finite(v: float) -> float:

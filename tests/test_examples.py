@@ -63,7 +63,7 @@ def test_train_mdbm_conv_trains_on_28x28_images():
 
 def test_search_encoder_searches_and_plots(tmp_path):
     """A tiny search over specs/encoder_classifier_space.nnspec: the table (best first), the median of the random
-    sample, the verdict, and an SVG plot with one point per trained architecture."""
+    sample, the verdict, and an SVG plot with one point per trained architecture (and the sample's in grey)."""
     import xml.etree.ElementTree as ET
 
     plot = tmp_path / "plot.svg"
@@ -81,4 +81,5 @@ def test_search_encoder_searches_and_plots(tmp_path):
     verdict = "yes" if scores[0] > median else "no"
     assert f"best beats the median: {verdict}" in lines
     circles = ET.parse(plot).getroot().findall("{http://www.w3.org/2000/svg}circle")
-    assert len(circles) == int(lines[end].split()[0]) >= len(rows)
+    grey = [c for c in circles if c.get("stroke") == "grey"]  # the random sample
+    assert len(grey) == 3 and len(circles) - 3 == int(lines[end].split()[0]) >= len(rows)

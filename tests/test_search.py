@@ -118,6 +118,8 @@ def test_a_nan_score_is_the_worst():
                                   seed=2, build=identity)
     assert any(r.score == -math.inf for r in result.results)
     assert result.ranked()[-1].score == -math.inf and result.best.score == 1.0
+    circles = ET.fromstring(result.svg()).findall("{http://www.w3.org/2000/svg}circle")
+    assert len(circles) == sum(r.score == 1.0 for r in result.results)  # the NaN ones are left out
 
 
 def test_mutate_changes_one_choice_and_redraws_dependent_ones():
@@ -336,6 +338,13 @@ def test_table_and_plot():
     assert ys[0][1] == "#d62728"  # the best score is the highest point
     with pytest.raises(ValueError, match="nothing to plot"):
         search.plot_svg([])
+    sample = search.random_search(ToySpace(), toy_score, max_evaluations=5, seed=9, build=identity)
+    svg = ET.fromstring(result.svg(baseline=sample))
+    grey = [c for c in svg.findall(f"{ns}circle") if c.get("stroke") == "grey"]
+    assert len(grey) == 5 and len(svg.findall(f"{ns}circle")) == 13
+    dashed = [line for line in svg.findall(f"{ns}line") if line.get("stroke-dasharray")]
+    median_y = sorted(float(c.get("cy")) for c in grey)[2]
+    assert len(dashed) == 1 and float(dashed[0].get("y1")) == median_y  # the baseline's median
 
 
 @pytest.fixture
