@@ -759,8 +759,13 @@ def check_space(space: Space, seed: int = 0) -> tuple[str, list[SpeccError]]:
     """`specc check` of a space: type-check every point (or a seeded random subset of the `check_points`
     limit): a summary line, and each distinct error once, led by the choices that cause it."""
     points, every = space.enumerate(seed=seed)
-    entries = space.errors(points)
     how = "every point" if every else f"a random subset, seed {seed}; `--limit check_points=N` checks more"
+    if all(c.default is not None for c in space.choices):  # the concrete model is always among them
+        defaults = space._resolved({})
+        if not any(_frozen(p) == _frozen(defaults) for p in points):
+            points.insert(0, defaults)
+            how = f"the defaults and {'every point' if every else how}"
+    entries = space.errors(points)
     total = space.points()
     line = (f"model {space.name}: space of {total:,} point{'s' * (total != 1)}, {len(points)} type-checked "
             f"({how}): " + ("ok" if not entries else f"{len(entries)} error{'s' * (len(entries) != 1)}"))

@@ -238,7 +238,14 @@ def test_a_choice_on_a_block_parameter_is_located(tmp_path):
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
+    from specc import limits
+
+    saved = dict(limits._overrides)  # `--limit` sets them for the process: not for the next test
+    try:
+        return CliRunner().invoke(app, list(args))
+    finally:
+        limits._overrides.clear()
+        limits._overrides.update(saved)
 
 
 def test_choice_option_and_p_check_the_domain(tmp_path):
@@ -290,7 +297,7 @@ def test_check_reports_each_error_once_with_its_choices(tmp_path):
 def test_check_of_a_large_space_takes_a_seeded_subset(tmp_path):
     result = invoke("--limit", "check_points=10", "check", str(ROOT / "specs" / "transformer_encoder_space.nnspec"))
     assert result.exit_code == 0, result.output
-    assert "space of 384 points, 10 type-checked (a random subset, seed 0" in result.stdout
+    assert "space of 384 points, 11 type-checked (the defaults and a random subset, seed 0" in result.stdout
 
 
 def test_sample_command_writes_specs_and_assignments(tmp_path):
@@ -383,3 +390,35 @@ def test_editor_diagnostics_of_spaces(tmp_path):
     empty = SMALL.replace("= 2 where (a + b) % 3 != 0", "where a + b > 20")  # no default to break it first
     analysis, _ = analyze(tmp_path, empty)
     assert [e.code for e in analysis.errors] == ["E0957"]
+
+
+SHIPPED_SPACES = [p for p in sorted((ROOT / "specs").glob("*.nnspec")) if re.search(r":\s*\w+\s*(\bin\b|~)", p.read_text())]
+
+
+@pytest.mark.parametrize("spec", SHIPPED_SPACES, ids=lambda p: p.name)
+def test_shipped_spaces_sample_specs_that_compile_on_every_target(tmp_path, spec):
+    """Each shipped space's defaults are valid, and its sampled specs emit torch, triton and onnx code (imports
+    resolved from the shipped directory, with -I)."""
+    from specc.codegen import backends
+
+    space = Space.load(spec)
+    assert space.is_valid({})
+    rng = random.Random(11)
+    for i in range(2):
+        point = space.sample(rng)
+        fixed = write(tmp_path, space.concrete(point), f"{spec.stem}_{i}.nnspec")
+        graph = compile_graph(fixed, include=[spec.parent])
+        for target in ("torch", "triton", "onnx"):
+            assert backends()[target].emit(graph).data
+
+
+def test_check_includes_the_defaults(tmp_path, monkeypatch):
+    from specc import limits
+    from specc.space import check_space
+
+    text = SMALL.replace("h: int in [1, 2, 3] = 1", "h: int in [1, 2, 3] = 1 where a % h == 0")
+    space = Space.load(write(tmp_path, text))
+    monkeypatch.setenv("SPECC_LIMIT_CHECK_POINTS", "3")
+    assert limits.value("check_points") == 3
+    line, errors = check_space(space, seed=4)
+    assert errors == [] and "space of 40 points, 4 type-checked" in line  # 3 drawn and the defaults
