@@ -436,33 +436,41 @@ class Space:
     def _draw(self, pick: Callable[[list[int]], int], rng: random.Random | None) -> dict[str, Any]:
         """One point of the counted tree: at each finite choice `pick(counts)` chooses the index of a value
         (`counts`: points under each); continuous choices are drawn from `rng` (their defaults without one)."""
-        env: dict[str, Any] = {}
+        env: dict[str, Any] = {}  # what counting sees: no continuous value, nor anything derived from one
+        full: dict[str, Any] = {}  # every value so far (a distribution's bounds may read any earlier one)
         assignment: dict[str, Any] = {}
         for i, p in enumerate(self.params):
             if p.choice is None:
                 if p.name not in self._continuous:
                     env = self._bind_default(env, p)
-            elif p.choice.kind == "dist":
-                if rng is None and p.default is not None:
-                    value = float(self._binder.evaluator(dict(env))(p.default))
+                    full[p.name] = env[p.name]
                 else:
-                    dist = domain(p, self._binder.evaluator(dict(env)), self._binder.callee)
+                    try:
+                        self._binder.bind(full, p)
+                    except SpeccError:
+                        pass  # the point fails to compile, and `check` says why
+            elif p.choice.kind == "dist":
+                evaluate = self._binder.evaluator(dict(full))
+                if rng is None and p.default is not None:
+                    value = float(evaluate(p.default))
+                else:
+                    dist = domain(p, evaluate, self._binder.callee)
                     assert isinstance(dist, Distribution)
                     value = dist.sample(rng or random.Random(0))
-                assignment[p.name] = value  # not in `env`: nothing counted reads it
+                assignment[p.name] = full[p.name] = value
             else:
                 values = self._values(i, env, assignment)
                 counts = [self._count(i + 1, {**env, p.name: v}, {**assignment, p.name: v}) for v in values]
                 value = values[pick(counts)]
                 env = {**env, p.name: value}
-                assignment[p.name] = value
+                assignment[p.name] = full[p.name] = value
         return assignment
 
     # ---------------------------------------------------------------- the API
     def size(self) -> int | None:
         """The number of points whose values are in their domains and satisfy every `where` (exact, by
         counting); None when a choice is continuous. Points that fail to type-check are not subtracted
-        (that needs a compile per point): `infeasible()` counts them where the space is small enough."""
+        (that needs a compile per point): `errors()` finds them, and `specc space` counts them."""
         return None if any(c.continuous for c in self.choices) else self._total
 
     def points(self) -> int:

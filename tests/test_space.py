@@ -422,3 +422,15 @@ def test_check_includes_the_defaults(tmp_path, monkeypatch):
     assert limits.value("check_points") == 3
     line, errors = check_space(space, seed=4)
     assert errors == [] and "space of 40 points, 4 type-checked" in line  # 3 drawn and the defaults
+
+
+def test_continuous_bounds_and_conditions_read_earlier_continuous_choices(tmp_path):
+    text = ("model m(w: int in [4, 8] = 4, a: float ~ uniform(0.0, 1.0) = 0.5, top: float = 2 * a,\n"
+            "        b: float ~ uniform(a, top + 1.0) = 1.2 where b > a + 0.5, k: int in 1..w = 1) {\n"
+            "    input x: f32[B, w]\n    output y = dropout(x * b, p=a / 2)\n}\n")
+    space = Space.load(write(tmp_path, text))
+    assert space.points() == 4 + 8 and space.size() is None  # k: 4 values with w=4, 8 with w=8
+    rng = random.Random(2)
+    draws = [space.sample(rng) for _ in range(200)]
+    assert all(d["a"] + 0.5 < d["b"] <= 2 * d["a"] + 1.0 and 1 <= d["k"] <= d["w"] for d in draws)
+    assert Counter(d["w"] for d in draws)[8] > Counter(d["w"] for d in draws)[4]  # 8 of the 12 points have w=8
