@@ -276,7 +276,7 @@ def sample_cmd(file: Path = FileArg, seed: int = typer.Option(..., "--seed", hel
 
         loaded = load_project(file, include=include or ())
         space = Space.from_loaded(loaded, model, file)
-        out = output or Path(f"{space.definition.name}_samples")
+        out = output or Path(f"{space.name}_samples")
         for message in write_samples(space, seed, count, out, _inputs(loaded)):
             print(printable(message), file=sys.stderr)
 

@@ -337,15 +337,11 @@ class Space:
 
     @classmethod
     def from_loaded(cls, loaded: Any, model: str | None, path: str | Path) -> "Space":
-        from .compiler import base_target, select_model
+        from .compiler import select_model
 
         target = select_model(loaded.module, model)
-        definition = target
-        seen = set()
-        while isinstance(definition, ast.CompressDef) and definition.name not in seen:
-            seen.add(definition.name)
-            definition = base_target(loaded, definition.base)
-        if not isinstance(definition, ast.Definition) or definition.kind != "model":
+        definition = _model_of(loaded, target)
+        if definition is None:
             from .compiler import compile_target
 
             compile_target(loaded, target)  # says what is wrong with the base
@@ -705,15 +701,22 @@ def _error_key(error: SpeccError) -> tuple:
 # ------------------------------------------------------------------ commands (specc space / sample / check)
 def space_of(loaded: Any, target: Any, path: str | Path) -> Space | None:
     """The space of a compilable target of a loaded file, or None when its model has no choice."""
+    definition = _model_of(loaded, target)
+    if definition is None or not any(p.choice is not None for p in definition.params):
+        return None
+    return Space(loaded, target, definition, path)
+
+
+def _model_of(loaded: Any, target: Any) -> ast.Definition | None:
+    """The model whose parameters a target has: itself, or the model a compressed model compresses (through
+    compressed models compressed further); None when there is none (`compile_target` says why)."""
     from .compiler import base_target
 
     definition, seen = target, set()
     while isinstance(definition, ast.CompressDef) and definition.name not in seen:
         seen.add(definition.name)
         definition = base_target(loaded, definition.base)
-    if not isinstance(definition, ast.Definition) or not any(p.choice is not None for p in definition.params):
-        return None
-    return Space(loaded, target, definition, path)
+    return definition if isinstance(definition, ast.Definition) and definition.kind == "model" else None
 
 
 def _source(span: Span) -> str:
@@ -800,7 +803,8 @@ def jsonable(assignment: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_samples(space: Space, seed: int, count: int, out_dir: Path, inputs: Mapping[Path, str]) -> list[str]:
     """`specc sample`: `count` points drawn uniformly (seeded), each written as a fixed, formatted spec
-    `out_dir/MODEL_i.nnspec`, and `out_dir/samples.json` with their assignments; returns the messages."""
+    `out_dir/MODEL_i.nnspec` (MODEL: the model sampled, or the compressed model), and `out_dir/samples.json`
+    with their assignments; returns the messages."""
     import json
 
     from .output import write_atomic
@@ -810,9 +814,9 @@ def write_samples(space: Space, seed: int, count: int, out_dir: Path, inputs: Ma
     for i in range(count):
         point = space.sample(rng)
         text = space.concrete(point)
-        name = f"{space.definition.name}_{i}.nnspec"
+        name = f"{space.name}_{i}.nnspec"
         write_atomic(out_dir / name, text.encode(), inputs)
-        records.append({"file": name, "model": space.definition.name, "assignment": jsonable(point)})
+        records.append({"file": name, "model": space.name, "assignment": jsonable(point)})
         messages.append(f"wrote {out_dir / name} ({assignment_text(point)})")
     summary = {"spec": space.path, "model": space.name, "seed": seed, "size": space.size(), "samples": records}
     write_atomic(out_dir / "samples.json", (json.dumps(summary, indent=2) + "\n").encode(), inputs)
