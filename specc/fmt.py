@@ -236,9 +236,9 @@ def _layout(text: str, tokens: list[Lexeme] | None = None) -> list[_Line]:
 
 
 def _called(word: Lexeme | None, before: Lexeme | None) -> bool:
-    """Whether `word` before a `(` is the op `where(...)`, not the `where` clause of a compression stage,
-    which follows its selector (a name or a string)."""
-    return word is not None and word.type == "WHERE" and (before is None or before.type not in ("NAME", "STRING"))
+    """Whether `word` before a `(` is the op `where(...)`, not a `where` clause: a compression stage's, which
+    follows its selector (a name or a string), or a choice's, which follows its values or default."""
+    return word is not None and word.type == "WHERE" and (before is None or before.type not in _OPERAND_END)
 
 
 def _paren_kind(tok: Lexeme, prev: Lexeme | None, before: Lexeme | None) -> str:

@@ -136,6 +136,7 @@ def test_every_form_round_trips_through_the_formatter(tmp_path):
     formatted = format_text(EVERY_FORM)
     assert format_text(formatted) == formatted
     assert "depth: int in 1..2 = 1" in formatted and "act: op in {relu, gelu, silu}" in formatted
+    assert "= 2 where (a + b) % 3 != 0," in format_text(SMALL)  # a `where` clause, not the op `where(...)`
     assert syntax_shape(parse(SourceFile("a", EVERY_FORM))) == syntax_shape(parse(SourceFile("b", formatted)))
     space = Space.load(write(tmp_path, EVERY_FORM))
     assert [c.kind for c in space.choices] == ["int", "int", "op", "bool", "block", "int", "int", "float", "float"]
