@@ -358,6 +358,29 @@ def test_warm_started_prox_is_exact_in_float64(mixed, alpha):
             assert (warm - _per_block(mixed, moved, alpha)).abs().max() <= 1e-10
 
 
+@pytest.mark.parametrize("dtype, alpha", [(torch.float64, 1e-3), (torch.float32, 1e-2)])
+def test_warm_started_prox_with_a_dominant_unit_at_small_alpha(tmp_path_factory, dtype, alpha):
+    """Warm, s is the last call's t, which reaches beta = 1/alpha - 1 at a group's top: exp(s) overflowed (alpha
+    1e-3 in float64), the bracket's upper end became infinite and Newton could run off and settle silently on a
+    wrong point (2 of these 60 draws, error 0.99: all mass on another unit). A dominant unit per group of 10,
+    moved by 1e-2, the solver's move between iterations at small alpha."""
+    layer = _layer(tmp_path_factory, "state=[20], weight=mdbm(m=0.1), activation=prox_softmax(groups=10)")
+    a = torch.tensor(alpha, dtype=dtype)
+    worst = 0.0
+    for seed in range(100, 160):
+        base = torch.randn(4, 20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        v = base * 0.01
+        v[:, ::10] += 1.0
+        moved = (v + 1e-2 * base.flip(0)).to(dtype)
+        try:
+            _, state = layer.to(dtype)._prox_fast(v.to(dtype), a, None)
+            warm, _ = layer._prox_fast(moved, a, state)
+        finally:
+            layer.double()
+        worst = max(worst, (warm.double() - _per_block(layer, moved.double(), alpha)).abs().max().item())
+    assert worst <= (1e-10 if dtype == torch.float64 else 1e-5)
+
+
 def test_warm_started_prox_float32_ignores_a_large_common_offset(mixed):
     """As _prox_simplex: exact for the float32 input it is given (compared with the float64 prox of that input)."""
     v = torch.randn(4, mixed.n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
