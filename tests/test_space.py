@@ -435,3 +435,59 @@ def test_continuous_bounds_and_conditions_read_earlier_continuous_choices(tmp_pa
     draws = [space.sample(rng) for _ in range(200)]
     assert all(d["a"] + 0.5 < d["b"] <= 2 * d["a"] + 1.0 and 1 <= d["k"] <= d["w"] for d in draws)
     assert Counter(d["w"] for d in draws)[8] > Counter(d["w"] for d in draws)[4]  # 8 of the 12 points have w=8
+
+
+def _random_space(rng: random.Random) -> tuple[str, list]:
+    """A random space of 2-4 int choices whose lists, ranges and `where`s read earlier choices, as spec text
+    and as Python (each choice: its name, a domain function of the earlier values, a condition or None)."""
+    params, python = [], []
+    for i in range(rng.randint(2, 4)):
+        name = f"c{i}"
+        j = f"c{rng.randrange(i)}" if i else None
+        kind = rng.choice(["list", "dep_list", "range", "dep_range"] if j else ["list", "range"])
+        if kind == "list":
+            values = sorted(rng.sample(range(1, 6), rng.randint(1, 3)))
+            text, domain = f"[{', '.join(map(str, values))}]", (lambda env, v=values: v)
+        elif kind == "dep_list":
+            k = rng.randint(1, 3)
+            text, domain = f"[{j}, {j} + {k}, 2 * {j}]", (lambda env, j=j, k=k: [env[j], env[j] + k, 2 * env[j]])
+        elif kind == "range":
+            lo, hi = rng.randint(0, 3), rng.randint(2, 5)
+            text, domain = f"{lo}..{hi}", (lambda env, lo=lo, hi=hi: list(range(lo, hi + 1)))
+        else:
+            k = rng.randint(0, 2)
+            text, domain = f"{j}..{j} + {k}", (lambda env, j=j, k=k: list(range(env[j], env[j] + k + 1)))
+        where, condition = "", None
+        if j and rng.random() < 0.5:
+            m = rng.randint(2, 3)
+            where, condition = f" where ({name} + {j}) % {m} != 0", (lambda env, n=name, j=j, m=m: (env[n] + env[j]) % m != 0)
+        params.append(f"{name}: int in {text}{where}")
+        python.append((name, domain, condition))
+    return f"model r({', '.join(params)}) {{\n    input x: f32[B, 4]\n    output y = x * c0\n}}\n", python
+
+
+def _brute_force(python: list) -> set[tuple]:
+    points = [{}]
+    for name, domain, condition in python:
+        points = [{**env, name: v} for env in points for v in dict.fromkeys(domain(env))
+                  if condition is None or condition({**env, name: v})]
+    return {tuple(p.values()) for p in points}
+
+
+def test_counting_and_unranking_match_brute_force_on_random_spaces(tmp_path):
+    rng = random.Random(2024)
+    checked = 0
+    for n in range(40):
+        text, python = _random_space(rng)
+        expected = _brute_force(python)
+        path = write(tmp_path, text, f"r{n}.nnspec")
+        if not expected:
+            with pytest.raises(SpeccError) as err:
+                Space.load(path)
+            assert err.value.code == "E0957"
+            continue
+        space = Space.load(path)
+        assert space.size() == len(expected), text
+        assert {tuple(space.unrank(k).values()) for k in range(space.size())} == expected, text
+        checked += 1
+    assert checked >= 30
