@@ -733,7 +733,7 @@ def describe(space: Space) -> str:
     head = f"space of model {space.name}: {size:,} point{'s' * (size != 1)}"
     if continuous:
         head += f" of its finite choices, and {len(continuous)} continuous choice{'s' * (len(continuous) != 1)}"
-    lines = [head, "choices:"]
+    lines = [head, "choices:" if space.choices else "choices: none (a concrete model)"]
     for c in space.choices:
         p = c.param
         assert p.choice is not None
