@@ -32,6 +32,18 @@ def test_train_cdgm_tabular_reports_violations_and_utility_per_generator():
     assert all(0 <= float(v) <= 1 for r in rows.values() for v in r[1:])
 
 
+def test_train_cdgm_tabular_with_disjunctive_constraints():
+    """`--layer banded`: the layer with implications; a column counts the rows that break one of them."""
+    out = run_example("train_cdgm_tabular.py", "--steps", "4", "--layer", "banded")
+    assert "an implication" in out.splitlines()[0], out
+    rows = {line[:18].strip(): line[18:].split() for line in out.splitlines()[1:]}
+    assert set(rows) == {"real", "without layer", "+ violation loss", "C-DGM layer"}, out
+    assert all(len(r) == 4 for r in rows.values()), out
+    assert rows["C-DGM layer"][:2] == ["0.0%", "0.0%"] and rows["real"][:2] == ["0.0%", "0.0%"]
+    assert float(rows["without layer"][0][:-1]) >= float(rows["without layer"][1][:-1]) > 0  # its rows do break some
+    assert all(0 <= float(v) <= 1 for r in rows.values() for v in r[2:])
+
+
 def test_train_mdbm_runs_and_learns():
     """The smoke run reports the paper's metrics (accuracy from the whole image, imputation error on random and on
     patch masks) before and after training and for the baselines, and three steps already move them."""
