@@ -262,10 +262,9 @@ class _Lowerer:
                 continue
             self._bind_param(defn, p, given)
 
-    def _bind_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]],
-                    in_domain: bool = False) -> Any:
+    def _bind_param(self, defn: ast.Definition, p: ast.Param, given: dict[str, tuple[Any, Span | None]]) -> Any:
         """Bind one parameter (not a tensor) and return its value. A choice's value must be one of its
-        domain (unless `in_domain`: the caller took it from there) and satisfy its `where`."""
+        domain and satisfy its `where`."""
         if p.type is not None and p.type not in PARAM_TYPES:
             raise SpeccError("E0208", f"unknown parameter type `{p.type}`", p.span,
                              help=f"use one of {', '.join(PARAM_TYPES)}")
@@ -293,10 +292,9 @@ class _Lowerer:
         if p.choice is not None:
             from . import space  # a choice's domain and `where` are a search space's rules
 
-            if not in_domain:
-                space.check_in_domain(p, value, space.domain(p, self._const, self._callee_name), span)
+            space.check_in_domain(p, value, space.domain(p, self._const, self._callee_name), span)
             self.env[p.name] = value
-            space.check_where(p, self._const, self.env)
+            space.check_where(p, self._const, self.env)  # over this value and the earlier ones
         self.env[p.name] = value
         return value
 
@@ -1344,11 +1342,11 @@ class ParamBinder:
     def __init__(self, program: Program, model: ast.Definition) -> None:
         self._lowerer = _Lowerer(program, model)
 
-    def bind(self, env: dict[str, Any], p: ast.Param, value: Any = ..., in_domain: bool = False) -> Any:
+    def bind(self, env: dict[str, Any], p: ast.Param, value: Any = ...) -> Any:
         """Bind `p` in `env` (changed in place): `value`, or its default when `value` is `...`."""
         self._lowerer.env = env
         given = {} if value is ... else {p.name: (value, None)}
-        return self._lowerer._bind_param(self._lowerer.defn, p, given, in_domain)
+        return self._lowerer._bind_param(self._lowerer.defn, p, given)
 
     def evaluator(self, env: dict[str, Any]) -> Any:
         """A function that evaluates a compile-time expression over `env` (a located SpeccError if it cannot)."""
