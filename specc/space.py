@@ -40,7 +40,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import ast, limits
 from .diagnostics import Note, Span, SpeccError, did_you_mean

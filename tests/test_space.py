@@ -17,11 +17,10 @@ from typer.testing import CliRunner
 
 from specc.cli import app
 from specc.compiler import compile_graph
-from specc.diagnostics import SpeccError
+from specc.diagnostics import SourceFile, SpeccError
 from specc.fmt import format_text, syntax_shape
 from specc.lower import OpRef
 from specc.parser import parse
-from specc.diagnostics import SourceFile
 from specc.space import Distribution, Space
 from targets import ROOT, example_inputs, outputs_on_every_target
 
