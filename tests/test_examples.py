@@ -44,6 +44,22 @@ def test_train_cdgm_tabular_with_disjunctive_constraints():
     assert all(0 <= float(v) <= 1 for r in rows.values() for v in r[2:])
 
 
+def test_cancer_generator_layers_share_the_linear_facts():
+    """specs/cancer_generator.rules (the `banded` layer's) repeats the `sample` block's 44 linear constraints, then adds
+    the implications: the two lists must not drift apart, and every real row satisfies both layers' sets."""
+    from sklearn.datasets import load_breast_cancer
+
+    from specc.constraints import ConstraintSet, report
+
+    spec = ROOT / "specs" / "cancer_generator.nnspec"
+    linear, banded = (ConstraintSet.from_spec(spec, layer=name) for name in ("sample", "banded"))
+    plain = [f.text for f in banded.formulas if all(len(c) == 1 for c in f.clauses)]
+    assert plain == [c.text for c in linear.constraints] and len(plain) == 44
+    assert len(banded.formulas) == 44 + 54
+    rows = load_breast_cancer().data
+    assert report(rows, linear).rows_violating == report(rows, banded).rows_violating == 0
+
+
 def test_train_mdbm_runs_and_learns():
     """The smoke run reports the paper's metrics (accuracy from the whole image, imputation error on random and on
     patch masks) before and after training and for the baselines, and three steps already move them."""
