@@ -11,8 +11,11 @@ Showing "0% violations" against such a baseline needs the same constraints outsi
 Both read the constraints as written (and a rules file's), before Fourier–Motzkin elimination, so a
 report names the constraints the user wrote. Disjunctive lines (`or`, `not`, `->`, propositional
 clauses over labels) count as one constraint each: a row violates a line when it violates one of its
-clauses, i.e. every literal of that clause. Categorical variables are not read here (their hidden
-columns are the layer's own): `specc.constraints.categorical.satisfied` checks those rows.
+clauses, i.e. every literal of that clause. A categorical variable's literals (`heating in {gas, oil}`,
+`==`, `!=`) read the row's category as the layer decodes it, its largest column (the first on a tie):
+a row violates `heating in {gas, oil} -> chimney >= 1` when its largest heating column is gas or oil
+and chimney < 1, whether or not the group is one-hot. The layer's own rules that tie the group to its
+hidden columns (one-hot, best allowed category) are no lines of the user's and are not reported.
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ from typing import Any, Sequence
 from . import LinearConstraint, violations
 from .disjunctive import Formula
 
-_CATEGORICAL = ("{} has categorical variables, whose hidden columns are the layer's own: "
-                "specc.constraints.categorical.satisfied checks its output rows")
-
-
 @dataclass(frozen=True)
 class ConstraintSet:
     """Linear constraints and disjunctive lines over named columns: `columns` is the order of a row's
@@ -36,6 +35,9 @@ class ConstraintSet:
     columns: tuple[str, ...]
     constraints: tuple[LinearConstraint, ...]
     formulas: tuple[Formula, ...] = ()  # lines with `or` / `not` / `->`, as clauses
+    # categorical variables: each one's category columns; `heating in S` is the literal `sum of S's columns >= 1/2`,
+    # read on the one-hot of the row's largest category column (`decoded`, `category_literal`)
+    groups: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def from_spec(cls, path: str | Path, model: str | None = None, params: dict[str, Any] | None = None,
@@ -58,9 +60,11 @@ class ConstraintSet:
             raise ValueError(f"{path}: model `{graph.name}` has {which} (its constraint layers: {names})")
         attrs = found[0].attrs
         if attrs.disjunctive:
-            if attrs.expansion is not None:
-                raise ValueError(_CATEGORICAL.format(f"{path}: layer `{found[0].name}`"))
-            return cls(attrs.columns, (), attrs.all_formulas)
+            expansion = attrs.expansion
+            if expansion is None:
+                return cls(attrs.columns, (), attrs.all_formulas)
+            # the expansion's formulas come first; the user's lines, over the visible columns, follow
+            return cls(attrs.columns, (), attrs.all_formulas[len(expansion.formulas):], expansion.groups)
         return cls(attrs.columns, attrs.all_constraints)
 
     @classmethod
@@ -69,9 +73,8 @@ class ConstraintSet:
         from .files import load_constraints
 
         loaded = load_constraints(path, columns)
-        if loaded.categoricals:
-            raise ValueError(_CATEGORICAL.format(path))
-        return cls(tuple(columns), loaded.constraints, tuple(loaded.formulas))
+        groups = tuple(g.categories for g in loaded.categoricals)
+        return cls(tuple(columns), loaded.constraints, tuple(loaded.formulas), groups)
 
     def lines(self) -> list[tuple[str, tuple[tuple[LinearConstraint, ...], ...]]]:
         """Every constraint as (its text, its clauses): a linear one is one clause of one literal."""
@@ -97,6 +100,28 @@ class ConstraintSet:
             raise ValueError(f"expected rows of shape [N, {len(self.columns)}] (columns "
                              f"{', '.join(self.columns)}), got shape {list(x.shape)}")
         return x
+
+    def decoded(self, x):
+        """numpy rows [N, columns] with each categorical variable's columns replaced by the one-hot of its
+        largest one (the first on a tie): the category the layer reads. Other columns are unchanged."""
+        import numpy as np
+
+        out = np.array(x, dtype=np.float64)
+        for group in self.groups:
+            out[:, list(group)] = np.eye(len(group))[out[:, list(group)].argmax(-1)]
+        return out
+
+    def category_literal(self, c: LinearConstraint) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """For a categorical literal, (the categories' columns it allows, the others); None for a numeric one.
+        `heating in S` is `-sum of S's columns <= -1/2` (categorical.membership), its negation `sum < 1/2`:
+        the categories not in S."""
+        named = {j for j, _ in c.coeffs}
+        for group in self.groups:
+            if named <= set(group):
+                inside = all(a < 0 for _, a in c.coeffs)
+                allowed = tuple(j for j in group if (j in named) == inside)
+                return allowed, tuple(j for j in group if j not in allowed)
+        return None
 
 
 @dataclass(frozen=True)
@@ -137,8 +162,9 @@ def report(rows, rules: ConstraintSet, tol: float = 1e-5) -> ViolationReport:
     lines = rules.lines()
     used = sorted({j for _, clauses in lines for clause in clauses for c in clause for j, _ in c.coeffs})
     finite = np.isfinite(x[:, used]).all(1) if used else np.ones(len(x), dtype=bool)
-    bad = np.concatenate([violations(rules.constraints, x[finite], tol),  # one pass for the linear ones
-                          ~satisfied(rules.formulas, x[finite], tol)], axis=1)
+    checked = rules.decoded(x[finite])
+    bad = np.concatenate([violations(rules.constraints, checked, tol),  # one pass for the linear ones
+                          ~satisfied(rules.formulas, checked, tol)], axis=1)
     return ViolationReport(tuple(text for text, _ in lines), tuple(int(n) for n in bad.sum(0)),
                            len(x), int(bad.any(1).sum()), int((~finite).sum()))
 
@@ -147,7 +173,12 @@ def violation_loss(x, rules: ConstraintSet, reduction: str = "mean"):
     """A differentiable penalty for violating `rules`: per row, the sum over constraints of how far
     `A[k] @ row` exceeds `b[k]` (0 where it holds), each constraint scaled by its coefficients' norm so
     that writing `2a <= 2b` instead of `a <= b` does not double its weight; a disjunctive line adds,
-    per clause, the excess of its least violated literal (0 where one holds).
+    per clause, the excess of its least violated literal (0 where one holds). A categorical literal
+    (`heating in S`) is exceeded by how far the row's largest category column outside S is above its
+    largest one in S: 0 exactly where the category `report` reads is in S, and its gradient raises the
+    allowed categories' columns and lowers the others'. So a row with gas heating that breaks `heating
+    in {gas, oil} -> chimney >= 1` is pushed toward chimney >= 1 or toward another category, whichever
+    is nearer.
 
     `x` is a torch tensor [..., columns]; `reduction` is "mean" or "sum" over rows, or "none" for one
     value per row. It is the penalty of a baseline trained without a constraint layer; it lowers
@@ -160,18 +191,27 @@ def violation_loss(x, rules: ConstraintSet, reduction: str = "mean"):
     if x.shape[-1] != len(rules.columns):
         raise ValueError(f"expected a last dim of {len(rules.columns)} (columns {', '.join(rules.columns)}), "
                          f"got shape {list(x.shape)}")
-    def excess(rules_of: ConstraintSet):
-        """[..., k]: how far each linear constraint is exceeded, scaled by its coefficients' norm."""
-        a, b = rules_of.matrix()
+
+    def excess(literals: Sequence[LinearConstraint]):
+        """[..., k]: how far each literal is exceeded, a linear one scaled by its coefficients' norm."""
+        numeric = [c for c in literals if rules.category_literal(c) is None]
+        a, b = ConstraintSet(rules.columns, tuple(numeric)).matrix()
         norm = (a * a).sum(1) ** 0.5
         a_t = torch.as_tensor(a / norm[:, None], dtype=x.dtype, device=x.device)
         b_t = torch.as_tensor(b / norm, dtype=x.dtype, device=x.device)
-        return torch.relu(x @ a_t.T - b_t)
+        out = [torch.relu(x @ a_t.T - b_t)]
+        for c in literals:
+            category = rules.category_literal(c)
+            if category is not None:
+                allowed, others = category
+                gap = x[..., list(others)].amax(-1) - x[..., list(allowed)].amax(-1) if others else x[..., 0] * 0
+                out.append(torch.relu(gap)[..., None])
+        return torch.cat(out, -1)
 
-    per_row = excess(rules).sum(-1)
+    per_row = excess(rules.constraints).sum(-1)
     for formula in rules.formulas:  # a clause is as violated as its least violated literal
         for clause in formula.clauses:
-            per_row = per_row + excess(ConstraintSet(rules.columns, clause)).amin(-1)
+            per_row = per_row + excess(clause).amin(-1)
     if reduction == "none":
         return per_row
     return per_row.mean() if reduction == "mean" else per_row.sum()
