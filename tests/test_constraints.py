@@ -361,6 +361,37 @@ def test_gradients_match_finite_differences_on_random_sets(system, seed):
     torch.testing.assert_close(auto[smooth], numeric[smooth], rtol=1e-6, atol=1e-6)
 
 
+SLIVER_SPEC = """model m() {
+    input x: f32[B, 5]
+    columns (a, u, b, c, big) = x
+    output y = constrain(x, order=[a, u, b, c, big]) {
+        1500 * u - c >= 0
+        c - b >= 0
+        c - a >= 0
+        b - a >= 0
+        big >= 10000000
+    }
+}
+"""
+
+
+def test_bounds_that_nearly_coincide_are_judged_by_their_own_columns(tmp_path):
+    """Found on the C-DGM paper's Botnet set (1500 y_9 - y_3 >= 0 and a chain below it), shuffled order: whether
+    b's bounds [a, 1500 u] count as one but for rounding was judged by the largest column of the whole row, so
+    `big`, which no bound of b reads and which is repaired later, decided it: the first pass left b at a, the
+    second (big now 1e7) pinned it to 1500 u, and the layer was not idempotent. Now only the bounds' own columns
+    scale the test: b's repair does not depend on `big`, and a second pass changes nothing."""
+    layer = python_module(compile_text(tmp_path, SLIVER_SPEC), "torch")[1]
+    rows = torch.tensor([[-48.69861602783203, -0.03246574103832245, -60.0, -70.0, big]
+                         for big in (0.0, 1e3, 1e7, 1e30)])
+    with torch.no_grad():
+        once = layer(rows)
+        twice = layer(once)
+    assert torch.equal(once, twice)
+    assert (once[:, :4] == once[:1, :4]).all()  # the same repair whatever `big` was
+    assert once[0, 2].item() == rows[0, 0].item()  # b lifted to its lower bound a, not pinned to 1500 u
+
+
 def test_gradients_where_bounds_coincide_match_pishield(tmp_path):
     pytest.importorskip("pishield")
     x = torch.cat([torch.tensor([[0.0, 1.0, -5.0, 0.0], [0.0, 1.0, 5.0, 3.0]]), inputs(12, 4, rows=64)])
