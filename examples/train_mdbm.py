@@ -30,7 +30,8 @@ regression (0.900 vs 0.914 with 64-image batches; `--observe-max 0.4` runs the f
 Gradients come from implicit differentiation of the fixed point.
 
 Reported on held-out images (the paper's metrics):
-- classification accuracy from the whole image, against logistic regression on the whole image;
+- classification accuracy from the whole image, against logistic regression on the whole image (its C chosen
+  by 5-fold cross-validation on the training images only);
 - imputation error (share of hidden pixels inferred wrong) on random masks (60% hidden) and on patch
   masks (a random 4x4 patch of the 8x8 image hidden, as the paper's 14x14 patches of 28x28 MNIST),
   against per-pixel most-common-value imputation (the mean imputation of binary pixels).
@@ -139,8 +140,14 @@ def evaluate(model, images, labels, masks) -> dict[str, float]:
     }
 
 
-def baselines(train_images, train_labels, images, labels, masks) -> dict[str, float]:
-    """The paper's baselines: most-common value per pixel (imputation), logistic regression (accuracy)."""
+TUNED_C = tuple(10.0 ** (k / 2) for k in range(-4, 3))  # 0.01 .. 10, half decades
+
+
+def baselines(train_images, train_labels, images, labels, masks, Cs: tuple[float, ...] = TUNED_C) -> dict[str, float]:
+    """The paper's baselines: most-common value per pixel (imputation), logistic regression (accuracy). The
+    logistic regression is fairly tuned: its inverse regularization C is chosen among `Cs` by 5-fold
+    cross-validation on the training images only (sklearn's default C = 1 is 1.1 points worse on the default
+    split); with one value it is fitted at that C."""
     common = train_images.mean(0) > 0.5
     guess = common.expand_as(images)
 
@@ -152,9 +159,14 @@ def baselines(train_images, train_labels, images, labels, masks) -> dict[str, fl
            "imputation error (patch masks)": error(masks["patch"])}
     try:
         from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
     except ImportError:
         return out
-    classifier = LogisticRegression(max_iter=2000).fit(train_images.numpy(), train_labels.numpy())
+    x, y = train_images.numpy(), train_labels.numpy()
+    if len(Cs) == 1:
+        classifier = LogisticRegression(C=Cs[0], max_iter=3000).fit(x, y)
+    else:
+        classifier = GridSearchCV(LogisticRegression(max_iter=3000), {"C": list(Cs)}, cv=5).fit(x, y)
     out["accuracy (whole image)"] = float(classifier.score(images.numpy(), labels.numpy()))
     return out
 

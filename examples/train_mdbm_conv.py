@@ -100,7 +100,9 @@ def main() -> None:
     print("after training: ", {k: round(v, 3) for k, v in ours.items()},
           f"(training {train_seconds:.0f} s, {train_seconds / args.steps:.2f} s per step; evaluation "
           f"{time.perf_counter() - start:.1f} s)")
-    base = baselines(images[train], labels[train], images[test], labels[test], masks)
+    # logistic regression at C = 1: tuning C by cross-validation on 784 features took 484 s on one shared CPU, and
+    # on the default split the tuned model scores the same (0.931)
+    base = baselines(images[train], labels[train], images[test], labels[test], masks, Cs=(1.0,))
     print("baselines:      ", {k: round(v, 3) for k, v in base.items()})
     print(table(ours, base))
 
