@@ -56,11 +56,11 @@ def totals(rows: list[LayerRow]) -> tuple[int, int, Dim]:
 # bench/compression_bench.py --runtime, CPU, one thread). They store less but rebuild a float weight at
 # run time; the onnx target's rebuild reads constants only, so onnxruntime folds it into a dense weight
 # when it loads the model (dense speed and dense memory in the session, the small weights in the file).
+# Not here: masked_linear (prune), whose zeros are its mask, so inference is the dense layer's matmul.
 _REBUILT = {
     "nm_linear": "N:M sparsity rebuilds the dense weight in every forward (no sparse kernels are used)",
     "nm_mask_linear": "learnable N:M masks score every candidate mask in every forward; freeze them "
                       "(`sparsity` on the layer) before deploying",
-    "masked_linear": "pruning multiplies the dense weight by its mask in every forward",
     "codebook_linear": "codebook weights are looked up into a dense weight in every forward",
     "quant_attention": "quantized attention projections are dequantized whole in every forward",
     "quant_conv1d": "a quantized convolution's weight is dequantized whole in every forward",

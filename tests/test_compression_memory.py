@@ -1,11 +1,12 @@
 """How much memory a weight-compressed linear layer's forward takes on the torch target.
 
-nm_linear (2:4, N:M), nm_mask_linear (learnable masks), masked_linear (prune) and codebook_linear keep
-their weight compressed and rebuild it a band of rows at a time (the module's one `_banded_linear`), so
-a forward never holds a whole float W. Checked three ways: the bands give the whole-weight outputs (and
-training, which rebuilds W whole, still gets gradients); the forward's resident-memory peak, measured
-in a fresh process, stays far below the float W it stands for; and a 2:4 or codebook layer's weights
-plus its forward's peak stay below a dense layer's.
+nm_linear (2:4, N:M), nm_mask_linear (learnable masks) and codebook_linear keep their weight compressed
+and rebuild it a band of rows at a time (the module's one `_banded_linear`), so a forward never holds a
+whole float W; masked_linear (prune) stores only its weight (the zeros are the mask) and infers with the
+dense matmul. Checked three ways: inference gives the training forward's outputs (and training, which
+builds W whole, still gets gradients); the forward's resident-memory peak, measured in a fresh process,
+stays far below the float W it stands for; and a 2:4 or codebook layer's weights plus its forward's peak
+stay below a dense layer's, a pruned layer's at most a dense layer's.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ def layer_graph(tmp_path, name: str, expr: str, width: int, out: int):
 
 
 def randomized(model: torch.nn.Module) -> torch.nn.Module:
-    """Random masks for masked_linear (its fresh mask keeps everything), random logits for learnable ones."""
+    """Half the weights of masked_linear zeroed at random (its zeros are what prune removed; a fresh layer
+    has none), random logits for learnable masks."""
     with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__ == "_MaskedLinear":
+                module.weight.mul_(torch.rand(module.weight.shape) < 0.5)
         for name, tensor in model.state_dict().items():
-            if name.endswith("mask"):
-                tensor.copy_(torch.rand(tensor.shape) < 0.5)
-            elif name.endswith("logits"):
+            if name.endswith("logits"):
                 tensor.copy_(torch.randn(tensor.shape))
     return model.eval()
 
@@ -57,7 +60,8 @@ def test_bands_give_the_whole_weight_outputs_and_training_gets_gradients(tmp_pat
     torch.manual_seed(0)
     module, model = python_module(layer_graph(tmp_path, "m", expr, 24, 20), "torch")
     model = randomized(model)
-    monkeypatch.setattr(module, "_BAND_BYTES", 7 * 24 * 4)  # 7-row bands: several, and a short last one
+    if layer != "prune":  # prune infers with the dense matmul: no bands
+        monkeypatch.setattr(module, "_BAND_BYTES", 7 * 24 * 4)  # 7-row bands: several, and a short last one
     x = torch.randn(2, 3, 24)
     with torch.no_grad():
         banded = model(x)
@@ -144,3 +148,6 @@ def test_no_compressed_forward_holds_a_whole_float_weight(tmp_path):
         assert m["whole"] > dense_kib // 2, (name, m)
     for name in ("nm", "codebook"):  # stored smaller than dense: weights plus the forward's peak too
         assert kib[name]["weights"] + kib[name]["forward"] < dense["weights"] + dense["forward"], (name, kib, dense)
+    # prune stores what dense does (no mask: a byte a weight would be +8 MiB here) and infers the same way;
+    # slack of a few pages for the resident-set accounting
+    assert kib["prune"]["weights"] + kib["prune"]["forward"] <= dense["weights"] + dense["forward"] + 64, (kib, dense)

@@ -98,7 +98,9 @@ def test_learned_masks_sample_n_of_m_in_training_and_freeze_to_nm_linear(tmp_pat
 @pytest.mark.parametrize("method", ["magnitude", "random"])
 def test_prune_zeroes_exactly_the_amount(tmp_path, method):
     dense, _, model = convert(compressed(tmp_path, f"    prune(amount=0.25, method={method}) on \"h_linear\"\n"))
-    weight, mask = model.h_linear.weight.detach(), model.h_linear.mask
+    weight = model.h_linear.weight.detach()
+    mask = weight != 0  # the zeros are the mask: none is stored
+    assert set(model.h_linear.state_dict()) == {"weight", "bias"}
     assert int((~mask).sum()) == round(0.25 * 48 * 32) and torch.equal(weight[~mask], torch.zeros(int((~mask).sum())))
     original = dense.h_linear.weight.detach()
     if method == "magnitude":
@@ -106,7 +108,49 @@ def test_prune_zeroes_exactly_the_amount(tmp_path, method):
     else:  # seeded: the same seed prunes the same weights, another seed others
         _, _, again = convert(compressed(tmp_path, "    prune(amount=0.25, method=random) on \"h_linear\"\n", name="a"))
         _, _, other = convert(compressed(tmp_path, "    prune(0.25, random, seed=1) on \"h_linear\"\n", name="b"))
-        assert torch.equal(again.h_linear.mask, mask) and not torch.equal(other.h_linear.mask, mask)
+        assert torch.equal(again.h_linear.weight != 0, mask) and not torch.equal(other.h_linear.weight != 0, mask)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.1),
+    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+], ids=["adamw decay", "sgd momentum"])
+def test_pruned_weights_stay_exactly_zero_in_training(tmp_path, optimizer):
+    """No mask is stored: the training forward's `weight * (weight != 0)` gives a pruned weight a zero
+    gradient, so neither AdamW's decoupled decay nor SGD's momentum moves it, while the kept ones learn."""
+    _, _, model = convert(compressed(tmp_path, "    prune(amount=0.5) on \"h_linear\"\n"))
+    layer = model.h_linear
+    pruned = layer.weight.detach() == 0
+    kept = layer.weight.detach().clone()
+    assert int(pruned.sum()) == round(0.5 * 48 * 32)
+    model.train()
+    opt = optimizer(model.parameters())
+    torch.manual_seed(1)
+    for _ in range(5):
+        opt.zero_grad()
+        model(torch.randn(16, 32)).square().mean().backward()
+        assert torch.equal(layer.weight.grad[pruned], torch.zeros(int(pruned.sum())))
+        opt.step()
+    weight = layer.weight.detach()
+    assert torch.equal(weight[pruned], torch.zeros(int(pruned.sum())))
+    assert bool((weight[~pruned] != kept[~pruned]).all())  # the kept weights did train (none to exactly 0)
+
+
+def test_pruned_inference_is_the_dense_matmul_of_the_stored_weight(tmp_path):
+    """Eval (and no_grad) forward is F.linear with the stored weight: what a dense layer computes and holds;
+    with autograd on, the same value."""
+    _, _, model = convert(compressed(tmp_path, "    prune(amount=0.5) on \"h_linear\"\n"))
+    layer, x = model.h_linear, torch.randn(7, 32)
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    with torch.no_grad():
+        assert torch.equal(layer(x), expected)
+    assert torch.equal(layer(x).detach(), expected.detach()) and layer(x).requires_grad
+
+
+def test_summary_has_no_slower_than_dense_note_for_prune(tmp_path):
+    from specc.summary import speed_notes
+
+    assert speed_notes(compile_graph(compressed(tmp_path, "    prune(0.5) on linear\n"), "small")) == []
 
 
 def test_codebook_with_enough_centroids_is_lossless(tmp_path):

@@ -116,7 +116,7 @@ def test_fsdp_times_tp_on_a_2x2_mesh(tmp_path):
 # ops whose torch layer makes its tensors in its constructor without a `reset_parameters` (init_weights
 # says so, naming the class, rather than leaving them uninitialized)
 NO_RESET = {"moe", "moe_merged", "quant_linear", "nm_linear", "nm_mask_linear", "fixed_point", "codebook_linear",
-            "tt_linear", "masked_linear"}
+            "tt_linear"}
 
 
 def test_meta_init_reproduces_the_constructor_exactly():

@@ -2,8 +2,10 @@
 
 `prune(amount=0.5, method=magnitude)` zeroes exactly round(amount * in * out)
 weights of each selected layer (the smallest in magnitude, or a seeded random
-choice with method=random) and stores the layer as `masked_linear`, whose boolean
-mask keeps them zero through fine-tuning. The storage stays dense: unstructured
+choice with method=random) and stores the layer as `masked_linear`. The zeros are
+the mask: no mask tensor is stored, so the layer takes exactly a dense layer's
+storage and forward memory, and its training forward zeroes the gradient of a
+zero weight, which keeps pruned weights zero through fine-tuning. Unstructured
 zeros only pay off with a sparse runtime.
 """
 
@@ -47,9 +49,8 @@ def _convert(plan: LayerPlan, node: Node, dense: dict[str, Any], calib: Calibrat
         order = torch.randperm(weight.numel(), generator=torch.Generator().manual_seed(args.seed))
     mask = torch.ones(weight.numel(), dtype=torch.bool)
     mask[order[:count]] = False
-    mask = mask.view_as(weight)
-    return with_bias({"weight": weight * mask, "mask": mask}, dense)
+    return with_bias({"weight": weight * mask.view_as(weight)}, dense)
 
 
-register_transform(Transform("prune", "unstructured pruning (magnitude or random) with a fixed mask",
+register_transform(Transform("prune", "unstructured pruning (magnitude or random); the zeros stay zero in training",
                              PruneArgs, frozenset({"linear"}), _rewrite, _convert))
