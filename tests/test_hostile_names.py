@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from specc import escape
 from specc.cli import app
 from specc.codegen import backends
-from specc.codegen.torch_backend import example_inputs, load_module
+from specc.codegen.torch_backend import example_inputs, instantiate, load_module
 from specc.compiler import compile_graph
 from specc.diagnostics import SpeccError
 
@@ -250,6 +250,20 @@ def test_bf16_conv2d_on_onnx_is_a_located_error():
         in err.message
     result = CliRunner().invoke(app, ["compile", str(spec), "-t", "onnx", "-o", "m.onnx"])
     assert result.exit_code == 1 and "E0610" in result.output
+
+
+def test_bf16_weights_become_bf16_initializers_on_onnx():
+    """numpy has no bfloat16: a bf16 model's weights go into ONNX as raw 16-bit words, the torch
+    module's initialization rounded to bf16 (was an internal compiler error)."""
+    spec = _spec_file("model m() {\n    input x: bf16[B, 8]\n    output y = linear(x, 4)\n}\n")
+    graph = compile_graph(spec)
+    model = onnx.load_from_string(backends()["onnx"].emit(graph).data)
+    onnx.checker.check_model(model, full_check=True)
+    (weight,) = [i for i in model.graph.initializer if list(i.dims) == [4, 8]]
+    assert weight.data_type == onnx.TensorProto.BFLOAT16
+    words = torch.frombuffer(bytearray(weight.raw_data), dtype=torch.int16)
+    expected = instantiate(graph, 0).state_dict()["y.weight"].to(torch.bfloat16)
+    assert torch.equal(words.view(torch.bfloat16).view(4, 8), expected)
 
 
 def test_onnx_weights_over_2_gib_are_refused_before_any_are_made():

@@ -231,8 +231,6 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
 
     Buffers that inference does not read (batchnorm's `num_batches_tracked`) are checked but not exported.
     """
-    from onnx import numpy_helper
-
     # a parameter op's tensor is the value itself: its param name is empty and its key the node's name
     expected = {param_key(node, p): (node, p, spec)
                 for node in graph.nodes() for p, spec in node.params.items()}
@@ -249,16 +247,27 @@ def _initializers(graph: Graph, state: Mapping[str, Any], origin: str, used: set
         tensor = stored_as(graph, node, spec, key, state[key].detach().cpu(), origin)
         name = initializer_name(value(node.name), param)
         if name in used and key not in tied:  # a tied one is its source's tensor (see onnx_text)
-            tensors.append(numpy_helper.from_array(tensor.numpy(), name))
+            tensors.append(_initializer(tensor, name))
     return tensors
+
+
+def _initializer(tensor: Any, name: str) -> Any:
+    """A torch tensor as an ONNX initializer. numpy has no bfloat16, so a bf16 tensor goes in as its raw
+    16-bit words (ONNX's BFLOAT16 layout is the same: the upper half of a float32, little-endian)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    if tensor.dtype == torch.bfloat16:
+        raw = tensor.contiguous().view(torch.int16).numpy().astype("<i2").tobytes()
+        return onnx.helper.make_tensor(name, onnx.TensorProto.BFLOAT16, list(tensor.shape), raw, raw=True)
+    return numpy_helper.from_array(tensor.numpy(), name)
 
 
 def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]) -> list:
     """Tensors that ops marked `export_weights` compute from their parameters (a parametrized weight
     matrix, a step size depending on its norm): the torch module's own layer computes them, from the
     same state dict, so every target runs on the same numbers."""
-    from onnx import numpy_helper
-
     from .. import ops
     from .torch_backend import instantiate
 
@@ -273,7 +282,7 @@ def _derived_initializers(graph: Graph, state: Mapping[str, Any], used: set[str]
         for name, tensor in module.get_submodule(node.key).export_weights().items():
             key = initializer_name(value(node.name), name)
             if key in used:
-                tensors.append(numpy_helper.from_array(tensor.detach().cpu().numpy(), key))
+                tensors.append(_initializer(tensor.detach().cpu(), key))
     return tensors
 
 
