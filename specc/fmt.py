@@ -175,6 +175,8 @@ def _spaced(prev: Lexeme | None, before: Lexeme | None, tok: Lexeme, stack: list
         return False
     if stack and stack[-1].kind == "set" and (a == "LBRACE" or b == "RBRACE"):
         return False  # a set of categories: `{gas, oil}`
+    if a == "LBRACE" and b == "RBRACE":
+        return False  # an empty block: `constrain(raw, file="x.rules") {}`
     if a == "DOT" or b == "DOT":
         return a == "NUMBER"  # `3 .x` must not become `3.x`
     if a == "DOTDOT" or b == "DOTDOT":  # a range, `2..12`; but `1. ..3` must not become `1...3`
