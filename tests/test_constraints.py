@@ -465,6 +465,68 @@ def test_non_finite_rows_are_the_same_on_every_target(tmp_path):
     assert expected[-4].tolist()[:3] == [inf, inf, inf]
 
 
+URL_ROUNDING = """model m() {
+    input x: f32[B, 3]
+    columns (y0, y20, z) = x
+    output y = constrain(x, order=[y0, y20, z]) {
+        y0 - 3 * y20 >= 1
+        y20 >= 0
+        1500 * z - 7 * y0 <= 1%s
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("disjunctive", [False, True])
+def test_rows_on_a_fractional_bound_stay_bit_identical_on_every_target(tmp_path, disjunctive):
+    """Found on the C-DGM paper's URL set, shuffled order: y_0 = 7, y_20 = 2 satisfies `y_0 - 3 y_20 >= 1`
+    exactly, but the bound y_20 <= -1/3 + (1/3) y_0 was evaluated in float64 as 1.9999999999999998, and y_20
+    was moved to 1.99999988. Each bound row now carries an integer divisor (y_20 <= (y_0 - 1) / 3), so on
+    integer rows it is exact, and a row on it stays. The same block as a disjunctive layer (an `or` that
+    never holds on these rows) goes through the disjunctive templates."""
+    spec = URL_ROUNDING % (" or z <= -1000" if disjunctive else "")
+    # every row satisfies the set, most of them on a bound whose coefficients are thirds or 1/1500ths
+    rows = [[7, 2, 0], [10, 3, -1], [13, 4, 0], [25, 8, 0], [49, 16, 0], [148, 49, 0], [1, 0, 0], [4, 1, 0],
+            [857, 285, 4], [2357, 785, 11]]
+    x = torch.tensor(rows, dtype=torch.float32)
+    for y0, y20, z in rows:  # exactly, in rationals
+        assert y0 - 3 * y20 >= 1 and y20 >= 0 and 1500 * z - 7 * y0 <= 1
+    got = outputs_on_every_target(compile_text(tmp_path, spec), [x], None, tmp_path)
+    for target in ("torch", "triton", "onnx"):
+        assert torch.equal(got[target][0], x), (target, got[target][0][(got[target][0] != x).any(1)])
+
+
+@st.composite
+def integer_rows_of_fractional_sets(draw):
+    """(n, constraints, order, rows): a feasible set with fractional coefficients (bounds in thirds, fifths,
+    sevenths), and integer rows that satisfy it exactly, many on its boundary (most constraints are tight at
+    the point the rows scatter around)."""
+    n, point, constraints, order = draw(feasible_sets(max_columns=4, max_constraints=6,
+                                                      coefficients=(-7, -5, -3, -2, -1, 1, 2, 3, 5, 7),
+                                                      denominators=(1, 1, 2, 3), slacks=(0, 0, 0, 1)))
+    offsets = draw(st.lists(st.lists(st.integers(-3, 3), min_size=n, max_size=n), min_size=8, max_size=40))
+
+    def holds(row) -> bool:
+        return all(sum(a * row[j] for j, a in c.coeffs) < c.rhs if c.strict else
+                   sum(a * row[j] for j, a in c.coeffs) <= c.rhs for c in constraints)
+
+    rows = [point] + [[p + o for p, o in zip(point, off)] for off in offsets]
+    return n, constraints, order, [r for r in rows if holds(r)]
+
+
+@settings(max_examples=8, **SETTINGS)
+@given(integer_rows_of_fractional_sets())
+def test_integer_rows_that_satisfy_fractional_bounds_come_back_unchanged(tmp_path, system):
+    """Every target leaves rows that satisfy the set alone, bit for bit, also where they lie on a bound
+    whose coefficients are not dyadic (its divisor makes it exact on integer rows)."""
+    n, constraints, order, rows = system
+    x = torch.tensor(rows, dtype=torch.float32)
+    graph = compile_text(tmp_path, spec_text(constraints, n, order), f"m{next(_counter)}.nnspec")
+    got = outputs_on_every_target(graph, [x], None, tmp_path)
+    for target in ("torch", "triton", "onnx"):
+        assert torch.equal(got[target][0], x), target
+
+
 # ------------------------------------------------------------------ compile-time behaviour
 INFEASIBLE = """model m() {
     input x: f32[B, 3]

@@ -51,7 +51,7 @@ from .. import ast
 from ..diagnostics import Span
 from . import LinearConstraint
 from .fourier_motzkin import (Bound, Budget, Infeasible, OutOfRange, TooLarge, _bound, _combine, _initial_rows,
-                              _linear_text, _Row, gather_table)
+                              _FloatRow, _linear_text, _Row, gather_table, runtime_row)
 
 UNSATISFIABLE = "E0710"  # no row satisfies the formulas: a minimal conflicting set of lines
 NOT_INEQUALITY = "E0711"  # an operand of `or`, `and`, `not`, `->` (or a line) that is no inequality
@@ -137,9 +137,6 @@ class OrStep:
     clauses: tuple[ClauseStep, ...]
 
 
-_FloatRow = tuple[float, tuple[tuple[int, float], ...]]
-
-
 @dataclass(frozen=True)
 class OrPlan:
     """The compile-time result of a disjunctive block: for each constrained column, in repair order, its clauses."""
@@ -151,10 +148,11 @@ class OrPlan:
     def runtime_steps(self) -> list[tuple[int, tuple[tuple[tuple[_FloatRow, ...], tuple[_FloatRow, ...],
                                                             tuple[_FloatRow, ...]], ...]]]:
         """(column, clauses) per step for the backends, a clause being (free, lower, upper) rows, a row
-        (constant, ((earlier column, weight), ...)): a free literal holds where constant + sum <= 0, a lower
-        bound is x >= constant + sum, an upper bound x <= constant + sum."""
+        (constant, ((earlier column, weight), ...), divisor): a free literal holds where constant + sum <= 0, a lower
+        bound is x >= constant + sum, an upper bound x <= constant + sum; every row's value divided by its
+        divisor (rows as `fourier_motzkin.runtime_row`: exact where a row satisfies a literal exactly)."""
         def rows(bounds: tuple[Bound, ...]) -> tuple[_FloatRow, ...]:
-            return tuple((float(b.const), tuple((j, float(w)) for j, w in b.terms)) for b in bounds)
+            return tuple(runtime_row(b) for b in bounds)
 
         return [(s.column, tuple((rows(c.free), rows(c.lower), rows(c.upper)) for c in s.clauses))
                 for s in self.steps]

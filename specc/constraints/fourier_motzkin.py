@@ -103,18 +103,17 @@ class Plan:
 
     def runtime_steps(self) -> list[tuple[int, tuple[_FloatRow, ...], tuple[_FloatRow, ...]]]:
         """The steps as floats for the backends: (column, lower rows, upper rows), a row being
-        (constant, ((earlier column, weight), ...)): the bound is constant + sum(weight * x[column])."""
-        def row(b: Bound) -> _FloatRow:
-            return float(b.const), tuple((j, float(w)) for j, w in b.terms)
-
-        return [(s.column, tuple(row(b) for b in s.lower), tuple(row(b) for b in s.upper)) for s in self.steps]
+        (constant, ((earlier column, weight), ...), divisor) (see `runtime_row`): the bound is
+        (constant + sum(weight * x[column])) / divisor."""
+        return [(s.column, tuple(runtime_row(b) for b in s.lower), tuple(runtime_row(b) for b in s.upper))
+                for s in self.steps]
 
     def gather_steps(self) -> list[tuple[int, tuple | None, tuple | None]]:
         """`runtime_steps` for backends that evaluate a side's bounds at once by gathering columns:
-        (column, lower, upper), a side being None without bounds, else (constants, indices, weights,
-        used): each r x k, k the most terms of a row on that side (at least 1), shorter rows padded with
-        column 0, weight 0 and used False. The backend drops the unused entries rather than multiply
-        by 0, as 0 * inf in a column the bound does not read would be NaN."""
+        (column, lower, upper), a side being None without bounds, else `gather_table`'s (constants,
+        indices, weights, used, divisors): `gather_table` says how they are laid out. The backend drops
+        the unused entries rather than multiply by 0, as 0 * inf in a column the bound does not read
+        would be NaN."""
         return [(c, gather_table(lo), gather_table(hi)) for c, lo, hi in self.runtime_steps()]
 
     def constrained_columns(self) -> tuple[int, ...]:
@@ -133,20 +132,43 @@ class Plan:
         return out
 
 
-_FloatRow = tuple[float, tuple[tuple[int, float], ...]]
+_FloatRow = tuple[float, tuple[tuple[int, float], ...], float]
+
+# A row's divisor is used only while it and the scaled numbers stay exact and moderate: the divisor
+# at most _MOST_DIVISOR, every scaled constant and weight (integers then) below 2**53.
+_MOST_DIVISOR = 2 ** 20
+_EXACT = 2 ** 53
+
+
+def runtime_row(b: Bound) -> _FloatRow:
+    """A bound (or a disjunctive literal, stored as a Bound) as floats for the backends: (d * const,
+    ((column, d * weight), ...), d), evaluated as (d * const + sum(d * weight * x[column])) / d.
+
+    Why the divisor: a bound's coefficients are often not dyadic (`y_20 <= (y_0 - 1) / 3`), and summing
+    float(-1/3) + float(1/3) * 7 gives 1.9999999999999998, below y_20 = 2, which then moves though the row
+    satisfies `y_0 - 3 y_20 >= 1` exactly. d is the lcm of the denominators of the exact constant and
+    weights, so the scaled ones are integers: on integer-valued rows of moderate size the numerator is
+    exact, and one correctly rounded division of an exact quotient is exact, so a row on the bound stays.
+    Where d or the scaled numbers would be large (not exactly representable, or a numerator that could
+    not be exact anyway), d is 1: the plain float bound, as rounded as it ever was."""
+    d = math.lcm(b.const.denominator, *(w.denominator for _, w in b.terms))
+    if d > _MOST_DIVISOR or abs(b.const * d) >= _EXACT or any(abs(w * d) >= _EXACT for _, w in b.terms):
+        d = 1
+    return float(b.const * d), tuple((j, float(w * d)) for j, w in b.terms), float(d)
 
 
 def gather_table(rows: Sequence[_FloatRow]) -> tuple | None:
-    """Rows (constant, ((column, weight), ...)) as a table to gather columns by: None without rows, else
-    (constants, indices, weights, used), each r x k, k the most terms of a row (at least 1), shorter rows
-    padded with column 0, weight 0 and used False."""
+    """Rows (constant, ((column, weight), ...), divisor) as a table to gather columns by: None without rows,
+    else (constants, indices, weights, used, divisors): constants and divisors r long, the others r x k, k
+    the most terms of a row (at least 1), shorter rows padded with column 0, weight 0 and used False."""
     if not rows:
         return None
-    k = max(1, max(len(terms) for _, terms in rows))
+    k = max(1, max(len(terms) for _, terms, _ in rows))
     pad = [(0, 0.0, False)] * k
-    padded = [[(j, w, True) for j, w in terms] + pad[len(terms):] for _, terms in rows]
-    return (tuple(c for c, _ in rows), tuple(tuple(j for j, _, _ in r) for r in padded),
-            tuple(tuple(w for _, w, _ in r) for r in padded), tuple(tuple(u for _, _, u in r) for r in padded))
+    padded = [[(j, w, True) for j, w in terms] + pad[len(terms):] for _, terms, _ in rows]
+    return (tuple(c for c, _, _ in rows), tuple(tuple(j for j, _, _ in r) for r in padded),
+            tuple(tuple(w for _, w, _ in r) for r in padded), tuple(tuple(u for _, _, u in r) for r in padded),
+            tuple(d for _, _, d in rows))
 
 
 class Infeasible(Exception):
