@@ -90,6 +90,14 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (float, int), "bool": (bool,), "str": (str,), "tensor": (TensorRef,),
     "op": (OpRef,), "block": (OpRef,),
 }
+
+
+def fits_type(type_name: str, value: Any) -> bool:
+    """Whether `value` is a value of parameter type `type_name` (an int is a float too; a bool is no number)."""
+    return isinstance(value, PARAM_TYPES[type_name]) and (type_name in ("bool", "tensor")
+                                                           or not isinstance(value, bool))
+
+
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "%": operator.mod,
 }
@@ -280,8 +288,7 @@ class _Lowerer:
             how = "pass it in the call" if defn.kind == "block" else f"give it a default, or pass `-p {p.name}=VALUE`"
             raise SpeccError("E0209", f"parameter `{p.name}` of {defn.kind} `{defn.name}` has no default and "
                                       "no value was given", p.span, help=how)
-        if p.type is not None and (not isinstance(value, PARAM_TYPES[p.type])
-                                   or (p.type not in ("bool", "tensor") and isinstance(value, bool))):
+        if p.type is not None and not fits_type(p.type, value):
             raise SpeccError("E0210", f"parameter `{p.name}` is declared `{p.type}` but its value is "
                                       f"{_kind(value)}" + ("" if isinstance(value, TensorRef) else f" ({value!r})"),
                              span or p.span)

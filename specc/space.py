@@ -157,12 +157,9 @@ Callee = Callable[[str, str, Span], Any]
 
 def _typed(p: ast.Param, value: Any, span: Span) -> Any:
     """A value of a choice's list, checked against its declared type (an int is a float too)."""
-    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-          "bool": isinstance(value, bool), "str": isinstance(value, str)}[p.type or ""]
-    if not ok:
-        from .lower import _kind
+    from .lower import _kind, fits_type
 
+    if not fits_type(p.type or "", value):
         raise SpeccError(CHOICE_TYPE, f"a value of choice `{p.name}` is {_kind(value)} ({value_text(value)}), "
                                       f"but `{p.name}` is declared `{p.type}`", span)
     return float(value) if p.type == "float" else value
