@@ -30,14 +30,18 @@ Weights (`weight=`):
   label). W = -D (G - blockdiag(G)) D with G = A^T A, where A is made of circular k x k convolutions inside
   each tier, stride-2 ones from each tier into the next, and a position-dependent map from the dense part into
   every tier; blockdiag(G) is G on each group at each pixel and D scales those blocks to norm <= 1 - m, so W
-  is symmetric and hollow and I - W >= m I exactly. Peaceman-Rachford only: V = (I + alpha (I - W))^-1 is
-  applied exactly by FFT (the tiers rearranged by pixel_unshuffle onto the last tier's grid make every
-  convolution block-circulant: one small Hermitian solve per frequency) plus a Schur complement for the dense
-  part; see _FixedPointConv in backends/torch/fixed_point_conv.j2. Triton runs it with its prox kernels. ONNX
-  has no complex linear algebra, so its Loop applies V's convolutional block as one Conv with V's full-size
+  is symmetric and hollow and I - W >= m I exactly. The tiers rearranged by pixel_unshuffle onto the last
+  tier's grid make every convolution block-circulant, so the FFT applies W exactly (one small product per
+  frequency). Peaceman-Rachford: V = (I + alpha (I - W))^-1 is applied exactly by FFT (one small Hermitian
+  solve per frequency) plus a Schur complement for the dense part. Forward-backward: W by the FFT, the step
+  alpha chosen from the exact eigenvalues of the convolutional block's symbols, the dense block's, and the
+  coupling's norm (an interval containing the spectrum of I - W: the spec's alpha when it provably contracts,
+  else 2/(lo + hi)); a step costs what a Peaceman-Rachford step does, and no factorization. See
+  _FixedPointConv in backends/torch/fixed_point_conv.j2. Triton runs it with its prox kernels. ONNX has no
+  complex linear algebra, so its Loop applies V's (or W's) convolutional block as one Conv with its full-size
   real kernel over the circularly extended grid (N^2 h w weights for N polyphase channels on the last tier's
   h x w grid: as exact, O((h w)^2) work per channel pair where the FFT takes O(h w log(h w))), the dense part
-  by the exported Schur pieces, and the input by a Conv with U_conv.
+  by the exported Schur pieces (or W's coupling and dense block), and the input by a Conv with U_conv.
 
 Activations (`activation=`): `relu()`, `sigmoid()` (monDEQ), `prox_softmax(groups=...)` (mean field
 over categorical groups: `...` makes each state part one group, an int is the group size in every
@@ -82,8 +86,8 @@ step that minimizes that contraction is used: 2/(lambda_min + lambda_max) of I -
 weight, mu/L^2 with mu the least eigenvalue of the symmetric part otherwise (the fixed point does not depend
 on alpha); the sigmoid and softmax proxes need alpha <= 1 (E0853); groups must divide the parts
 (E0854); operand shapes (E0856); mdbm_conv: tiers, image and state disagree (E0857), the kernel size (E0858),
-a solver other than peaceman_rachford (E0859), groups that span pixels (E0860), an input that is not a
-channels-last image of the first tier's size (E0861).
+groups that span pixels (E0860), an input that is not a channels-last image of the first tier's size (E0861).
+(E0859, "mdbm_conv runs peaceman_rachford only", is retired: forward-backward runs on it too.)
 """
 
 from __future__ import annotations
@@ -105,7 +109,6 @@ BAD_GROUPS = "E0854"
 BAD_OPERANDS = "E0856"
 CONV_GEOMETRY = "E0857"  # mdbm_conv: tiers, image and state sizes disagree
 CONV_KERNEL = "E0858"  # mdbm_conv: the kernel size
-CONV_SOLVER = "E0859"  # mdbm_conv: a solver without the FFT solve
 CONV_GROUPS = "E0860"  # mdbm_conv: groups that span pixels
 CONV_INPUT = "E0861"  # mdbm_conv: an input image that does not fit the first tier
 
@@ -292,7 +295,7 @@ class FixedPointAttrs(OpAttrs):
 
     def _check_conv(self) -> None:
         """mdbm_conv: the state is the convolutional tiers (channels-last images), then at most one dense part;
-        Peaceman-Rachford only; softmax and hollow groups inside a tier hold channels of one pixel."""
+        softmax and hollow groups inside a tier hold channels of one pixel."""
         conv: MdbmConv = self.weight  # type: ignore[assignment]
         tiers = conv.tier_sizes()
         if len(self.state) not in (len(tiers), len(tiers) + 1) or self.state[:len(tiers)] != tiers:
@@ -300,10 +303,6 @@ class FixedPointAttrs(OpAttrs):
                                                      "(channels x height x width, halving per tier) followed by at "
                                                      "most one dense part", {"state": list(self.state),
                                                                              "tiers": list(tiers), "at": "state"})
-        if self.solver.kind != "peaceman_rachford":
-            raise PydanticCustomError(CONV_SOLVER, "mdbm_conv runs peaceman_rachford (its linear solve is the "
-                                                   "FFT-based one); {solver} is not supported with it",
-                                      {"solver": self.solver.kind, "at": "solver"})
         for what, groups in (("activation.groups", self.softmax_groups()), ("weight.groups", self.weight_groups())):
             for t, (channels, g) in enumerate(zip(conv.channels, groups or ())):
                 if channels % g:
@@ -371,9 +370,10 @@ class FixedPointAttrs(OpAttrs):
              if self.weight.kind == "mdbm_conv" else {})
 
     def onnx_export_elements(self) -> int:
-        """Elements of the tensors the ONNX target exports beyond the declared parameters (mdbm_conv: V's kernel,
-        N^2 h w for N polyphase channels on the last tier's h x w grid, and the dense part's Schur pieces), so a
-        state too large for one .onnx file is refused before they are built (E0611)."""
+        """Elements of the tensors the ONNX target exports beyond the declared parameters (mdbm_conv: V's or W's
+        kernel, N^2 h w for N polyphase channels on the last tier's h x w grid, and the dense part's Schur pieces,
+        or W's coupling and dense block), so a state too large for one .onnx file is refused before they are
+        built (E0611)."""
         if self.weight.kind != "mdbm_conv":
             return 0
         conv: MdbmConv = self.weight  # type: ignore[assignment]
@@ -381,7 +381,8 @@ class FixedPointAttrs(OpAttrs):
         grid = (conv.image[0] >> (tiers - 1)) * (conv.image[1] >> (tiers - 1))
         poly = sum(c * 4 ** (tiers - 1 - t) for t, c in enumerate(conv.channels))
         dense = self.size - sum(conv.tier_sizes())
-        return poly * poly * grid + 2 * dense * poly * grid + dense * dense
+        couplings = 1 if self.solver.kind == "forward_backward" else 2  # Wcl; or MclT and Q
+        return poly * poly * grid + couplings * dense * poly * grid + dense * dense
 
 
 def _infer(ctx: InferContext) -> TensorType:
