@@ -235,6 +235,17 @@ def test_forward_backward_stops_in_float32(tmp_path_factory):
     assert (single.double() - exact).abs().max() <= 1e-4
 
 
+def test_forward_backward_compiles_fullgraph(monotone):
+    """torch.compile(fullgraph=True) of a forward-backward layer: its loop carries s and z = s, which must not alias
+    (while_loop refused that: "cond_fn might be aliasing the input or the output")."""
+    _randomize(monotone, 6, 0.1)
+    x = _inputs()
+    with torch.no_grad():
+        expected = monotone(x)
+        got = torch.compile(monotone, fullgraph=True)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
 def test_anderson_reaches_the_same_fixed_point(mdbm):
     _randomize(mdbm, 12, 1.0)
     x = _inputs()
