@@ -2,7 +2,7 @@
 report the paper's metrics against its baselines.
 
     pip install scikit-learn          # the digits data set and the baselines (without it: synthetic digits)
-    python examples/train_mdbm.py               # 600 steps of 128 images, about 4 CPU minutes
+    python examples/train_mdbm.py               # 600 steps of 128 images, about 5 CPU minutes with the baselines
     python examples/train_mdbm.py --steps 3     # a smoke run
 
 The model is the spec compiled to a torch module. Each pixel is a categorical variable with two units
