@@ -37,6 +37,9 @@ MONOTONE = "state=[6, 4], weight=monotone(m=0.5), activation=relu(), " \
 FREE = "state=[6, 4], weight=unconstrained(), activation=prox_softmax(groups=[2, 4]), " \
        "solver=peaceman_rachford(alpha=0.5, tol=1e-9, max_iter=1000)"
 
+# one softmax group of 4 units (the input's) and one of 3: masks that observe part of the first
+PARTIAL = "state=[4, 3], weight=mdbm(m=0.2), activation=prox_softmax(), solver={}"
+
 
 @pytest.fixture(scope="module")
 def mdbm(tmp_path_factory):
@@ -125,13 +128,17 @@ def test_relu_fixed_point_solves_the_equation(monotone):
      "solver=forward_backward(alpha=0.3, tol=1e-12, max_iter=3000)", "x: f32[B, 3]"),
     ("state=[2, 3], weight=mdbm(m=0.2), activation=prox_softmax(groups=[1, 3]), "
      "solver=forward_backward(alpha=0.5, tol=1e-12, max_iter=3000)", "x: f32[B, 2]; mask: f32[B, 2]"),
-], ids=["mdbm-pr", "sigmoid-fb", "clamped-fb"])
+    (PARTIAL.format("peaceman_rachford(alpha=0.5, tol=1e-12, max_iter=3000)"), "x: f32[B, 4]; mask: f32[B, 4]"),
+    (PARTIAL.format("forward_backward(alpha=0.5, tol=1e-12, max_iter=3000)"), "x: f32[B, 4]; mask: f32[B, 4]"),
+], ids=["mdbm-pr", "sigmoid-fb", "clamped-fb", "partly-observed-pr", "partly-observed-fb"])
 def test_implicit_gradient_matches_finite_differences(args, inputs, tmp_path_factory):
     layer = _layer(tmp_path_factory, args, inputs)
     _randomize(layer, 7, 0.3)
     gen = torch.Generator().manual_seed(8)
     d = int(inputs.split("]")[0].split(",")[-1])
     x = torch.randn(3, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    if args.startswith(PARTIAL[:20]):  # units 1 and 3 of the 4-unit group observed: values leaving the rest mass
+        x = (torch.rand(3, d, generator=gen, dtype=torch.float64) * 0.4).requires_grad_()
     mask = (torch.arange(3 * d).reshape(3, d) % 2).double() if layer.clamp else None
     names = [name for name, _ in layer.named_parameters()]
 
@@ -485,3 +492,71 @@ def test_log_marginals_are_the_pre_activation_logits_up_to_a_group_constant(tmp_
             ours = torch.log_softmax(t * q[:, blocks].log().reshape(6, -1, g), -1)[rows]
             theirs = torch.log_softmax(t * logits[:, blocks].reshape(6, -1, g), -1)[rows]
             assert rows.any() and (ours - theirs).abs().max() <= 1e-8
+
+
+@pytest.mark.parametrize("solver", ["peaceman_rachford(alpha=0.5, tol=1e-13, max_iter=3000)",
+                                    "forward_backward(alpha=0.5, tol=1e-13, max_iter=3000)"])
+def test_partly_observed_softmax_group_is_the_conditional_mean_field(solver, tmp_path_factory):
+    """A group with some units observed keeps them and gives its free units the mass they leave: the fixed point of
+    the conditional mean field, free units = (1 - sum observed) * softmax(logits over the free units) (they summed
+    to 1.433 when the free units took the unconstrained prox). Wholly observed and wholly free groups as before."""
+    layer = _layer(tmp_path_factory, PARTIAL.format(solver), "x: f32[B, 4]; mask: f32[B, 4]")
+    _randomize(layer, 14, 1.0)
+    x = torch.tensor([[0.1, 0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.25, 0.25, 0.25, 0.25],
+                      [0.0, 0.3, 0.0, 0.0], [0.7, 0.0, 0.6, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.float64)
+    with torch.no_grad():
+        z = layer(x, mask)
+    observed = mask > 0
+    torch.testing.assert_close(z[:, :4][observed], x[observed], rtol=0, atol=0)
+    pre = z @ layer.weight_matrix().detach().t() + layer.bias.detach()
+    for row in range(len(x)):
+        free = ~observed[row]
+        mass = (1 - x[row][observed[row]].sum()).clamp(0, 1)
+        if free.any():
+            torch.testing.assert_close(z[row, :4][free], mass * torch.softmax(pre[row, :4][free], -1),
+                                       rtol=0, atol=1e-10)
+    torch.testing.assert_close(z[:4, :4].sum(-1), torch.ones(4, dtype=z.dtype), rtol=0, atol=1e-10)
+    torch.testing.assert_close(z[4, 1:4:2], torch.zeros(2, dtype=z.dtype), rtol=0, atol=0)  # 1.3 observed: no mass
+    torch.testing.assert_close(z[:, 4:], torch.softmax(pre[:, 4:], -1), rtol=0, atol=1e-10)
+    # a row without a partly observed group is bit for bit what it is alone (the unchanged prox)
+    with torch.no_grad():
+        alone = layer(x[1:3], mask[1:3])
+    torch.testing.assert_close(z[1:3], alone, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("solver", ["peaceman_rachford(alpha=0.5, tol=1e-7, max_iter=500)",
+                                    "forward_backward(alpha=0.5, tol=1e-7, max_iter=500)"])
+def test_partly_observed_softmax_group_agrees_on_every_target(solver, tmp_path):
+    """torch, Triton (its prox kernels interpreted, a partly observed group by the torch prox with its mass) and
+    onnxruntime (the mass threaded through its normalizer search) give the same fixed point in float32."""
+    from targets import outputs_on_every_target
+
+    spec = tmp_path / "pg.nnspec"
+    spec.write_text("model pg() {\n    input x: f32[B, 4]\n    input mask: f32[B, 4]\n"
+                    f"    output y = fixed_point(x, mask, {PARTIAL.format(solver)}).part0\n}}\n")
+    graph = compile_graph(spec)
+    module, model = python_module(graph, "triton")
+    assert module._INTERPRET, "the Triton prox kernels must run, not the torch fallback"
+    _randomize(model.y, 14, 1.0)
+    x = torch.tensor([[0.1, 0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.25, 0.25, 0.25, 0.25], [0.0, 0.3, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0]])
+    got = outputs_on_every_target(graph, [x, mask], model.state_dict(), tmp_path)
+    torch.testing.assert_close(got["torch"][0][:, :4].sum(-1), torch.ones(4), rtol=0, atol=1e-5)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], got["torch"][0], rtol=1e-5, atol=1e-5)
+
+
+def test_partly_observed_softmax_group_compiles_fullgraph(tmp_path_factory):
+    """Under torch.compile(fullgraph=True) every row takes the masked prox (no data-dependent row selection); a
+    partly observed group comes out as in eager mode."""
+    layer = _layer(tmp_path_factory, PARTIAL.format("peaceman_rachford(alpha=0.5, tol=1e-10, max_iter=500)"),
+                   "x: f32[B, 4]; mask: f32[B, 4]")
+    _randomize(layer, 14, 1.0)
+    x = torch.tensor([[0.1, 0.2, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.25, 0.25, 0.25, 0.25]], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer(x, mask)
+        got = torch.compile(layer, fullgraph=True)(x, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(got[:, :4].sum(-1), torch.ones(3, dtype=got.dtype), rtol=0, atol=1e-9)

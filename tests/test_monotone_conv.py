@@ -386,3 +386,54 @@ def test_onnx_refuses_a_kernel_too_large_for_one_file_at_the_layer(tmp_path):
     with pytest.raises(SpeccError) as err:
         backends()["onnx"].emit(graph)
     assert err.value.code == "E0611" and err.value.span is not None and err.value.span.line == 3
+
+
+def _partly_observed(layer, seed: int, rows: int = 2):
+    """Inputs whose mask observes one unit (of two) of some pixels, at values in [0, 0.6), and whole other pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(rows, layer.n_in, generator=gen, dtype=torch.float64) * 0.6
+    pick = torch.randint(0, 3, (rows, layer.n_in // 2), generator=gen)  # 0: hidden, 1: one unit, 2: the pixel
+    mask = torch.stack([pick > 0, pick == 2], -1).reshape(rows, -1)
+    x = torch.where(pick[..., None] == 2, torch.tensor([0.3, 0.7], dtype=torch.float64), x.reshape(rows, -1, 2))
+    return x.reshape(rows, -1), mask.double()
+
+
+@pytest.mark.parametrize("solver", ["pr", "fb"])
+def test_partly_observed_pixels_take_the_mass_left(solver, tmp_path_factory):
+    """A pixel (softmax group of two channel units) with one unit observed: its other unit takes the mass left,
+    1 - the observed value (the conditional mean field; it was the unconstrained prox before), every other unit
+    solves the mean-field equations, and the implicit gradient (through that mass too) matches finite differences."""
+    args, inputs = CLAMPED
+    layer = _layer(tmp_path_factory, args if solver == "pr" else _forward_backward(args), inputs)
+    _randomize(layer, 8, 0.5)
+    x, mask = _partly_observed(layer, 9)
+    with torch.no_grad():
+        z = layer(x, mask)
+    observed = mask > 0
+    torch.testing.assert_close(z[:, :32][observed], x[observed], rtol=0, atol=0)
+    torch.testing.assert_close(z[:, :32].reshape(2, -1, 2).sum(-1), torch.ones(2, 16, dtype=z.dtype), rtol=0,
+                               atol=1e-12)
+    expected = _prox_equation(layer, z @ _reference_w(layer).t() + _injection(layer, x))
+    torch.testing.assert_close(z[:, 32:], expected[:, 32:], rtol=0, atol=1e-10)
+    assert bool(((mask.reshape(2, -1, 2).sum(-1) == 1)).any())
+    assert _gradcheck(layer, x[:1].clone().requires_grad_(), mask[:1])
+
+
+def test_partly_observed_pixels_agree_on_every_target(tmp_path):
+    """torch, Triton (interpreted) and onnxruntime give the same forward-backward fixed point with partly observed
+    pixels, in float32."""
+    args, inputs = CLAMPED
+    args = _forward_backward(args).replace("tol=1e-12, max_iter=3000", "tol=1e-6, max_iter=500")
+    spec = tmp_path / "fb.nnspec"
+    spec.write_text(f"model fb() {{\n    input x: f32[B, 32]\n    input mask: f32[B, 32]\n"
+                    f"    output y = fixed_point(x, mask, {args}).part0\n}}\n")
+    graph = compile_graph(spec)
+    module, model = python_module(graph, "triton")
+    assert module._INTERPRET, "the Triton prox kernels must run, not the torch fallback"
+    _randomize(model.y, 21, 0.5)
+    x, mask = _partly_observed(model.y, 22)
+    got = outputs_on_every_target(graph, [x.float(), mask.float()], model.state_dict(), tmp_path)
+    torch.testing.assert_close(got["torch"][0][:, :32].reshape(2, -1, 2).sum(-1), torch.ones(2, 16), rtol=0,
+                               atol=1e-6)
+    for target in ("triton", "onnx"):
+        torch.testing.assert_close(got[target][0], got["torch"][0], rtol=1e-5, atol=1e-5)

@@ -75,9 +75,15 @@ against a port of the reference code (bench/reference_mdbm.py).
 Observed units (joint completion and classification): `fixed_point(x, mask, ...)` clamps the leading
 `x.shape[-1]` state units (which must end at a part boundary) to x where `mask > 0` and infers the
 rest, including the units where `mask <= 0`; there is no input projection U then, observed units act
-through W. Clamp whole softmax groups: in a group that is only partly observed, the free units take the
-unconstrained prox and the observed ones are overwritten, so the group need not sum to 1 (the same on
-every target; renormalizing the free units is not implemented yet).
+through W. A softmax group that is only partly observed keeps its observed values and gives its free units
+the mass they leave, 1 - sum of the observed values (clamped to [0, 1]): their prox is the softmax prox on
+that smaller simplex (one target mass threaded through the same normalizer search), so the fixed point is the
+conditional mean field, free units = mass * softmax(logits over the free units), and the group sums to 1
+(with observed values summing to at most 1). The mask is a run-time input, so this is decided per row at run
+time; wholly observed and wholly free groups compute as before. Implicit gradients include the prox Jacobian
+of the free units at that mass and the mass's dependence on the observed values. The same on every target:
+torch (dense and mdbm_conv), Triton (its prox kernels for the other groups, the torch prox for a row's partly
+observed groups) and ONNX (the mass in its normalizer Loop).
 
 Compile-time checks: 0 < m < 1 (E0850); alpha > 0, tol > 0, max_iter >= 1 (E0851); forward-backward
 converges only for alpha < 2m/L^2 with L = |I - W| >= m, so alpha >= 2/m can never converge (E0852);
