@@ -83,7 +83,8 @@ def test_train_mdbm_runs_and_learns():
 def test_train_mdbm_conv_trains_on_28x28_images():
     """The convolutional MDBM (specs/mdbm_conv_mnist.nnspec at side=28) trains on upsampled digits and reports the
     paper's metrics and the baselines; three steps already lower the imputation error on random masks."""
-    out = run_example("train_mdbm_conv.py", "--steps", "3", "--test", "40", "--mask-copies", "1")
+    out = run_example("train_mdbm_conv.py", "--steps", "3", "--test", "40", "--mask-copies", "1",
+                      "--baseline-c", "1")
     assert "upsampled to 28x28" in out and "state of 3930 units" in out
     dicts = [line.split(":", 1)[1] for line in out.splitlines()
              if line.startswith(("before training:", "after training:", "baselines:"))]
