@@ -53,9 +53,20 @@ import torch.nn as nn
 from specc.codegen import backends
 from specc.codegen.torch_backend import load_module
 from specc.compiler import compile_graph
+from specc.diagnostics import SpeccError
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "mdbm_mnist.nnspec"
 SIDE = 8
+
+
+def load_spec(parser: argparse.ArgumentParser, spec: Path, params: dict[str, int], option: str):
+    """`spec` compiled at `params` for torch and imported as a module. A size the spec rejects (say hidden units
+    that do not split into its groups) ends the run as a usage error naming `option`, with the located message."""
+    try:
+        graph = compile_graph(spec, params=params)
+    except SpeccError as exc:
+        parser.error(f"{option}:\n{exc.render()}")
+    return load_module(backends()["torch"].emit(graph).data.decode(), spec.stem)
 
 
 def digits(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -219,8 +230,7 @@ def main() -> None:
     eval_gen = torch.Generator().manual_seed(args.seed + 1)
     masks = {"random": random_mask(len(test), 0.4, eval_gen), "patch": patch_mask(len(test), SIDE // 2, eval_gen)}
 
-    graph = compile_graph(SPEC, params=None if args.hidden is None else {"hidden": args.hidden})
-    module = load_module(backends()["torch"].emit(graph).data.decode(), "mdbm_mnist")
+    module = load_spec(parser, SPEC, {} if args.hidden is None else {"hidden": args.hidden}, f"--hidden {args.hidden}")
     torch.manual_seed(args.seed)
     model, temps = module.Model(), Temperatures()
     optimizer = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=args.lr)

@@ -31,12 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from specc.codegen import backends
-from specc.codegen.torch_backend import load_module
-from specc.compiler import compile_graph
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_mdbm import Temperatures, baselines, digits, evaluate, loss_of, patch_mask, random_mask, table  # noqa: E402
+from train_mdbm import (Temperatures, baselines, digits, evaluate, load_spec, loss_of, patch_mask, random_mask,  # noqa: E402
+                        table)
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "mdbm_conv_mnist.nnspec"
 SIDE = 28
@@ -58,6 +55,8 @@ def main() -> None:
                         help="draw each image's observed share uniformly from [--observe, --observe-max]")
     parser.add_argument("--label-weight", type=float, default=8.0, help="weight of the label's cross-entropy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channels", type=int, nargs=2, metavar=("HIDDEN1", "HIDDEN2"), default=None,
+                        help="channels of the two hidden tiers (the spec's: 8 16; each a multiple of 4)")
     parser.add_argument("--train-tol", type=float, default=1e-4, help="solver tolerance while training")
     parser.add_argument("--test", type=int, default=360, help="held-out images to evaluate on")
     parser.add_argument("--baseline-c", type=float, default=None,
@@ -77,8 +76,8 @@ def main() -> None:
     masks = {"random": random_mask(len(test), 0.4, eval_gen, side=SIDE),
              "patch": patch_mask(len(test), SIDE // 2, eval_gen, side=SIDE)}
 
-    graph = compile_graph(SPEC, params={"side": SIDE})
-    module = load_module(backends()["torch"].emit(graph).data.decode(), "mdbm_conv_mnist")
+    widths = {} if args.channels is None else dict(zip(("hidden1", "hidden2"), args.channels))
+    module = load_spec(parser, SPEC, {"side": SIDE, **widths}, "--channels " + " ".join(map(str, args.channels or ())))
     torch.manual_seed(args.seed)
     model, temps = module.Model(), Temperatures(SIDE)
     optimizer = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=args.lr)

@@ -6,6 +6,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 from targets import ROOT
 
 
@@ -82,16 +84,30 @@ def test_train_mdbm_runs_and_learns():
 
 def test_train_mdbm_conv_trains_on_28x28_images():
     """The convolutional MDBM (specs/mdbm_conv_mnist.nnspec at side=28) trains on upsampled digits and reports the
-    paper's metrics and the baselines; three steps already lower the imputation error on random masks."""
+    paper's metrics and the baselines; three steps already lower the imputation error on random masks. The hidden
+    tiers are narrowed to 4 and 8 channels (1,568 pixel units, 784 + 392 hidden units and the label)."""
     out = run_example("train_mdbm_conv.py", "--steps", "3", "--test", "40", "--mask-copies", "1",
-                      "--baseline-c", "1")
-    assert "upsampled to 28x28" in out and "state of 3930 units" in out
+                      "--baseline-c", "1", "--channels", "4", "8")
+    assert "upsampled to 28x28" in out and "state of 2754 units" in out
     dicts = [line.split(":", 1)[1] for line in out.splitlines()
              if line.startswith(("before training:", "after training:", "baselines:"))]
     before, after, base = (ast.literal_eval(text[:text.rindex("}") + 1].strip()) for text in dicts)
     assert set(before) == set(after) == set(base) == MDBM_METRICS
     assert all(0 <= v <= 1 for r in (before, after, base) for v in r.values())
     assert after["imputation error (random masks)"] < before["imputation error (random masks)"]
+
+
+@pytest.mark.parametrize("example, option, spec, code", [
+    ("train_mdbm.py", ["--hidden", "6"], "mdbm_mnist.nnspec:11:33", "E0854"),
+    ("train_mdbm_conv.py", ["--channels", "6", "8"], "mdbm_conv_mnist.nnspec:16:33", "E0860")])
+def test_mdbm_examples_reject_sizes_the_spec_rejects_as_usage_errors(example, option, spec, code):
+    """A width that does not split into the spec's groups of 4 ends the run before training: exit 2, the option
+    named, the spec's located message with its caret, and no traceback."""
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / example), *option, "--steps", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"error: {' '.join(option)}:" in result.stderr and spec in result.stderr and code in result.stderr
+    assert "^^^" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_search_encoder_searches_and_plots(tmp_path):
