@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_mdbm import (Temperatures, baselines, digits, evaluate, load_spec, loss_of, patch_mask, random_mask,  # noqa: E402
-                        table)
+from train_mdbm import (  # noqa: E402
+    Temperatures, baselines, digits, evaluate, load_spec, loss_of, patch_mask, random_mask, table)
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "mdbm_conv_mnist.nnspec"
 SIDE = 28
