@@ -10,6 +10,7 @@ with compiling the file from scratch.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import re
 import sys
@@ -66,13 +67,20 @@ async def client(lsp_client: LanguageClient):
 
 
 # ------------------------------------------------------------------ helpers
+OPENINGS = itertools.count(1, 1000)  # first versions: 1, 1001, 2001, ...
+
+
 class Doc:
-    """An open document: its uri, text and version, kept in step with the server."""
+    """An open document: its uri, text and version, kept in step with the server.
+
+    Each opening starts at a version no earlier opening used (edits add one each, fewer than a thousand):
+    diagnostics the server still publishes for an earlier opening of the same file (a re-check of it
+    that started before it was closed) are then never taken for this opening's."""
 
     def __init__(self, client: LanguageClient, path: Path, text: str | None = None) -> None:
         self.client, self.path, self.uri = client, path, path.as_uri()
         self.text = path.read_text() if text is None else text
-        self.version = 1
+        self.version = next(OPENINGS)
         self.seen = len(client.published)  # type: ignore[attr-defined]
 
     async def open(self) -> list[lsp.Diagnostic]:
@@ -142,7 +150,9 @@ class DiskDoc(Doc):
 
     def __init__(self, client: LanguageClient, path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
+        staged = path.with_name(path.name + ".part")  # replaced whole: the server never reads half a file
+        staged.write_bytes(text.encode())
+        staged.replace(path)
         super().__init__(client, path, text)
 
 
