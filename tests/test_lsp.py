@@ -67,20 +67,20 @@ async def client(lsp_client: LanguageClient):
 
 
 # ------------------------------------------------------------------ helpers
-OPENINGS = itertools.count(1, 1000)  # first versions: 1, 1001, 2001, ...
+VERSIONS = itertools.count(1)  # every opening and every edit, of any document, takes the next one
 
 
 class Doc:
     """An open document: its uri, text and version, kept in step with the server.
 
-    Each opening starts at a version no earlier opening used (edits add one each, fewer than a thousand):
-    diagnostics the server still publishes for an earlier opening of the same file (a re-check of it
-    that started before it was closed) are then never taken for this opening's."""
+    Versions are never reused, also across openings of the same file: diagnostics the server still
+    publishes for an earlier opening (a re-check of it that started before it was closed) are then
+    never taken for this opening's."""
 
     def __init__(self, client: LanguageClient, path: Path, text: str | None = None) -> None:
         self.client, self.path, self.uri = client, path, path.as_uri()
         self.text = path.read_text() if text is None else text
-        self.version = next(OPENINGS)
+        self.version = next(VERSIONS)
         self.seen = len(client.published)  # type: ignore[attr-defined]
 
     async def open(self) -> list[lsp.Diagnostic]:
@@ -89,7 +89,7 @@ class Doc:
         return await self.diagnostics()
 
     async def change(self, text: str) -> list[lsp.Diagnostic]:
-        self.text, self.version = text, self.version + 1
+        self.text, self.version = text, next(VERSIONS)
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=self.uri, version=self.version),
             content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
@@ -484,7 +484,7 @@ async def test_survives_a_thousand_random_edits(client: LanguageClient, tmp_path
         start, end, new = random_edit(rng, doc.text)
         change = lsp.TextDocumentContentChangePartial(
             range=lsp.Range(start=_position(doc.text, start), end=_position(doc.text, end)), text=new)
-        doc.text, doc.version = doc.text[:start] + new + doc.text[end:], doc.version + 1
+        doc.text, doc.version = doc.text[:start] + new + doc.text[end:], next(VERSIONS)
         client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
             content_changes=[change]))
