@@ -59,13 +59,14 @@ SPEC = Path(__file__).resolve().parent.parent / "specs" / "mdbm_mnist.nnspec"
 SIDE = 8
 
 
-def load_spec(parser: argparse.ArgumentParser, spec: Path, params: dict[str, int], option: str):
+def load_spec(parser: argparse.ArgumentParser, spec: Path, params: dict[str, int], option: str | None):
     """`spec` compiled at `params` for torch and imported as a module. A size the spec rejects (say hidden units
-    that do not split into its groups) ends the run as a usage error naming `option`, with the located message."""
+    that do not split into its groups) ends the run as a usage error naming `option`, the command-line option
+    that set it (None: the spec's own defaults), with the located message."""
     try:
         graph = compile_graph(spec, params=params)
     except SpeccError as exc:
-        parser.error(f"{option}:\n{exc.render()}")
+        parser.error(f"{option or 'the spec defaults'}:\n{exc.render()}")
     return load_module(backends()["torch"].emit(graph).data.decode(), spec.stem)
 
 
@@ -230,7 +231,10 @@ def main() -> None:
     eval_gen = torch.Generator().manual_seed(args.seed + 1)
     masks = {"random": random_mask(len(test), 0.4, eval_gen), "patch": patch_mask(len(test), SIDE // 2, eval_gen)}
 
-    module = load_spec(parser, SPEC, {} if args.hidden is None else {"hidden": args.hidden}, f"--hidden {args.hidden}")
+    if args.hidden is None:
+        module = load_spec(parser, SPEC, {}, None)
+    else:
+        module = load_spec(parser, SPEC, {"hidden": args.hidden}, f"--hidden {args.hidden}")
     torch.manual_seed(args.seed)
     model, temps = module.Model(), Temperatures()
     optimizer = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=args.lr)

@@ -95,8 +95,12 @@ def main() -> None:
     masks = {"random": random_mask(len(test), 0.4, eval_gen, side=SIDE),
              "patch": patch_mask(len(test), SIDE // 2, eval_gen, side=SIDE)}
 
-    widths = {} if args.channels is None else dict(zip(("hidden1", "hidden2"), args.channels))
-    module = load_spec(parser, SPEC, {"side": SIDE, **widths}, "--channels " + " ".join(map(str, args.channels or ())))
+    if args.channels is None:
+        module = load_spec(parser, SPEC, {"side": SIDE}, None)
+    else:
+        hidden1, hidden2 = args.channels
+        module = load_spec(parser, SPEC, {"side": SIDE, "hidden1": hidden1, "hidden2": hidden2},
+                           f"--channels {hidden1} {hidden2}")
     torch.manual_seed(args.seed)
     model, temps = module.Model(), Temperatures(SIDE)
     optimizer = torch.optim.Adam([*model.parameters(), *temps.parameters()], lr=args.lr)
